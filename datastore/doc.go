@@ -14,4 +14,23 @@
 // Delete name the revision they expect, and Txn applies several such
 // operations atomically. Watch follows a prefix from a revision returned by
 // List, so list-then-watch neither misses nor repeats a change.
+//
+// Conventions every implementation follows (the storetest package checks
+// them):
+//
+//   - Revisions are store-wide. One transaction (or one Create, Update or
+//     Delete) takes exactly one new revision, shared by all its changes; a
+//     transaction that only checks takes none. A new store may start at 0.
+//   - Watch(ctx, prefix, after) reports ErrCompacted either as its own error
+//     (the history is already gone when it is called) or later as the Err of
+//     the last Event (the watcher fell behind or the store compacted): in both
+//     cases the caller lists again and watches from the list's revision.
+//     after = 0 means "from the first revision".
+//   - Update and Delete need a revision >= 1, Check >= 0; a malformed key,
+//     prefix, op, a duplicate key in one Txn or a value larger than
+//     MaxValueSize is ErrInvalid (see ValidateOps), and nothing is written.
+//   - A Txn reports a missing key for OpUpdate or OpDelete as ErrConflict;
+//     Update and Delete on their own report it as ErrNotFound.
+//   - Values are copied: callers may reuse the slices they pass and modify
+//     the ones they receive.
 package datastore
