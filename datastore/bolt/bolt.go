@@ -1,0 +1,619 @@
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"go.etcd.io/bbolt"
+	bberrors "go.etcd.io/bbolt/errors"
+	"golang.org/x/sys/unix"
+
+	"github.com/tabbynet/tabby/datastore"
+)
+
+// Defaults used when Options (or one of its fields) is zero.
+const (
+	DefaultLockTimeout  = 5 * time.Second
+	DefaultLogSize      = 10000
+	DefaultPollInterval = 100 * time.Millisecond
+	DefaultWatchBuffer  = 64
+)
+
+// Options tunes a Store. A nil *Options means defaults.
+type Options struct {
+	// LockTimeout bounds how long an operation waits for the file lock
+	// (another process's operation) on top of the caller's context deadline
+	// (default 5s). Running out of either is ErrUnavailable.
+	LockTimeout time.Duration
+	// LogSize is how many change events the file keeps for Watch (default
+	// 10000). Older ones are trimmed; a watch that needs them gets
+	// ErrCompacted. The log holds between LogSize and 1.25*LogSize events.
+	LogSize int
+	// PollInterval is how often a watch checks for writes made by other
+	// processes (default 100ms). Writes made through this Store wake its
+	// watches at once.
+	PollInterval time.Duration
+	// WatchBuffer is the capacity of each watch channel (default 64).
+	WatchBuffer int
+	// NoSync skips fsync on commit: faster, but a power loss (not a process
+	// crash) can lose or corrupt recent writes. For tests and benchmarks.
+	NoSync bool
+	// Logger receives watch errors that are retried. Nil discards.
+	Logger *slog.Logger
+}
+
+// Store is a datastore.Store in one bbolt file, shared safely by every
+// process that opens the same path with this package. It is safe for
+// concurrent use.
+type Store struct {
+	path     string
+	lockPath string
+	opts     Options
+	log      *slog.Logger
+
+	sem  chan struct{} // one operation of this process at a time
+	done chan struct{}
+
+	mu       sync.Mutex
+	closed   bool
+	watchers map[chan struct{}]struct{}
+}
+
+var _ datastore.Store = (*Store)(nil)
+
+var (
+	bucketMeta = []byte("meta")
+	bucketKV   = []byte("kv")
+	bucketLog  = []byte("log")
+
+	metaRev       = []byte("rev")
+	metaCompacted = []byte("compacted")
+	metaLogCount  = []byte("logcount")
+)
+
+// Open opens (creating if needed, with mode 0600 and the parent directory
+// with mode 0700) the store at path. The lock file path+".lock" sits next to
+// it.
+func Open(ctx context.Context, path string, opts *Options) (*Store, error) {
+	if path == "" || strings.ContainsRune(path, 0) {
+		return nil, fmt.Errorf("bolt: open %q: %w", path, datastore.ErrInvalid)
+	}
+	s := &Store{
+		path:     filepath.Clean(path),
+		sem:      make(chan struct{}, 1),
+		done:     make(chan struct{}),
+		watchers: make(map[chan struct{}]struct{}),
+		opts: Options{
+			LockTimeout:  DefaultLockTimeout,
+			LogSize:      DefaultLogSize,
+			PollInterval: DefaultPollInterval,
+			WatchBuffer:  DefaultWatchBuffer,
+		},
+	}
+	s.lockPath = s.path + ".lock"
+	if opts != nil {
+		if opts.LockTimeout > 0 {
+			s.opts.LockTimeout = opts.LockTimeout
+		}
+		if opts.LogSize > 0 {
+			s.opts.LogSize = opts.LogSize
+		}
+		if opts.PollInterval > 0 {
+			s.opts.PollInterval = opts.PollInterval
+		}
+		if opts.WatchBuffer > 0 {
+			s.opts.WatchBuffer = opts.WatchBuffer
+		}
+		s.opts.NoSync = opts.NoSync
+		s.log = opts.Logger
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(filepath.Dir(s.path), 0o700); err != nil {
+		return nil, fmt.Errorf("bolt: open %s: %w", s.path, err)
+	}
+	err := s.do(ctx, "open", true, func(tx *bbolt.Tx, _ *lock) error {
+		for _, b := range [][]byte{bucketMeta, bucketKV, bucketLog} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Path returns the database file's path.
+func (s *Store) Path() string { return s.path }
+
+// lock is the cross-process file lock held for one operation.
+type lock struct {
+	f *os.File
+}
+
+// publish records rev in the lock file so that watches in other processes
+// notice the write without taking the lock.
+func (l *lock) publish(rev int64) {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(rev))
+	l.f.WriteAt(b[:], 0)
+}
+
+// acquire takes this process's semaphore and then the exclusive flock on
+// the lock file, waiting at most until ctx ends or LockTimeout passes.
+func (s *Store) acquire(ctx context.Context) (*lock, error) {
+	lctx, cancel := context.WithTimeout(ctx, s.opts.LockTimeout)
+	defer cancel()
+	select {
+	case s.sem <- struct{}{}:
+	case <-lctx.Done():
+		return nil, unavailable(ctx, "waiting for another operation of this process")
+	case <-s.done:
+		return nil, datastore.ErrClosed
+	}
+	f, err := os.OpenFile(s.lockPath, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		<-s.sem
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err == nil {
+		return &lock{f: f}, nil
+	}
+	// Block in the kernel (woken as soon as the holder unlocks) on another
+	// goroutine, so that the deadline can still end the wait.
+	res := make(chan error, 1)
+	go func() {
+		for {
+			err := unix.Flock(int(f.Fd()), unix.LOCK_EX)
+			if err != unix.EINTR {
+				res <- err
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-res:
+		if err != nil {
+			f.Close()
+			<-s.sem
+			return nil, err
+		}
+		return &lock{f: f}, nil
+	case <-lctx.Done():
+		// Whoever gets the lock later releases it and the semaphore.
+		go func() {
+			<-res
+			f.Close()
+			<-s.sem
+		}()
+		return nil, unavailable(ctx, "waiting for the file lock")
+	}
+}
+
+func (s *Store) release(l *lock) {
+	l.f.Close() // drops the flock
+	<-s.sem
+}
+
+func unavailable(ctx context.Context, what string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s: %w: %w", what, datastore.ErrUnavailable, err)
+	}
+	return fmt.Errorf("%s: %w", what, datastore.ErrUnavailable)
+}
+
+// do runs fn in a bbolt transaction on the file, opened for this operation
+// only, under the lock.
+func (s *Store) do(ctx context.Context, op string, write bool, fn func(*bbolt.Tx, *lock) error) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("bolt: %s: %w", op, err)
+	}
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return fmt.Errorf("bolt: %s: %w", op, datastore.ErrClosed)
+	}
+	l, err := s.acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("bolt: %s %s: %w", op, s.path, err)
+	}
+	defer s.release(l)
+	db, err := bbolt.Open(s.path, 0o600, &bbolt.Options{
+		Timeout: s.opts.LockTimeout,
+		NoSync:  s.opts.NoSync,
+	})
+	if errors.Is(err, bberrors.ErrTimeout) {
+		return fmt.Errorf("bolt: %s %s: file locked by another program: %w", op, s.path, datastore.ErrUnavailable)
+	}
+	if err != nil {
+		return fmt.Errorf("bolt: %s %s: %w", op, s.path, err)
+	}
+	defer db.Close()
+	if write {
+		err = db.Update(func(tx *bbolt.Tx) error { return fn(tx, l) })
+	} else {
+		err = db.View(func(tx *bbolt.Tx) error { return fn(tx, l) })
+	}
+	if err != nil {
+		return fmt.Errorf("bolt: %s: %w", op, err)
+	}
+	return nil
+}
+
+func u64(b []byte) int64 {
+	if len(b) != 8 {
+		return 0
+	}
+	return int64(binary.BigEndian.Uint64(b))
+}
+
+func be(v int64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, uint64(v))
+	return b
+}
+
+func getMeta(tx *bbolt.Tx, key []byte) int64 {
+	b := tx.Bucket(bucketMeta)
+	if b == nil {
+		return 0
+	}
+	return u64(b.Get(key))
+}
+
+// A kv bucket value is the 8-byte big-endian revision then the value.
+func decodeKV(key, v []byte) (datastore.KV, error) {
+	if len(v) < 8 {
+		return datastore.KV{}, fmt.Errorf("key %q: corrupt record of %d bytes", key, len(v))
+	}
+	return datastore.KV{Key: string(key), Revision: u64(v[:8]), Value: append([]byte{}, v[8:]...)}, nil
+}
+
+// Get implements datastore.Store.
+func (s *Store) Get(ctx context.Context, key string) (datastore.KV, error) {
+	if !datastore.ValidKey(key) {
+		return datastore.KV{}, fmt.Errorf("bolt: get %q: %w", key, datastore.ErrInvalid)
+	}
+	var kv datastore.KV
+	err := s.do(ctx, "get", false, func(tx *bbolt.Tx, _ *lock) error {
+		v := tx.Bucket(bucketKV).Get([]byte(key))
+		if v == nil {
+			return fmt.Errorf("%q: %w", key, datastore.ErrNotFound)
+		}
+		var err error
+		kv, err = decodeKV([]byte(key), v)
+		return err
+	})
+	return kv, err
+}
+
+// List implements datastore.Store.
+func (s *Store) List(ctx context.Context, prefix string) ([]datastore.KV, int64, error) {
+	if err := datastore.ValidatePrefix(prefix); err != nil {
+		return nil, 0, fmt.Errorf("bolt: list: %w", err)
+	}
+	var out []datastore.KV
+	var rev int64
+	err := s.do(ctx, "list", false, func(tx *bbolt.Tx, _ *lock) error {
+		rev = getMeta(tx, metaRev)
+		p := []byte(prefix)
+		c := tx.Bucket(bucketKV).Cursor()
+		for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
+			kv, err := decodeKV(k, v)
+			if err != nil {
+				return err
+			}
+			out = append(out, kv)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	return out, rev, nil
+}
+
+// Create implements datastore.Store.
+func (s *Store) Create(ctx context.Context, key string, value []byte) (int64, error) {
+	return s.Txn(ctx, datastore.Create(key, value))
+}
+
+// Update implements datastore.Store.
+func (s *Store) Update(ctx context.Context, key string, value []byte, rev int64) (int64, error) {
+	return s.txn(ctx, true, []datastore.Op{datastore.Update(key, value, rev)})
+}
+
+// Delete implements datastore.Store.
+func (s *Store) Delete(ctx context.Context, key string, rev int64) error {
+	_, err := s.txn(ctx, true, []datastore.Op{datastore.Delete(key, rev)})
+	return err
+}
+
+// Txn implements datastore.Store.
+func (s *Store) Txn(ctx context.Context, ops ...datastore.Op) (int64, error) {
+	return s.txn(ctx, false, ops)
+}
+
+// txn applies ops; single says a missing key is ErrNotFound rather than
+// ErrConflict (Update and Delete outside a Txn).
+func (s *Store) txn(ctx context.Context, single bool, ops []datastore.Op) (int64, error) {
+	if err := datastore.ValidateOps(ops); err != nil {
+		return 0, fmt.Errorf("bolt: txn: %w", err)
+	}
+	var rev int64
+	wrote := false
+	err := s.do(ctx, "txn", true, func(tx *bbolt.Tx, l *lock) error {
+		kvb := tx.Bucket(bucketKV)
+		cur := getMeta(tx, metaRev)
+		writes := 0
+		for _, op := range ops {
+			v := kvb.Get([]byte(op.Key))
+			var at int64
+			if v != nil {
+				if len(v) < 8 {
+					return fmt.Errorf("key %q: corrupt record", op.Key)
+				}
+				at = u64(v[:8])
+			}
+			switch op.Type {
+			case datastore.OpCreate:
+				if v != nil {
+					return fmt.Errorf("create %q: %w", op.Key, datastore.ErrExists)
+				}
+				writes++
+			default:
+				if single && v == nil {
+					return fmt.Errorf("%s %q: %w", op.Type, op.Key, datastore.ErrNotFound)
+				}
+				if at != op.Revision {
+					return fmt.Errorf("%s %q at revision %d (is %d): %w", op.Type, op.Key, op.Revision, at, datastore.ErrConflict)
+				}
+				if op.Type != datastore.OpCheck {
+					writes++
+				}
+			}
+		}
+		if writes == 0 {
+			rev = cur
+			return nil
+		}
+		rev = cur + 1
+		logb := tx.Bucket(bucketLog)
+		meta := tx.Bucket(bucketMeta)
+		seq := uint32(0)
+		for _, op := range ops {
+			var ev byte
+			switch op.Type {
+			case datastore.OpCreate, datastore.OpUpdate:
+				rec := make([]byte, 8+len(op.Value))
+				binary.BigEndian.PutUint64(rec, uint64(rev))
+				copy(rec[8:], op.Value)
+				if err := kvb.Put([]byte(op.Key), rec); err != nil {
+					return err
+				}
+				ev = byte(datastore.EventPut)
+			case datastore.OpDelete:
+				if err := kvb.Delete([]byte(op.Key)); err != nil {
+					return err
+				}
+				ev = byte(datastore.EventDelete)
+			default:
+				continue
+			}
+			if err := logb.Put(logKey(rev, seq), encodeEvent(ev, op)); err != nil {
+				return err
+			}
+			seq++
+		}
+		if err := meta.Put(metaRev, be(rev)); err != nil {
+			return err
+		}
+		count := getMeta(tx, metaLogCount) + int64(seq)
+		if max := int64(s.opts.LogSize); count > max+max/4 {
+			var err error
+			if count, err = trimLog(tx, count, count-max, 0); err != nil {
+				return err
+			}
+		}
+		if err := meta.Put(metaLogCount, be(count)); err != nil {
+			return err
+		}
+		wrote = true
+		// Written before the commit is visible to anyone else: the lock is
+		// still ours until do returns.
+		l.publish(rev)
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	if wrote {
+		s.wake()
+	}
+	return rev, nil
+}
+
+func logKey(rev int64, seq uint32) []byte {
+	k := make([]byte, 12)
+	binary.BigEndian.PutUint64(k, uint64(rev))
+	binary.BigEndian.PutUint32(k[8:], seq)
+	return k
+}
+
+// A log record is the event type, the key length (uvarint), the key, then
+// the value.
+func encodeEvent(typ byte, op datastore.Op) []byte {
+	b := make([]byte, 0, 1+binary.MaxVarintLen64+len(op.Key)+len(op.Value))
+	b = append(b, typ)
+	b = binary.AppendUvarint(b, uint64(len(op.Key)))
+	b = append(b, op.Key...)
+	if typ == byte(datastore.EventPut) {
+		b = append(b, op.Value...)
+	}
+	return b
+}
+
+func decodeEvent(k, v []byte) (datastore.Event, error) {
+	if len(k) != 12 || len(v) < 2 {
+		return datastore.Event{}, fmt.Errorf("corrupt log record %x", k)
+	}
+	n, w := binary.Uvarint(v[1:])
+	if w <= 0 || uint64(len(v)-1-w) < n {
+		return datastore.Event{}, fmt.Errorf("corrupt log record %x", k)
+	}
+	ev := datastore.Event{
+		Type:     datastore.EventType(v[0]),
+		Revision: u64(k[:8]),
+		Key:      string(v[1+w : 1+w+int(n)]),
+	}
+	if ev.Type == datastore.EventPut {
+		ev.Value = append([]byte{}, v[1+w+int(n):]...)
+	}
+	return ev, nil
+}
+
+// trimLog deletes at least n of the oldest log events, always whole
+// revisions, and at least everything up to upTo. It returns the new count
+// and records the compaction revision.
+func trimLog(tx *bbolt.Tx, count, n, upTo int64) (int64, error) {
+	c := tx.Bucket(bucketLog).Cursor()
+	last := getMeta(tx, metaCompacted)
+	for k, _ := c.First(); k != nil; k, _ = c.First() {
+		rev := u64(k[:8])
+		if n <= 0 && rev > upTo && rev != last {
+			break
+		}
+		if err := c.Delete(); err != nil {
+			return 0, err
+		}
+		last = rev
+		n--
+		count--
+	}
+	if upTo > last {
+		last = upTo
+	}
+	if err := tx.Bucket(bucketMeta).Put(metaCompacted, be(last)); err != nil {
+		return 0, err
+	}
+	return count, nil
+}
+
+// Compact forgets the change log up to and including rev: a Watch from an
+// older revision then fails with ErrCompacted. A rev beyond the current
+// revision is ErrInvalid.
+func (s *Store) Compact(ctx context.Context, rev int64) error {
+	return s.do(ctx, "compact", true, func(tx *bbolt.Tx, _ *lock) error {
+		if cur := getMeta(tx, metaRev); rev < 0 || rev > cur {
+			return fmt.Errorf("revision %d (current %d): %w", rev, cur, datastore.ErrInvalid)
+		}
+		if rev <= getMeta(tx, metaCompacted) {
+			return nil
+		}
+		count, err := trimLog(tx, getMeta(tx, metaLogCount), 0, rev)
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(bucketMeta).Put(metaLogCount, be(count))
+	})
+}
+
+// Check verifies the file: bbolt's own page consistency check, and that
+// every key and log event has a revision between the compaction revision
+// and the store revision. It is what a test runs after killing a writer.
+func (s *Store) Check(ctx context.Context) error {
+	return s.do(ctx, "check", false, func(tx *bbolt.Tx, _ *lock) error {
+		for err := range tx.Check() {
+			return err
+		}
+		for _, b := range [][]byte{bucketMeta, bucketKV, bucketLog} {
+			if tx.Bucket(b) == nil {
+				return fmt.Errorf("bucket %s missing", b)
+			}
+		}
+		rev := getMeta(tx, metaRev)
+		compacted := getMeta(tx, metaCompacted)
+		err := tx.Bucket(bucketKV).ForEach(func(k, v []byte) error {
+			kv, err := decodeKV(k, v)
+			if err != nil {
+				return err
+			}
+			if kv.Revision < 1 || kv.Revision > rev {
+				return fmt.Errorf("key %q at revision %d, store at %d", k, kv.Revision, rev)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		var count int64
+		err = tx.Bucket(bucketLog).ForEach(func(k, v []byte) error {
+			ev, err := decodeEvent(k, v)
+			if err != nil {
+				return err
+			}
+			if ev.Revision <= compacted || ev.Revision > rev {
+				return fmt.Errorf("log event at revision %d outside (%d, %d]", ev.Revision, compacted, rev)
+			}
+			count++
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if c := getMeta(tx, metaLogCount); c != count {
+			return fmt.Errorf("log count %d, %d events", c, count)
+		}
+		return nil
+	})
+}
+
+func (s *Store) wake() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for w := range s.watchers {
+		select {
+		case w <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Close implements datastore.Store. Operations already running finish.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return fmt.Errorf("bolt: close: %w", datastore.ErrClosed)
+	}
+	s.closed = true
+	close(s.done)
+	return nil
+}
+
+// readRev reads the revision the last writer published in the lock file.
+func readRev(f *os.File) int64 {
+	if f == nil {
+		return -1
+	}
+	var b [8]byte
+	if _, err := f.ReadAt(b[:], 0); err != nil && err != io.EOF {
+		return -1
+	}
+	return u64(b[:])
+}
