@@ -1,0 +1,406 @@
+package ipam
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+
+	"github.com/tabbynet/tabby/datastore"
+)
+
+// MaxNum4 is the most addresses one AutoAssign may ask for.
+const MaxNum4 = 1024
+
+// TunnelHandlePrefix starts the handle of a node's VXLAN tunnel address:
+// "vxlan-tunnel-addr-<node>".
+const TunnelHandlePrefix = "vxlan-tunnel-addr-"
+
+// TunnelAttrType is the value of the "type" attribute of a tunnel address.
+const TunnelAttrType = "vxlanTunnelAddress"
+
+// TunnelHandle returns the handle of host's VXLAN tunnel address.
+func TunnelHandle(host string) string { return TunnelHandlePrefix + host }
+
+// AutoAssignArgs is a request for addresses. A plain value.
+type AutoAssignArgs struct {
+	// Handle names the holder (for a pod, typically "<network>.<container
+	// id>"); it is how the addresses are released. Required.
+	Handle string
+	// Host is the node asking; addresses come from its blocks. Required.
+	Host string
+	// Num4 is the number of IPv4 addresses, 1..MaxNum4.
+	Num4 int
+	// Attrs are stored with each address (for example namespace and pod).
+	Attrs map[string]string
+	// Pools restricts the pools by name (empty: every enabled IPv4 pool).
+	// An unknown name is ErrPoolNotFound; disabled pools are skipped.
+	Pools []string
+}
+
+// Assigned is one address handed out. Seq identifies this allocation of
+// the address: pass it to ReleaseIPs so that a late release cannot free the
+// address after it was handed to someone else.
+type Assigned struct {
+	Addr  netip.Addr
+	Block netip.Prefix
+	Pool  string
+	Seq   uint64
+}
+
+// AutoAssign hands out args.Num4 IPv4 addresses to args.Handle on
+// args.Host: first from the host's blocks with room, then from a newly
+// claimed block (see ClaimBlock), then, unless Config.StrictAffinity, by
+// borrowing from other blocks; else ErrExhausted. The addresses and the
+// handle record are written in one transaction.
+//
+// If the handle already holds IPv4 addresses, AutoAssign returns those and
+// allocates nothing: an ADD retried after a crash does not allocate twice.
+func (m *IPAM) AutoAssign(ctx context.Context, args AutoAssignArgs) ([]Assigned, error) {
+	return m.autoAssign(ctx, args, m.strict)
+}
+
+// AssignTunnelAddress returns host's VXLAN tunnel address, allocating it on
+// first use from a block affine to host (never borrowed) with handle
+// TunnelHandle(host) and attributes type=vxlanTunnelAddress, node=host.
+// Repeated calls return the same address. pools restricts the pools as in
+// AutoAssignArgs.
+func (m *IPAM) AssignTunnelAddress(ctx context.Context, host string, pools ...string) (netip.Addr, error) {
+	if err := checkHost(host); err != nil {
+		return netip.Addr{}, fmt.Errorf("ipam: tunnel address: %w", err)
+	}
+	as, err := m.autoAssign(ctx, AutoAssignArgs{
+		Handle: TunnelHandle(host), Host: host, Num4: 1, Pools: pools,
+		Attrs: map[string]string{"type": TunnelAttrType, "node": host},
+	}, true)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	return as[0].Addr, nil
+}
+
+// selectPools resolves names to usable IPv4 pools.
+func selectPools(pr *poolsRec, names []string, is4 bool) ([]poolRec, error) {
+	var sel []poolRec
+	var disabled []string
+	if len(names) == 0 {
+		for _, p := range pr.Pools {
+			if p.CIDR.Addr().Is4() == is4 && p.usable() {
+				sel = append(sel, p)
+			}
+		}
+		return sel, nil
+	}
+	for _, n := range names {
+		i := pr.find(n)
+		if i < 0 {
+			return nil, fmt.Errorf("%w: %q", ErrPoolNotFound, n)
+		}
+		p := pr.Pools[i]
+		if p.CIDR.Addr().Is4() != is4 {
+			return nil, fmt.Errorf("%w: pool %s is not IPv4", ErrInvalid, n)
+		}
+		if !p.usable() {
+			disabled = append(disabled, n)
+			continue
+		}
+		if !slices.ContainsFunc(sel, func(q poolRec) bool { return q.Name == n }) {
+			sel = append(sel, p)
+		}
+	}
+	if len(sel) == 0 {
+		return nil, fmt.Errorf("%w: %w: %v", ErrExhausted, ErrPoolDisabled, disabled)
+	}
+	return sel, nil
+}
+
+func (m *IPAM) autoAssign(ctx context.Context, args AutoAssignArgs, strict bool) ([]Assigned, error) {
+	op := "auto-assign " + args.Handle
+	if err := checkHandle(args.Handle); err != nil {
+		return nil, fmt.Errorf("ipam: auto-assign: %w", err)
+	}
+	if err := checkHost(args.Host); err != nil {
+		return nil, fmt.Errorf("ipam: auto-assign: %w", err)
+	}
+	if args.Num4 < 1 || args.Num4 > MaxNum4 {
+		return nil, fmt.Errorf("ipam: auto-assign: %w: Num4 %d not in 1..%d", ErrInvalid, args.Num4, MaxNum4)
+	}
+	var out []Assigned
+	err := m.retry(ctx, op, func() error {
+		var err error
+		out, err = m.autoAssignOnce(ctx, args, strict)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ipam: %s: %w", op, err)
+	}
+	return out, nil
+}
+
+func heldV4(h *handleRec) []Assigned {
+	var out []Assigned
+	for _, a := range h.Addrs {
+		if a.Addr.Is4() {
+			out = append(out, Assigned{Addr: a.Addr, Block: a.Block, Pool: a.Pool, Seq: a.Seq})
+		}
+	}
+	return out
+}
+
+func (m *IPAM) autoAssignOnce(ctx context.Context, args AutoAssignArgs, strict bool) ([]Assigned, error) {
+	pr, prev, err := m.loadPools(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sel, err := selectPools(pr, args.Pools, true)
+	if err != nil {
+		return nil, err
+	}
+	c := m.newChange()
+	lh, err := c.handle(ctx, args.Handle)
+	if err != nil {
+		return nil, err
+	}
+	if held := heldV4(lh.rec); len(held) > 0 {
+		return held, nil
+	}
+	hr, hrev, err := m.loadHost(ctx, args.Host)
+	if err != nil {
+		return nil, err
+	}
+	if slices.ContainsFunc(hr.Blocks, func(b hostBlock) bool { return b.Pending }) {
+		if err := m.confirm(ctx, args.Host); err != nil {
+			return nil, err
+		}
+		return nil, errRetry
+	}
+	inSel := func(pool string) bool {
+		return slices.ContainsFunc(sel, func(p poolRec) bool { return p.Name == pool })
+	}
+	now := m.now()
+	need := args.Num4
+	var out []Assigned
+	takeFrom := func(lb *loadedBlock) {
+		if lb.rec == nil || need == 0 || len(lb.rec.Free) == 0 {
+			return
+		}
+		if !lb.dirty {
+			lb.rec = lb.rec.clone()
+			lb.dirty = true
+		}
+		for need > 0 {
+			a, seq, ok := lb.rec.take(args.Handle, args.Host, args.Attrs, now)
+			if !ok {
+				break
+			}
+			need--
+			out = append(out, Assigned{Addr: a, Block: lb.rec.CIDR, Pool: lb.rec.Pool, Seq: seq})
+			lh.rec.Addrs = append(lh.rec.Addrs, handleAddr{Pool: lb.rec.Pool, Block: lb.rec.CIDR, Addr: a, Seq: seq})
+			lh.dirty = true
+		}
+	}
+	// 1. The host's own blocks.
+	for _, hb := range hr.Blocks {
+		if need == 0 {
+			break
+		}
+		if hb.Pending || !inSel(hb.Pool) {
+			continue
+		}
+		lb, err := c.block(ctx, hb.Pool, hb.CIDR)
+		if err != nil {
+			return nil, err
+		}
+		if lb.rec != nil && lb.rec.Affinity == args.Host {
+			takeFrom(lb)
+		}
+	}
+	// 2. New blocks for the host.
+	capped := false
+	for need > 0 {
+		if m.maxBPH > 0 && len(hr.Blocks) >= m.maxBPH {
+			capped = true
+			break
+		}
+		claimed := false
+		for _, p := range sel {
+			b, err := m.claimIn(ctx, prev, hr, hrev, p)
+			if errors.Is(err, errNoFreeBlock) {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			if hr, hrev, err = m.loadHost(ctx, args.Host); err != nil {
+				return nil, err
+			}
+			lb, err := c.block(ctx, p.Name, b)
+			if err != nil {
+				return nil, err
+			}
+			takeFrom(lb)
+			claimed = true
+			break
+		}
+		if !claimed {
+			break
+		}
+	}
+	// 3. Borrow.
+	if need > 0 && !strict {
+		for _, p := range sel {
+			if need == 0 {
+				break
+			}
+			kvs, _, err := m.st.List(ctx, m.k.blocks(p.Name))
+			if err != nil {
+				return nil, err
+			}
+			start := int(m.randN(uint64(len(kvs))))
+			for j := range kvs {
+				if need == 0 {
+					break
+				}
+				kv := kvs[(start+j)%len(kvs)]
+				if _, seen := c.blocks[kv.Key]; seen {
+					continue
+				}
+				b, err := decodeBlock(kv.Value)
+				if err != nil {
+					return nil, fmt.Errorf("%s: %w", kv.Key, err)
+				}
+				if len(b.Free) == 0 {
+					continue
+				}
+				lb := &loadedBlock{key: kv.Key, rec: b, rev: kv.Revision}
+				c.blocks[kv.Key] = lb
+				c.order = append(c.order, kv.Key)
+				takeFrom(lb)
+			}
+		}
+	}
+	if need > 0 {
+		why := "pools full"
+		if capped {
+			why = fmt.Sprintf("host %s at MaxBlocksPerHost %d", args.Host, m.maxBPH)
+		}
+		if strict {
+			why += ", borrowing not allowed"
+		}
+		return nil, fmt.Errorf("%w: %d of %d addresses (%s)", ErrExhausted, args.Num4-need, args.Num4, why)
+	}
+	ops := append([]datastore.Op{datastore.Check(m.k.pools(), prev)}, c.ops()...)
+	if _, err := m.st.Txn(ctx, ops...); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// AssignIPArgs asks for one specific address. A plain value.
+type AssignIPArgs struct {
+	Addr   netip.Addr
+	Handle string // required
+	Host   string // required
+	Attrs  map[string]string
+}
+
+// AssignIP allocates args.Addr to args.Handle. ErrNotInPool if no pool
+// holds it, ErrPoolDisabled if its pool is disabled, ErrInUse if it is
+// allocated to another handle (if args.Handle already holds it, AssignIP
+// returns it again). If the address's block does not exist yet it is created
+// affine to args.Host (unaffine if the host is at MaxBlocksPerHost).
+func (m *IPAM) AssignIP(ctx context.Context, args AssignIPArgs) (Assigned, error) {
+	op := "assign " + args.Addr.String()
+	if err := checkHandle(args.Handle); err != nil {
+		return Assigned{}, fmt.Errorf("ipam: %s: %w", op, err)
+	}
+	if err := checkHost(args.Host); err != nil {
+		return Assigned{}, fmt.Errorf("ipam: %s: %w", op, err)
+	}
+	if !args.Addr.IsValid() || args.Addr.Zone() != "" || args.Addr.Is4In6() {
+		return Assigned{}, fmt.Errorf("ipam: %s: %w: address", op, ErrInvalid)
+	}
+	var out Assigned
+	claimedFor := ""
+	err := m.retry(ctx, op, func() error {
+		claimedFor = ""
+		pr, prev, err := m.loadPools(ctx)
+		if err != nil {
+			return err
+		}
+		i := pr.containing(args.Addr)
+		if i < 0 {
+			return ErrNotInPool
+		}
+		p := pr.Pools[i]
+		if !p.usable() {
+			return fmt.Errorf("%w: %s", ErrPoolDisabled, p.Name)
+		}
+		c := m.newChange()
+		lh, err := c.handle(ctx, args.Handle)
+		if err != nil {
+			return err
+		}
+		for _, a := range lh.rec.Addrs {
+			if a.Addr == args.Addr {
+				out = Assigned{Addr: a.Addr, Block: a.Block, Pool: a.Pool, Seq: a.Seq}
+				return nil
+			}
+		}
+		bc := blockOf(args.Addr, p.BlockSize)
+		lb, err := c.block(ctx, p.Name, bc)
+		if err != nil {
+			return err
+		}
+		ops := []datastore.Op{datastore.Check(m.k.pools(), prev)}
+		if lb.rec == nil {
+			hr, hrev, err := m.loadHost(ctx, args.Host)
+			if err != nil {
+				return err
+			}
+			aff := ""
+			if m.maxBPH == 0 || len(hr.Blocks) < m.maxBPH {
+				aff = args.Host
+				hr.Blocks = append(hr.Blocks, hostBlock{Pool: p.Name, CIDR: bc, Pending: true})
+				ops = append(ops, putOp(m.k.host(args.Host), hr, hrev))
+			}
+			b := newBlock(p.Name, bc, aff)
+			a, seq, _ := b.takeOrd(ordinal(bc, args.Addr), args.Handle, args.Host, args.Attrs, m.now())
+			ops = append(ops, datastore.Create(lb.key, encode(b)))
+			out = Assigned{Addr: a, Block: bc, Pool: p.Name, Seq: seq}
+			claimedFor = aff
+		} else {
+			lb.rec = lb.rec.clone()
+			lb.dirty = true
+			a, seq, ok := lb.rec.takeOrd(ordinal(bc, args.Addr), args.Handle, args.Host, args.Attrs, m.now())
+			if !ok {
+				return fmt.Errorf("%w: held by %s", ErrInUse, lb.rec.Allocs[ordinal(bc, args.Addr)].Handle)
+			}
+			out = Assigned{Addr: a, Block: bc, Pool: p.Name, Seq: seq}
+		}
+		lh.rec.Addrs = append(lh.rec.Addrs, handleAddr{Pool: out.Pool, Block: out.Block, Addr: out.Addr, Seq: out.Seq})
+		lh.dirty = true
+		ops = append(ops, c.ops()...)
+		_, err = m.st.Txn(ctx, ops...)
+		return err
+	})
+	if err != nil {
+		return Assigned{}, fmt.Errorf("ipam: %s: %w", op, err)
+	}
+	if claimedFor != "" {
+		if err := m.confirm(ctx, claimedFor); err != nil {
+			return out, fmt.Errorf("ipam: %s: assigned, but confirming the block affinity: %w", op, err)
+		}
+	}
+	return out, nil
+}
+
+// cloneAttrs is used by reports so callers cannot alias stored maps.
+func cloneAttrs(a map[string]string) map[string]string {
+	if len(a) == 0 {
+		return nil
+	}
+	return maps.Clone(a)
+}

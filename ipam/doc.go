@@ -1,0 +1,51 @@
+// Package ipam is tabby's block IP address management: pools carved into
+// blocks, blocks affine to hosts (so that one route per block reaches a
+// node), addresses allocated to handles, and garbage collection. It is a
+// library over a datastore.Store; it runs unchanged on the memory store (one
+// process), the bolt store (one host, several processes) and etcd (a
+// cluster), and imports nothing but package datastore.
+//
+// # What it owns
+//
+// Every key under its prefix (Config.Prefix, default "tabby/ipam/") in the
+// store. Values are JSON:
+//
+//	tabby/ipam/pools                        all pools, in one record
+//	tabby/ipam/blocks/<pool>/<addr>-<bits>  one block: affinity, free list,
+//	                                        allocations (handle, host,
+//	                                        attributes, time, sequence)
+//	tabby/ipam/hosts/<host>                 the host's block affinities
+//	                                        (pending or confirmed)
+//	tabby/ipam/handles/<handle>             the addresses a handle holds
+//	                                        (pool, block, address, sequence)
+//
+// For example worker1's block in the seed is
+// "tabby/ipam/blocks/default/10.244.235.128-26".
+//
+// # How it stays correct
+//
+// Every change is one datastore transaction conditioned on the revisions it
+// read: an assignment updates its blocks and its handle together and checks
+// that the pools record did not change; a release updates the blocks and
+// the handle together. A lost race is retried after a random, growing delay,
+// at most Config.MaxRetries times (then ErrContention). A process killed at
+// any point therefore leaves either the whole change or none of it.
+//
+// Claiming a block is two steps (pending, then confirmed; see
+// IPAM.ClaimBlock). The block record is created conditionally, so two hosts
+// never hold the same block, on any store. A claim probes a bounded number
+// of random candidate blocks with single reads before it lists the pool, so
+// its cost stays flat as the cluster grows; the host record means a host's
+// blocks, and a handle record means a handle's addresses, are one read
+// away. No assignment or release lists blocks, except borrowing when a host
+// cannot get a block of its own.
+//
+// Within a block the address that has been free the longest is handed out
+// first, and each allocation carries a sequence number so that a stale
+// release (Release.Seq) cannot free an address that was reused. Every
+// address of a block is usable, including the first (a node's VXLAN tunnel
+// address, as in the seed: 10.244.235.128 on worker1).
+//
+// IPv4 is what assignment does today (AutoAssignArgs.Num4); IPv6 pools are
+// accepted by the model and AssignIP.
+package ipam

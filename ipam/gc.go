@@ -1,0 +1,133 @@
+package ipam
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/tabbynet/tabby/datastore"
+)
+
+// GCOptions says what GC may release. A plain value.
+type GCOptions struct {
+	// Valid reports whether a handle is still in use (for pods: the
+	// container exists; include the tunnel handles of live nodes).
+	// Allocations whose handle is not valid and that are older than
+	// GracePeriod are released. nil releases no allocation.
+	Valid func(handle string) bool
+	// GracePeriod protects fresh allocations (an ADD in flight whose
+	// container is not yet visible to the caller).
+	GracePeriod time.Duration
+	// MinEmptyAge: a block's affinity is released once the block has been
+	// empty this long (0: never by age). Independently, a block found empty
+	// by two GC passes in a row is released. A host's last block is never
+	// released.
+	MinEmptyAge time.Duration
+}
+
+// GCResult says what one GC pass did.
+type GCResult struct {
+	// Released are the addresses freed.
+	Released []netip.Addr
+	// ReleasedBlocks are the empty blocks whose affinity was released (the
+	// blocks were deleted and can be claimed again).
+	ReleasedBlocks []netip.Prefix
+	// MarkedEmpty counts blocks seen empty for the first time.
+	MarkedEmpty int
+	// Confirmed counts pending affinities resolved (confirmed or dropped).
+	Confirmed int
+}
+
+// GC releases leaked allocations and idle block affinities, and completes
+// interrupted claims. It lists the blocks (GC is a periodic, cluster-wide
+// task, not on the assignment path). Every change is conditional on what GC
+// read, so it never frees an allocation made after it looked.
+func (m *IPAM) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
+	var res GCResult
+	now := m.now()
+	// 1. Leaked allocations.
+	kvs, _, err := m.st.List(ctx, m.k.blocksAll())
+	if err != nil {
+		return res, fmt.Errorf("ipam: gc: %w", err)
+	}
+	if opts.Valid != nil {
+		for _, kv := range kvs {
+			b, err := decodeBlock(kv.Value)
+			if err != nil {
+				m.log.Warn("ipam: gc: skipping corrupt block", "key", kv.Key, "err", err)
+				continue
+			}
+			var rels []Release
+			for ord, a := range b.Allocs {
+				if !opts.Valid(a.Handle) && now.Sub(a.Time) >= opts.GracePeriod {
+					rels = append(rels, Release{Addr: addrAt(b.CIDR, ord), Handle: a.Handle, Seq: a.Seq})
+				}
+			}
+			if len(rels) == 0 {
+				continue
+			}
+			slices.SortFunc(rels, func(x, y Release) int { return x.Addr.Compare(y.Addr) })
+			got, err := m.ReleaseIPs(ctx, rels...)
+			if err != nil {
+				return res, fmt.Errorf("ipam: gc: %w", err)
+			}
+			res.Released = append(res.Released, got...)
+		}
+	}
+	// 2. Interrupted claims.
+	hkvs, _, err := m.st.List(ctx, m.k.hostsAll())
+	if err != nil {
+		return res, fmt.Errorf("ipam: gc: %w", err)
+	}
+	for _, kv := range hkvs {
+		if !strings.Contains(string(kv.Value), `"pending":true`) {
+			continue
+		}
+		host := kv.Key[len(m.k.hostsAll()):]
+		if err := m.confirm(ctx, host); err != nil {
+			return res, fmt.Errorf("ipam: gc: %w", err)
+		}
+		res.Confirmed++
+	}
+	// 3. Idle blocks.
+	if opts.Valid != nil {
+		if kvs, _, err = m.st.List(ctx, m.k.blocksAll()); err != nil {
+			return res, fmt.Errorf("ipam: gc: %w", err)
+		}
+	}
+	idle := func(b *blockRec) bool {
+		return len(b.Allocs) == 0 && (b.SeenEmpty ||
+			opts.MinEmptyAge > 0 && !b.EmptySince.IsZero() && now.Sub(b.EmptySince) >= opts.MinEmptyAge)
+	}
+	for _, kv := range kvs {
+		b, err := decodeBlock(kv.Value)
+		if err != nil || len(b.Allocs) > 0 {
+			continue
+		}
+		if !idle(b) {
+			b.SeenEmpty = true
+			_, err := m.st.Txn(ctx, datastore.Update(kv.Key, encode(b), kv.Revision))
+			if err != nil && !isConflict(err) {
+				return res, fmt.Errorf("ipam: gc: %w", err)
+			}
+			if err == nil {
+				res.MarkedEmpty++
+			}
+			continue
+		}
+		done, err := m.unaffine(ctx, b.Pool, b.CIDR, b.Affinity, func(fb *blockRec, hr *hostRec) bool {
+			return fb.Affinity == b.Affinity && idle(fb) && (hr == nil || len(hr.Blocks) > 1)
+		})
+		if err != nil {
+			return res, fmt.Errorf("ipam: gc: %w", err)
+		}
+		if done {
+			res.ReleasedBlocks = append(res.ReleasedBlocks, b.CIDR)
+			m.log.Debug("ipam: gc released block", "block", b.CIDR, "host", b.Affinity)
+		}
+	}
+	return res, nil
+}
