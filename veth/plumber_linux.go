@@ -95,9 +95,14 @@ func (p *Plumber) create(ctx context.Context, s *spec, ns PodNetNS) (_ *Result, 
 	if err := p.host.LinkAdd(v); err != nil {
 		return nil, -1, fmt.Errorf("veth: add %s (peer %s in %s): %w", s.host, s.ifname, s.netns, err)
 	}
-	host, err := p.host.LinkByName(s.host)
-	if err != nil {
-		return nil, v.Index, fmt.Errorf("veth: get %s: %w", s.host, err)
+	// *netlink.Handle's LinkAdd fills in the index (it looks the link up
+	// itself); look it up only when the Netlink did not.
+	var host netlink.Link = v
+	if v.Index == 0 {
+		var err error
+		if host, err = p.host.LinkByName(s.host); err != nil {
+			return nil, 0, fmt.Errorf("veth: get %s: %w", s.host, err)
+		}
 	}
 	hostIdx = host.Attrs().Index
 	step := func(what string, err error) error {
@@ -129,7 +134,7 @@ func (p *Plumber) create(ctx context.Context, s *spec, ns PodNetNS) (_ *Result, 
 		return nil, hostIdx, err
 	}
 	res := &Result{
-		HostIfName: s.host, HostIndex: hostIdx, HostMAC: host.Attrs().HardwareAddr,
+		HostIfName: s.host, HostIndex: hostIdx, HostMAC: p.mac,
 		PodIfName: s.ifname, PodIndex: podl.Attrs().Index, PodMAC: podl.Attrs().HardwareAddr,
 		Sandbox: s.netns, MTU: s.mtu,
 	}
