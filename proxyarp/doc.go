@@ -1,0 +1,50 @@
+// Package proxyarp answers pods' ARP requests for their gateway from user
+// space: Calico's 169.254.1.1 trick without the proxy_arp sysctl.
+//
+// Every pod's default route points at 169.254.1.1, an address nobody owns
+// (`default via 169.254.1.1 dev eth0`, `169.254.1.1 dev eth0 scope link`).
+// When a pod asks "who has 169.254.1.1?", a Responder answers on the host
+// side of the pod's veth with that veth's own MAC (ee:ee:ee:ee:ee:ee), so
+// the pod sends everything to the host, which routes it.
+//
+// # What it owns
+//
+// A Responder owns one AF_PACKET socket (github.com/mdlayher/packet, bound
+// to ETH_P_ARP, with a classic BPF filter that passes only incoming ARP
+// requests) per selected interface of one network namespace, and nothing
+// else: it writes no sysctls, addresses, routes or neighbours. Interfaces
+// are chosen by a Selector (name prefix "cali" by default, or a list of
+// names); all others, the uplink included, are never opened. They are
+// followed as they come and go through netlink link notifications plus a
+// periodic rescan.
+//
+// # Policy
+//
+// It answers Ethernet/IPv4 ARP requests whose target is a configured
+// gateway (default 169.254.1.1), or with AnswerAll any unicast target. It
+// never answers a request whose sender is 0.0.0.0 (a duplicate-address
+// probe) or whose target is the sender's own address (gratuitous ARP),
+// and ignores replies, other hardware and protocol types and malformed
+// frames. Every frame read is counted: answered, failed to send, or ignored
+// for one Reason (Stats). The package registers no metrics of its own.
+//
+// # Latency
+//
+// Each interface is served by one goroutine whose OS thread blocks in
+// poll(2) on the socket, outside Go's netpoller; a request wakes that
+// thread, which parses the frame in place and writes a preallocated reply
+// without allocating. Idle interfaces use no CPU. bench/proxyarp compares
+// the round trip with the kernel's own proxy ARP.
+//
+// # Kernel mode
+//
+// EnableKernel, DisableKernel and KernelEnabled switch an interface to the
+// kernel's proxy ARP instead (proxy_arp=1, neigh proxy_delay=0), Calico's
+// way, through /proc/sys of a namespace.
+//
+// # Testing
+//
+// The link source and the packet connection are interfaces (LinkSource,
+// Conn via ListenFunc); package proxyarptest provides in-memory ones so a
+// Responder can be tested without root.
+package proxyarp

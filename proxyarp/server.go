@@ -1,0 +1,114 @@
+package proxyarp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync/atomic"
+)
+
+// readBufLen is larger than any ARP frame so that padded or tagged frames
+// are read whole; longer frames are truncated by the kernel and still
+// parsed by their first 42 bytes.
+const readBufLen = 256
+
+// maxReadFailures consecutive read errors end an interface server.
+const maxReadFailures = 16
+
+// server answers on one interface from one goroutine.
+type server struct {
+	link  Link
+	conn  Conn
+	pol   *policy
+	reply atomic.Pointer[[]byte] // the template: swapped whole when the MAC changes
+	c     counters
+
+	done   chan struct{}
+	closed atomic.Bool // stop was requested
+	dead   atomic.Bool // loop ended on its own
+}
+
+func (r *Responder) start(ctx context.Context, l Link, changed chan<- struct{}) (*server, error) {
+	tmpl, err := replyTemplate(l.MAC)
+	if err != nil {
+		return nil, fmt.Errorf("proxyarp: %s: reply template: %w", l.Name, err)
+	}
+	conn, err := r.listen(ctx, l)
+	if err != nil {
+		return nil, fmt.Errorf("proxyarp: listen on %s: %w", l.Name, err)
+	}
+	s := &server{link: l, conn: conn, pol: r.pol, done: make(chan struct{})}
+	s.reply.Store(&tmpl)
+	go func() {
+		defer close(s.done)
+		if err := s.serve(); err != nil && !s.closed.Load() {
+			s.dead.Store(true)
+			r.log.Info("proxyarp: interface read failed; will re-check it", "iface", l.Name, "err", err)
+			notify(changed)
+		}
+	}()
+	return s, nil
+}
+
+// serve is the hot loop: read, decide, patch the preallocated reply, write.
+// It allocates nothing per frame.
+func (s *server) serve() error {
+	buf := make([]byte, readBufLen)
+	failures := 0
+	for {
+		n, err := s.conn.Read(buf)
+		if err != nil {
+			if s.closed.Load() {
+				return nil
+			}
+			s.c.readErrors.Add(1)
+			// A packet socket reports ENETDOWN once when its interface
+			// goes down and keeps working when it comes back; a closed
+			// or persistently failing connection ends this server and
+			// the interface is re-checked.
+			if failures++; failures >= maxReadFailures || errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) {
+				return err
+			}
+			continue
+		}
+		failures = 0
+		s.c.requests.Add(1)
+		reply := *s.reply.Load()
+		if why := s.pol.handle(buf[:n], reply); why != 0 {
+			s.c.ignored[why].Add(1)
+			continue
+		}
+		if _, err := s.conn.Write(reply); err != nil {
+			s.c.writeErrors.Add(1)
+			continue
+		}
+		s.c.replies.Add(1)
+	}
+}
+
+func (s *server) exited() bool { return s.dead.Load() }
+
+// update follows a rename or a MAC change of the served link without
+// reopening its socket (a request arriving meanwhile is not lost). The
+// caller holds the Responder's lock.
+func (s *server) update(l Link) error {
+	if string(l.MAC) != string(s.link.MAC) {
+		tmpl, err := replyTemplate(l.MAC)
+		if err != nil {
+			return err
+		}
+		s.reply.Store(&tmpl)
+	}
+	s.link = l
+	return nil
+}
+
+// stop closes the connection, which ends a pending Read, and waits for the
+// goroutine to exit.
+func (s *server) stop() {
+	s.closed.Store(true)
+	s.conn.Close()
+	<-s.done
+}
