@@ -1,0 +1,278 @@
+package netlinktest
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+const lifetimeForever = 0xFFFFFFFF
+
+// addr is one interface address.
+type addr struct {
+	ip        netip.Addr
+	bits      int
+	bcast     netip.Addr
+	label     string
+	scope     int
+	flags     int // IFA_F_* as given, without PERMANENT/SECONDARY
+	secondary bool
+	valid     uint32
+	preferred uint32
+}
+
+func (a *addr) prefix() netip.Prefix { return netip.PrefixFrom(a.ip, a.bits).Masked() }
+
+func (a *addr) view(l *link) netlink.Addr {
+	out := netlink.Addr{
+		IPNet:       &net.IPNet{IP: net.IP(a.ip.AsSlice()), Mask: net.CIDRMask(a.bits, a.ip.BitLen())},
+		Scope:       a.scope,
+		LinkIndex:   l.index,
+		PreferedLft: int(a.preferred),
+		ValidLft:    int(a.valid),
+	}
+	flags := a.flags
+	if a.valid == lifetimeForever {
+		flags |= unix.IFA_F_PERMANENT
+	}
+	if a.secondary {
+		flags |= unix.IFA_F_SECONDARY
+	}
+	out.Flags = flags
+	if a.ip.Is4() {
+		out.Label = a.label
+		if a.bcast.IsValid() {
+			out.Broadcast = net.IP(a.bcast.AsSlice())
+		}
+	}
+	return out
+}
+
+func toAddr(ip net.IP) (netip.Addr, bool) {
+	a, ok := netip.AddrFromSlice(ip)
+	if !ok {
+		return netip.Addr{}, false
+	}
+	return a.Unmap(), true
+}
+
+// AddrAdd adds an address; EEXIST if the link has it already.
+func (k *Kernel) AddrAdd(lk netlink.Link, a *netlink.Addr) error {
+	return k.addrModify("AddrAdd", lk, a, false)
+}
+
+// AddrReplace adds an address or updates it in place.
+func (k *Kernel) AddrReplace(lk netlink.Link, a *netlink.Addr) error {
+	return k.addrModify("AddrReplace", lk, a, true)
+}
+
+// prepAddr does what netlink's addrHandle does on the client side: fill
+// the link index and compute an IPv4 broadcast address (stored in a).
+func (k *Kernel) prepAddr(lk netlink.Link, a *netlink.Addr) (int, error) {
+	if a == nil || a.IPNet == nil {
+		return 0, unix.EINVAL
+	}
+	idx := a.LinkIndex
+	if lk != nil {
+		base := lk.Attrs()
+		if a.Label != "" && !strings.HasPrefix(a.Label, base.Name) {
+			return 0, fmt.Errorf("label must begin with interface name")
+		}
+		k.m.mu.Lock()
+		k.ns.ensureIndex(base)
+		k.m.mu.Unlock()
+		idx = base.Index
+	}
+	if ip4 := a.IP.To4(); ip4 != nil {
+		ones, bits := a.Mask.Size()
+		if a.Broadcast == nil && ones < 31 && bits == 32 {
+			b := make(net.IP, 4)
+			m := a.Mask
+			if len(m) == 16 {
+				m = m[12:]
+			}
+			for i := range ip4 {
+				b[i] = ip4[i] | ^m[i]
+			}
+			a.Broadcast = b
+		}
+		if net.IPv4zero.Equal(a.Broadcast) {
+			a.Broadcast = nil
+		}
+	}
+	return idx, nil
+}
+
+func (k *Kernel) addrModify(op string, lk netlink.Link, a *netlink.Addr, replace bool) error {
+	idx, err := k.prepAddr(lk, a)
+	if err != nil {
+		return err
+	}
+	return k.do(op, func() error {
+		l := k.ns.links[idx]
+		if l == nil {
+			return unix.ENODEV
+		}
+		ip, ok := toAddr(a.IP)
+		if !ok {
+			return unix.EINVAL
+		}
+		ones, bits := a.Mask.Size()
+		if bits != ip.BitLen() {
+			if !(bits == 128 && ip.Is4()) {
+				return unix.EINVAL
+			}
+			ones -= 96
+		}
+		na := &addr{ip: ip, bits: ones, scope: a.Scope, flags: a.Flags &^ (unix.IFA_F_PERMANENT | unix.IFA_F_SECONDARY),
+			valid: lifetimeForever, preferred: lifetimeForever}
+		if a.ValidLft > 0 || a.PreferedLft > 0 {
+			na.valid, na.preferred = uint32(a.ValidLft), uint32(a.PreferedLft)
+		}
+		if ip.Is4() {
+			na.label = a.Label
+			if na.label == "" {
+				na.label = l.name
+			}
+			if b, ok := toAddr(a.Broadcast); ok && a.Broadcast != nil {
+				na.bcast = b
+			}
+		}
+		for _, old := range l.addrs {
+			if old.ip == ip && (old.bits == ones || ip.Is6()) {
+				if !replace {
+					return unix.EEXIST
+				}
+				old.scope, old.flags, old.valid, old.preferred = na.scope, na.flags, na.valid, na.preferred
+				if ip.Is4() {
+					old.label, old.bcast = na.label, na.bcast
+				}
+				return nil
+			}
+		}
+		if ip.Is4() {
+			for _, old := range l.addrs {
+				if old.ip.Is4() && !old.secondary && old.bits == ones && old.prefix().Contains(ip) {
+					na.secondary = true
+					break
+				}
+			}
+		}
+		l.addrs = append(l.addrs, na)
+		k.ns.addAddrRoutes(l, na)
+		return nil
+	})
+}
+
+// AddrDel removes an address; EADDRNOTAVAIL if the link does not have it.
+// Deleting a primary IPv4 address also deletes its secondaries
+// (promote_secondaries is 0 by default).
+func (k *Kernel) AddrDel(lk netlink.Link, a *netlink.Addr) error {
+	idx, err := k.prepAddr(lk, a)
+	if err != nil {
+		return err
+	}
+	return k.do("AddrDel", func() error {
+		l := k.ns.links[idx]
+		if l == nil {
+			return unix.ENODEV
+		}
+		ip, ok := toAddr(a.IP)
+		if !ok {
+			return unix.EINVAL
+		}
+		ones, _ := a.Mask.Size()
+		if ip.Is4() && len(a.Mask) == 16 {
+			ones -= 96
+		}
+		for i, old := range l.addrs {
+			if old.ip != ip || old.bits != ones {
+				continue
+			}
+			if ip.Is4() && a.Label != "" && a.Label != old.label {
+				continue
+			}
+			l.addrs = append(l.addrs[:i:i], l.addrs[i+1:]...)
+			k.ns.delAddrRoutes(l, old)
+			if ip.Is4() && !old.secondary {
+				kept := l.addrs[:0]
+				for _, s := range l.addrs {
+					if s.secondary && s.bits == old.bits && old.prefix().Contains(s.ip) {
+						k.ns.delAddrRoutes(l, s)
+						continue
+					}
+					kept = append(kept, s)
+				}
+				l.addrs = kept
+			}
+			return nil
+		}
+		return unix.EADDRNOTAVAIL
+	})
+}
+
+// AddrList lists addresses of lk (nil: of every link) of a family
+// (netlink.FAMILY_ALL, FAMILY_V4, FAMILY_V6), in link then insertion order.
+func (k *Kernel) AddrList(lk netlink.Link, family int) ([]netlink.Addr, error) {
+	var out []netlink.Addr
+	err := k.read("AddrList", func() error {
+		filter := 0
+		if lk != nil {
+			k.ns.ensureIndex(lk.Attrs())
+			filter = lk.Attrs().Index
+		}
+		for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+			if family != netlink.FAMILY_ALL && family != fam {
+				continue
+			}
+			for _, l := range k.ns.sortedLinks() {
+				if lk != nil && l.index != filter {
+					continue
+				}
+				for _, a := range l.addrs {
+					if a.ip.Is4() == (fam == netlink.FAMILY_V4) {
+						out = append(out, a.view(l))
+					}
+				}
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// addLoopbackAddrs adds 127.0.0.1/8 and ::1/128 to lo as the kernel does
+// when lo goes up.
+func (ns *namespace) addLoopbackAddrs(l *link) {
+	want := []*addr{
+		{ip: netip.MustParseAddr("127.0.0.1"), bits: 8, label: l.name, scope: int(netlink.SCOPE_HOST), valid: lifetimeForever, preferred: lifetimeForever},
+		{ip: netip.IPv6Loopback(), bits: 128, scope: int(netlink.SCOPE_HOST), valid: lifetimeForever, preferred: lifetimeForever},
+	}
+	for _, w := range want {
+		have := false
+		for _, a := range l.addrs {
+			if a.ip == w.ip {
+				have = true
+			}
+		}
+		if !have {
+			l.addrs = append(l.addrs, w)
+		}
+	}
+}
+
+// hasLocal reports whether ip is an address of any link in ns.
+func (ns *namespace) hasLocal(ip netip.Addr) bool {
+	for _, l := range ns.links {
+		for _, a := range l.addrs {
+			if a.ip == ip {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,874 @@
+package netlinktest
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"unsafe"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+const (
+	kindLoopback = "loopback" // netlink reports it as *netlink.Device
+	kindVeth     = "veth"
+	kindDummy    = "dummy"
+	kindVxlan    = "vxlan"
+	kindBridge   = "bridge"
+
+	vxlanHeadroom4 = 50 // VXLAN_HEADROOM
+	vxlanHeadroom6 = 70 // VXLAN6_HEADROOM
+	vxlanPortLinux = 8472
+	ifNameMax      = 15 // IFNAMSIZ - 1
+	minMTU         = 68 // ETH_MIN_MTU
+	maxMTU         = 65535
+)
+
+// link is one network device.
+type link struct {
+	ns     *namespace
+	index  int
+	kind   string
+	name   string
+	mtu    int
+	txqlen int
+	hw     net.HardwareAddr
+	up     bool
+	alias  string
+	master int
+	peer   *link      // veth only
+	vx     *vxlanConf // vxlan only
+	addrs  []*addr
+}
+
+// vxlanConf holds the vxlan attributes the kernel keeps and reports.
+type vxlanConf struct {
+	id                               int
+	vtepDev                          int
+	src, group                       net.IP
+	ttl, tos                         int
+	learning, proxy, rsc             bool
+	l2miss, l3miss, udpCSum          bool
+	udp6ZeroTx, udp6ZeroRx, gbp      bool
+	flowBased                        bool
+	age, limit, port, portLo, portHi int
+}
+
+// carrier reports whether the device has carrier (IFF_LOWER_UP when up).
+func (l *link) carrier() bool {
+	if l.kind == kindVeth {
+		return l.up && l.peer != nil && l.peer.up
+	}
+	return l.up
+}
+
+// rawFlags are the ifinfomsg flags the kernel reports.
+func (l *link) rawFlags() uint32 {
+	var f uint32
+	switch l.kind {
+	case kindLoopback:
+		f = unix.IFF_LOOPBACK
+	case kindDummy:
+		f = unix.IFF_BROADCAST | unix.IFF_NOARP
+	default:
+		f = unix.IFF_BROADCAST | unix.IFF_MULTICAST
+	}
+	if l.up {
+		f |= unix.IFF_UP
+		if l.carrier() {
+			f |= unix.IFF_RUNNING | unix.IFF_LOWER_UP
+		}
+	}
+	return f
+}
+
+func (l *link) operState() netlink.LinkOperState {
+	if !l.up {
+		return netlink.OperDown
+	}
+	if l.kind == kindVeth {
+		if l.carrier() {
+			return netlink.OperUp
+		}
+		return netlink.OperDown
+	}
+	return netlink.OperUnknown
+}
+
+// view builds what netlink's LinkDeserialize returns for l.
+func (l *link) view() netlink.Link {
+	raw := l.rawFlags()
+	a := netlink.LinkAttrs{
+		Index:          l.index,
+		MTU:            l.mtu,
+		TxQLen:         l.txqlen,
+		Name:           l.name,
+		RawFlags:       raw,
+		Flags:          netFlags(raw),
+		MasterIndex:    l.master,
+		Alias:          l.alias,
+		Statistics:     &netlink.LinkStatistics{},
+		Xdp:            &netlink.LinkXdp{},
+		EncapType:      "ether",
+		OperState:      l.operState(),
+		NetNsID:        -1,
+		NumTxQueues:    1,
+		NumRxQueues:    1,
+		TSOMaxSegs:     65535,
+		TSOMaxSize:     65536,
+		GSOMaxSegs:     65535,
+		GSOMaxSize:     65536,
+		GROMaxSize:     65536,
+		GSOIPv4MaxSize: 65536,
+		GROIPv4MaxSize: 65536,
+	}
+	if raw&unix.IFF_MULTICAST != 0 {
+		a.Multi = 1
+	}
+	if len(l.hw) > 0 && !allZero(l.hw) {
+		a.HardwareAddr = append(net.HardwareAddr(nil), l.hw...)
+	}
+	switch l.kind {
+	case kindLoopback:
+		a.EncapType = "loopback"
+		return &netlink.Device{LinkAttrs: a}
+	case kindDummy:
+		return &netlink.Dummy{LinkAttrs: a}
+	case kindBridge:
+		return &netlink.Bridge{LinkAttrs: a}
+	case kindVeth:
+		if l.peer != nil {
+			a.ParentIndex = l.peer.index
+			if l.peer.ns != l.ns {
+				a.NetNsID = l.ns.nsid(l.peer.ns)
+			}
+		}
+		return &netlink.Veth{LinkAttrs: a}
+	case kindVxlan:
+		c := l.vx
+		v := &netlink.Vxlan{
+			LinkAttrs:      a,
+			VxlanId:        c.id,
+			VtepDevIndex:   c.vtepDev,
+			SrcAddr:        cloneIP(c.src),
+			Group:          cloneIP(c.group),
+			TTL:            c.ttl,
+			TOS:            c.tos,
+			Learning:       c.learning,
+			Proxy:          c.proxy,
+			RSC:            c.rsc,
+			L2miss:         c.l2miss,
+			L3miss:         c.l3miss,
+			UDPCSum:        c.udpCSum,
+			UDP6ZeroCSumTx: c.udp6ZeroTx,
+			UDP6ZeroCSumRx: c.udp6ZeroRx,
+			GBP:            c.gbp,
+			FlowBased:      c.flowBased,
+			Age:            c.age,
+			NoAge:          c.age == 0,
+			Limit:          c.limit,
+			Port:           c.port,
+			PortLow:        c.portLo,
+			PortHigh:       c.portHi,
+		}
+		return v
+	}
+	panic("netlinktest: unknown link kind " + l.kind)
+}
+
+func netFlags(raw uint32) net.Flags {
+	var f net.Flags
+	if raw&unix.IFF_UP != 0 {
+		f |= net.FlagUp
+	}
+	if raw&unix.IFF_BROADCAST != 0 {
+		f |= net.FlagBroadcast
+	}
+	if raw&unix.IFF_LOOPBACK != 0 {
+		f |= net.FlagLoopback
+	}
+	if raw&unix.IFF_POINTOPOINT != 0 {
+		f |= net.FlagPointToPoint
+	}
+	if raw&unix.IFF_MULTICAST != 0 {
+		f |= net.FlagMulticast
+	}
+	if raw&unix.IFF_RUNNING != 0 {
+		f |= net.FlagRunning
+	}
+	return f
+}
+
+func allZero(b []byte) bool {
+	for _, x := range b {
+		if x != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func cloneIP(ip net.IP) net.IP {
+	if ip == nil {
+		return nil
+	}
+	return append(net.IP(nil), ip...)
+}
+
+// linkNotFound builds the error netlink returns from LinkByName and
+// LinkByIndex for a missing link. netlink.LinkNotFoundError has a single
+// unexported embedded error field; a struct with the same single field has
+// the same memory layout.
+func linkNotFound(msg string) error {
+	v := struct{ error }{errors.New(msg)}
+	return *(*netlink.LinkNotFoundError)(unsafe.Pointer(&v))
+}
+
+// validName reports the kernel's verdict on an interface name: ERANGE when
+// too long (the netlink attribute policy), EINVAL when dev_valid_name
+// rejects it.
+func validName(name string) error {
+	if len(name) > ifNameMax {
+		return unix.ERANGE
+	}
+	if name == "" || name == "." || name == ".." {
+		return unix.EINVAL
+	}
+	if strings.ContainsAny(name, "/:") {
+		return unix.EINVAL
+	}
+	for _, r := range name {
+		if r == ' ' || r == '\t' || r == '\n' || r == '\v' || r == '\f' || r == '\r' {
+			return unix.EINVAL
+		}
+	}
+	return nil
+}
+
+// validMAC mirrors eth_prepare_mac_addr_change / is_valid_ether_addr.
+func validMAC(hw net.HardwareAddr) error {
+	if len(hw) != 6 {
+		return unix.EINVAL
+	}
+	if hw[0]&1 != 0 || allZero(hw) {
+		return unix.EADDRNOTAVAIL
+	}
+	return nil
+}
+
+// mtuRange is the device's [min, max] MTU.
+func (ns *namespace) mtuRange(kind string, vx *vxlanConf) (int, int) {
+	switch kind {
+	case kindDummy:
+		return 0, 1<<31 - 1
+	case kindLoopback:
+		return 0, 1<<31 - 1
+	case kindVxlan:
+		hi := maxMTU
+		if vx != nil && vx.vtepDev != 0 {
+			if lower := ns.links[vx.vtepDev]; lower != nil {
+				hi = lower.mtu - vx.headroom()
+				if hi < minMTU {
+					hi = minMTU
+				}
+			}
+		}
+		return minMTU, hi
+	}
+	return minMTU, maxMTU
+}
+
+func (c *vxlanConf) headroom() int {
+	if (c.src != nil && c.src.To4() == nil) || (c.group != nil && c.group.To4() == nil) {
+		return vxlanHeadroom6
+	}
+	return vxlanHeadroom4
+}
+
+// register gives l an index in ns (want if free, else the next free one
+// cyclically, like the kernel's xa_alloc_cyclic) and creates its sysctls.
+func (ns *namespace) register(l *link, want int) {
+	l.ns = ns
+	if want > 0 && ns.links[want] == nil {
+		l.index = want
+	} else {
+		i := ns.nextIndex
+		for ns.links[i] != nil {
+			i++
+		}
+		l.index = i
+		ns.nextIndex = i + 1
+	}
+	ns.links[l.index] = l
+	ns.addLinkSysctls(l)
+	ns.notifyLink(l, unix.RTM_NEWLINK)
+}
+
+// unregister removes l from ns with everything that depends on it: its
+// routes, addresses, neighbours, sysctls, vxlan devices using it as lower
+// device, and (if move is false) its veth peer.
+func (ns *namespace) unregister(l *link) {
+	ns.detach(l)
+	ns.notifyLink(l, unix.RTM_DELLINK)
+	if p := l.peer; p != nil {
+		l.peer = nil
+		p.peer = nil
+		if p.ns.links[p.index] == p {
+			p.ns.unregister(p)
+		}
+	}
+}
+
+// detach removes l and its dependent state from ns without notifying or
+// touching the peer.
+func (ns *namespace) detach(l *link) {
+	ns.flushRoutes(l, true)
+	ns.flushNeighs(l, true)
+	l.addrs = nil
+	ns.delLinkSysctls(l)
+	delete(ns.links, l.index)
+	for _, o := range ns.sortedLinks() {
+		if o.master == l.index {
+			o.master = 0
+			ns.notifyLink(o, unix.RTM_NEWLINK)
+		}
+		if o.kind == kindVxlan && o.vx.vtepDev == l.index {
+			if ns.links[o.index] == o {
+				ns.unregister(o)
+			}
+		}
+	}
+}
+
+// resolve finds the link netlink would address for a request about lk:
+// netlink first fills a zero Index by looking the name up in the handle's
+// namespace (and stores it in lk); index 0 gives EINVAL, an unknown index
+// ENODEV.
+func (ns *namespace) resolve(lk netlink.Link) (*link, error) {
+	if lk == nil || lk.Attrs() == nil {
+		return nil, unix.EINVAL
+	}
+	a := lk.Attrs()
+	ns.ensureIndex(a)
+	if a.Index == 0 {
+		return nil, unix.EINVAL
+	}
+	l := ns.links[a.Index]
+	if l == nil {
+		return nil, unix.ENODEV
+	}
+	return l, nil
+}
+
+func (ns *namespace) ensureIndex(a *netlink.LinkAttrs) {
+	if a != nil && a.Index == 0 {
+		if l := ns.linkByName(a.Name); l != nil {
+			a.Index = l.index
+		}
+	}
+}
+
+// LinkByName returns the link called name, or netlink.LinkNotFoundError.
+func (k *Kernel) LinkByName(name string) (netlink.Link, error) {
+	var out netlink.Link
+	err := k.read("LinkByName", func() error {
+		l := k.ns.linkByName(name)
+		if l == nil {
+			return linkNotFound("Link not found")
+		}
+		out = l.view()
+		return nil
+	})
+	return out, err
+}
+
+// LinkByIndex returns the link with index i, or netlink.LinkNotFoundError.
+func (k *Kernel) LinkByIndex(i int) (netlink.Link, error) {
+	var out netlink.Link
+	err := k.read("LinkByIndex", func() error {
+		l := k.ns.links[i]
+		if l == nil {
+			if i <= 0 {
+				return unix.EINVAL
+			}
+			return linkNotFound("Link not found")
+		}
+		out = l.view()
+		return nil
+	})
+	return out, err
+}
+
+// LinkList returns every link of the namespace in index order.
+func (k *Kernel) LinkList() ([]netlink.Link, error) {
+	var out []netlink.Link
+	err := k.read("LinkList", func() error {
+		for _, l := range k.ns.sortedLinks() {
+			out = append(out, l.view())
+		}
+		return nil
+	})
+	return out, err
+}
+
+// LinkAdd creates a veth pair, dummy, vxlan or bridge device.
+func (k *Kernel) LinkAdd(lk netlink.Link) error {
+	if lk == nil || lk.Attrs() == nil {
+		return unix.EINVAL
+	}
+	base := lk.Attrs()
+	if base.Name == "" {
+		return fmt.Errorf("LinkAttrs.Name cannot be empty") // netlink's own check
+	}
+	err := k.do("LinkAdd", func() error { return k.linkAdd(lk) })
+	if err != nil {
+		return err
+	}
+	k.m.mu.Lock()
+	k.ns.ensureIndex(base)
+	k.m.mu.Unlock()
+	if base.MasterIndex != 0 {
+		return k.setMaster(lk, base.MasterIndex, "LinkSetMaster")
+	}
+	return nil
+}
+
+func (k *Kernel) linkAdd(lk netlink.Link) error {
+	base := lk.Attrs()
+	ns := k.ns
+	if base.Namespace != nil {
+		t, err := k.m.nsByFd(base.Namespace)
+		if err != nil {
+			return err
+		}
+		ns = t
+	}
+	if err := validName(base.Name); err != nil {
+		return err
+	}
+	if ns.linkByName(base.Name) != nil {
+		return unix.EEXIST
+	}
+	if base.HardwareAddr != nil {
+		if err := validMAC(base.HardwareAddr); err != nil {
+			return err
+		}
+	}
+	txq := 1000
+	if base.TxQLen >= 0 {
+		txq = base.TxQLen
+	}
+	l := &link{name: base.Name, txqlen: txq, mtu: 1500, alias: base.Alias,
+		hw: append(net.HardwareAddr(nil), base.HardwareAddr...),
+		up: base.Flags&net.FlagUp != 0}
+	want := base.Index
+	if want > 0 && ns.links[want] != nil {
+		return unix.EBUSY
+	}
+	switch v := lk.(type) {
+	case *netlink.Veth:
+		l.kind = kindVeth
+		return k.addVeth(ns, l, v, want)
+	case *netlink.Dummy:
+		l.kind = kindDummy
+	case *netlink.Bridge:
+		l.kind = kindBridge
+	case *netlink.Vxlan:
+		l.kind = kindVxlan
+		if err := ns.vxlanConf(l, v); err != nil {
+			return err
+		}
+	default:
+		return unix.EOPNOTSUPP
+	}
+	if base.MTU > 0 {
+		lo, hi := ns.mtuRange(l.kind, l.vx)
+		if base.MTU < lo {
+			return unix.EINVAL
+		}
+		l.mtu = base.MTU
+		if l.kind == kindVxlan && l.mtu > hi {
+			l.mtu = hi // vxlan_config_apply clamps to the lower device
+		} else if l.mtu > hi {
+			return unix.EINVAL
+		}
+	}
+	if len(l.hw) == 0 {
+		l.hw = k.m.newMAC()
+	}
+	ns.register(l, want)
+	return nil
+}
+
+func (ns *namespace) vxlanConf(l *link, v *netlink.Vxlan) error {
+	c := &vxlanConf{
+		id:         v.VxlanId,
+		vtepDev:    v.VtepDevIndex,
+		ttl:        v.TTL,
+		tos:        v.TOS,
+		learning:   v.Learning,
+		proxy:      v.Proxy,
+		rsc:        v.RSC,
+		l2miss:     v.L2miss,
+		l3miss:     v.L3miss,
+		udpCSum:    true, // the kernel's default; netlink never sends false
+		udp6ZeroTx: v.UDP6ZeroCSumTx,
+		udp6ZeroRx: v.UDP6ZeroCSumRx,
+		gbp:        v.GBP,
+		flowBased:  v.FlowBased,
+		age:        300,
+		limit:      v.Limit,
+		port:       v.Port,
+		portLo:     v.PortLow,
+		portHi:     v.PortHigh,
+	}
+	if v.FlowBased {
+		c.id = 0
+	}
+	if c.id < 0 || c.id >= 1<<24 {
+		return unix.ERANGE
+	}
+	if v.SrcAddr != nil {
+		c.src = normIP(v.SrcAddr)
+	}
+	if v.Group != nil {
+		c.group = normIP(v.Group)
+	}
+	if v.NoAge {
+		c.age = 0
+	} else if v.Age > 0 {
+		c.age = v.Age
+	}
+	if c.port == 0 {
+		c.port = vxlanPortLinux
+	}
+	if c.vtepDev != 0 && ns.links[c.vtepDev] == nil {
+		return unix.ENODEV
+	}
+	v6 := c.headroom() == vxlanHeadroom6
+	for _, o := range ns.links {
+		if o.kind == kindVxlan && o.vx.id == c.id && o.vx.port == c.port &&
+			(o.vx.headroom() == vxlanHeadroom6) == v6 {
+			return unix.EEXIST
+		}
+	}
+	l.vx = c
+	if lower := ns.links[c.vtepDev]; lower != nil && c.vtepDev != 0 {
+		l.mtu = lower.mtu - c.headroom()
+		if l.mtu < minMTU {
+			l.mtu = minMTU
+		}
+	}
+	return nil
+}
+
+func normIP(ip net.IP) net.IP {
+	if v4 := ip.To4(); v4 != nil {
+		return append(net.IP(nil), v4...)
+	}
+	return append(net.IP(nil), ip.To16()...)
+}
+
+func (k *Kernel) addVeth(ns *namespace, l *link, v *netlink.Veth, want int) error {
+	base := &v.LinkAttrs
+	pns := k.ns
+	if v.PeerNamespace != nil {
+		t, err := k.m.nsByFd(v.PeerNamespace)
+		if err != nil {
+			return err
+		}
+		pns = t
+	}
+	if err := validName(v.PeerName); err != nil {
+		return err
+	}
+	if pns.linkByName(v.PeerName) != nil || (pns == ns && v.PeerName == base.Name) {
+		return unix.EEXIST
+	}
+	if base.MTU > 0 {
+		if base.MTU < minMTU || base.MTU > maxMTU {
+			return unix.EINVAL
+		}
+		l.mtu = base.MTU
+	}
+	p := &link{kind: kindVeth, name: v.PeerName, mtu: 1500, txqlen: 1000}
+	switch {
+	case v.PeerMTU > 0:
+		p.mtu = int(v.PeerMTU)
+	case base.MTU > 0:
+		p.mtu = base.MTU
+	}
+	if p.mtu < minMTU || p.mtu > maxMTU {
+		return unix.EINVAL
+	}
+	switch {
+	case v.PeerTxQLen >= 0:
+		p.txqlen = v.PeerTxQLen
+	case base.TxQLen >= 0:
+		p.txqlen = base.TxQLen
+	}
+	if v.PeerHardwareAddr != nil {
+		if err := validMAC(v.PeerHardwareAddr); err != nil {
+			return err
+		}
+		p.hw = append(net.HardwareAddr(nil), v.PeerHardwareAddr...)
+	}
+	// The kernel registers the peer first: it gets its index first.
+	if len(p.hw) == 0 {
+		p.hw = k.m.newMAC()
+	}
+	if len(l.hw) == 0 {
+		l.hw = k.m.newMAC()
+	}
+	l.peer, p.peer = p, l
+	pns.register(p, 0)
+	ns.register(l, want)
+	if l.up && p.ns == l.ns {
+		// nothing more: carrier follows from both flags
+	}
+	return nil
+}
+
+// LinkDel deletes a link (a veth pair goes as a whole).
+func (k *Kernel) LinkDel(lk netlink.Link) error {
+	return k.do("LinkDel", func() error {
+		l, err := k.ns.resolve(lk)
+		if err != nil {
+			return err
+		}
+		k.ns.unregister(l)
+		return nil
+	})
+}
+
+// LinkSetUp sets IFF_UP; the link's kernel routes appear.
+func (k *Kernel) LinkSetUp(lk netlink.Link) error {
+	return k.do("LinkSetUp", func() error {
+		l, err := k.ns.resolve(lk)
+		if err != nil {
+			return err
+		}
+		k.ns.setUp(l, true)
+		return nil
+	})
+}
+
+// LinkSetDown clears IFF_UP; every route through the link except the
+// local routes of its addresses vanishes, and so do its neighbours.
+func (k *Kernel) LinkSetDown(lk netlink.Link) error {
+	return k.do("LinkSetDown", func() error {
+		l, err := k.ns.resolve(lk)
+		if err != nil {
+			return err
+		}
+		k.ns.setUp(l, false)
+		return nil
+	})
+}
+
+func (ns *namespace) setUp(l *link, up bool) {
+	if l.up == up {
+		return
+	}
+	l.up = up
+	if up {
+		if l.kind == kindLoopback {
+			ns.addLoopbackAddrs(l)
+		}
+		for _, a := range l.addrs {
+			ns.addAddrRoutes(l, a)
+		}
+	} else {
+		ns.flushRoutes(l, false)
+		ns.flushNeighs(l, false)
+	}
+	ns.notifyLink(l, unix.RTM_NEWLINK)
+	if p := l.peer; p != nil {
+		p.ns.notifyLink(p, unix.RTM_NEWLINK) // its carrier changed
+	}
+}
+
+// LinkSetMTU sets the MTU within the device's limits (EINVAL otherwise).
+func (k *Kernel) LinkSetMTU(lk netlink.Link, mtu int) error {
+	return k.do("LinkSetMTU", func() error {
+		l, err := k.ns.resolve(lk)
+		if err != nil {
+			return err
+		}
+		lo, hi := k.ns.mtuRange(l.kind, l.vx)
+		if mtu < lo || mtu > hi {
+			return unix.EINVAL
+		}
+		if l.mtu != mtu {
+			l.mtu = mtu
+			k.ns.sysctl[fmt.Sprintf("net/ipv6/conf/%s/mtu", l.name)] = fmt.Sprint(mtu)
+			k.ns.notifyLink(l, unix.RTM_NEWLINK)
+		}
+		return nil
+	})
+}
+
+// LinkSetHardwareAddr sets the MAC address (a valid unicast one).
+func (k *Kernel) LinkSetHardwareAddr(lk netlink.Link, hw net.HardwareAddr) error {
+	return k.do("LinkSetHardwareAddr", func() error {
+		l, err := k.ns.resolve(lk)
+		if err != nil {
+			return err
+		}
+		if l.kind == kindLoopback {
+			return unix.EOPNOTSUPP
+		}
+		if err := validMAC(hw); err != nil {
+			return err
+		}
+		l.hw = append(net.HardwareAddr(nil), hw...)
+		k.ns.notifyLink(l, unix.RTM_NEWLINK)
+		return nil
+	})
+}
+
+// LinkSetAlias sets (or with "" clears) the alias.
+func (k *Kernel) LinkSetAlias(lk netlink.Link, alias string) error {
+	return k.do("LinkSetAlias", func() error {
+		l, err := k.ns.resolve(lk)
+		if err != nil {
+			return err
+		}
+		if len(alias) >= 256 { // IFALIASZ
+			return unix.EINVAL
+		}
+		l.alias = alias
+		k.ns.notifyLink(l, unix.RTM_NEWLINK)
+		return nil
+	})
+}
+
+// LinkSetName renames a link (the kernel allows it while up).
+func (k *Kernel) LinkSetName(lk netlink.Link, name string) error {
+	return k.do("LinkSetName", func() error {
+		l, err := k.ns.resolve(lk)
+		if err != nil {
+			return err
+		}
+		if err := validName(name); err != nil {
+			return err
+		}
+		if name == l.name {
+			return nil
+		}
+		if k.ns.linkByName(name) != nil {
+			return unix.EEXIST
+		}
+		k.ns.renameSysctls(l.name, name)
+		for _, a := range l.addrs {
+			if a.label == l.name {
+				a.label = name
+			} else if strings.HasPrefix(a.label, l.name+":") {
+				a.label = name + a.label[len(l.name):]
+			}
+		}
+		l.name = name
+		k.ns.notifyLink(l, unix.RTM_NEWLINK)
+		return nil
+	})
+}
+
+// LinkSetMaster enslaves lk to master (a bridge).
+func (k *Kernel) LinkSetMaster(lk netlink.Link, master netlink.Link) error {
+	idx := 0
+	if master != nil && master.Attrs() != nil {
+		k.m.mu.Lock()
+		k.ns.ensureIndex(master.Attrs())
+		k.m.mu.Unlock()
+		idx = master.Attrs().Index
+	}
+	if idx <= 0 {
+		return fmt.Errorf("Device does not exist") // netlink's own check
+	}
+	return k.setMaster(lk, idx, "LinkSetMaster")
+}
+
+// LinkSetNoMaster releases lk from its master, if any.
+func (k *Kernel) LinkSetNoMaster(lk netlink.Link) error {
+	return k.setMaster(lk, 0, "LinkSetNoMaster")
+}
+
+func (k *Kernel) setMaster(lk netlink.Link, idx int, op string) error {
+	return k.do(op, func() error {
+		l, err := k.ns.resolve(lk)
+		if err != nil {
+			return err
+		}
+		if idx == 0 {
+			if l.master != 0 {
+				l.master = 0
+				k.ns.notifyLink(l, unix.RTM_NEWLINK)
+			}
+			return nil
+		}
+		m := k.ns.links[idx]
+		if m == nil {
+			return unix.ENODEV
+		}
+		if m == l {
+			return unix.ELOOP
+		}
+		if m.kind != kindBridge {
+			return unix.EOPNOTSUPP
+		}
+		if l.kind == kindLoopback || l.kind == kindBridge {
+			return unix.EINVAL
+		}
+		if l.master == idx {
+			return nil
+		}
+		if l.master != 0 {
+			return unix.EBUSY
+		}
+		l.master = idx
+		k.ns.notifyLink(l, unix.RTM_NEWLINK)
+		return nil
+	})
+}
+
+// LinkSetNsFd moves a link to the namespace named by the fake descriptor
+// fd (see Fd). Like the kernel it goes down, loses its addresses, routes,
+// neighbours and master, and keeps its index if that is free there.
+func (k *Kernel) LinkSetNsFd(lk netlink.Link, fd int) error {
+	return k.do("LinkSetNsFd", func() error {
+		l, err := k.ns.resolve(lk)
+		if err != nil {
+			return err
+		}
+		to, ok := k.m.byFd[fd]
+		if !ok {
+			return unix.EBADF
+		}
+		if l.kind == kindLoopback || l.kind == kindBridge {
+			return unix.EINVAL // NETIF_F_NETNS_LOCAL
+		}
+		if to == k.ns {
+			return nil
+		}
+		if to.linkByName(l.name) != nil {
+			return unix.EEXIST
+		}
+		from := k.ns
+		if l.up {
+			l.up = false
+			if p := l.peer; p != nil {
+				p.ns.notifyLink(p, unix.RTM_NEWLINK)
+			}
+		}
+		from.detach(l)
+		l.master = 0
+		from.notifyLink(l, unix.RTM_DELLINK)
+		to.register(l, l.index)
+		if p := l.peer; p != nil {
+			p.ns.notifyLink(p, unix.RTM_NEWLINK) // its link-netnsid changed
+		}
+		return nil
+	})
+}
