@@ -346,4 +346,3 @@ func TestKernelE2ECrossSubnet(t *testing.T) {
 		t.Fatalf("no VXLAN frame node1 -> node3:\n%s", strings.Join(s, "\n"))
 	}
 }
-

@@ -81,14 +81,24 @@ func htons(v uint16) uint16 { return v<<8 | v>>8 }
 func (c *Capture) read() {
 	defer close(c.exited)
 	buf := make([]byte, 65536)
+	stopping := false
 	for {
-		select {
-		case <-c.done:
-			return
-		default:
+		if !stopping {
+			select {
+			case <-c.done:
+				stopping = true // drain what is queued, then return
+			default:
+			}
 		}
-		nr, _, err := unix.Recvfrom(c.fd, buf, 0)
+		flags := 0
+		if stopping {
+			flags = unix.MSG_DONTWAIT
+		}
+		nr, _, err := unix.Recvfrom(c.fd, buf, flags)
 		if err == unix.EAGAIN || err == unix.EINTR {
+			if stopping {
+				return
+			}
 			continue
 		}
 		if err != nil {
@@ -105,7 +115,6 @@ func (c *Capture) read() {
 	}
 }
 
-// Frames returns what was captured so far.
 func (c *Capture) Frames() []Frame {
 	c.mu.Lock()
 	defer c.mu.Unlock()
