@@ -44,7 +44,26 @@ func exprText(es []expr.Any) string {
 		case *expr.Payload:
 			load(e.DestRegister, payloadText(e), e.Len)
 		case *expr.Meta:
+			if e.SourceRegister {
+				out = append(out, metaText(e.Key)+" set "+use(e.Register))
+				break
+			}
 			load(e.Register, metaText(e.Key), metaLen(e.Key))
+		case *expr.Bitwise:
+			// (x & mask) ^ xor, in the forms nft prints.
+			x, mask, xor := regs[reg32(e.SourceRegister)], ne32val(e.Mask), ne32val(e.Xor)
+			var v string
+			switch {
+			case len(e.Mask) != 4 || len(e.Xor) != 4:
+				v = fmt.Sprintf("%s & 0x%x ^ 0x%x", x, e.Mask, e.Xor)
+			case xor == 0:
+				v = fmt.Sprintf("%s & %#08x", x, mask)
+			case mask == ^xor:
+				v = fmt.Sprintf("%s | %#08x", x, xor)
+			default:
+				v = fmt.Sprintf("%s & %#08x ^ %#08x", x, mask, xor)
+			}
+			regs[reg32(e.DestRegister)] = v
 		case *expr.Cmp:
 			op := " "
 			switch e.Op {
@@ -111,6 +130,13 @@ func reg32(r uint32) uint32 {
 	return r
 }
 
+func ne32val(b []byte) uint32 {
+	if len(b) != 4 {
+		return 0
+	}
+	return binary.NativeEndian.Uint32(b)
+}
+
 func metaLen(k expr.MetaKey) uint32 {
 	switch k {
 	case expr.MetaKeyIIFNAME, expr.MetaKeyOIFNAME:
@@ -141,6 +167,8 @@ func metaText(k expr.MetaKey) string {
 		return "iifname"
 	case expr.MetaKeyOIFNAME:
 		return "oifname"
+	case expr.MetaKeyMARK:
+		return "meta mark"
 	}
 	return fmt.Sprintf("meta key%d", k)
 }
@@ -159,6 +187,8 @@ func valueText(what string, d []byte) string {
 		return fmt.Sprint(d[0])
 	case strings.HasSuffix(what, "port") && len(d) == 2:
 		return fmt.Sprint(binary.BigEndian.Uint16(d))
+	case strings.HasPrefix(what, "meta mark") && len(d) == 4:
+		return fmt.Sprintf("%#x", binary.NativeEndian.Uint32(d))
 	case strings.HasPrefix(what, "ip ") && len(d) == 4:
 		return addrText(d)
 	case strings.HasSuffix(what, "ifname"):

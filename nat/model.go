@@ -26,9 +26,10 @@ const (
 	SetWorkloadIfaces = "workload_ifaces" // guarded interfaces
 	SetWorkloadAddrs  = "workload_addrs"  // interface . address pairs
 
-	ChainPostrouting = "postrouting" // nat, srcnat: masquerade / SNAT
-	ChainInput       = "input"       // filter, filter: VXLAN allow-list
-	ChainPrerouting  = "prerouting"  // filter, raw: workload source guard
+	ChainPostrouting = "postrouting"    // nat, srcnat: masquerade / SNAT
+	ChainPortGuard   = "nat_port_guard" // filter, srcnat + 1: no translated UDP flow on the VXLAN port
+	ChainInput       = "input"          // filter, filter: VXLAN allow-list
+	ChainPrerouting  = "prerouting"     // filter, raw: workload source guard
 )
 
 // setKind is the key type of a set. The zero value is invalid.
@@ -353,6 +354,10 @@ func build(cfg Config, d Desired) (*ruleset, error) {
 		name: ChainPostrouting, typ: nftables.ChainTypeNAT,
 		hook: *nftables.ChainHookPostrouting, prio: *nftables.ChainPriorityNATSource,
 		rules: natRules(cfg, d.SNATTo),
+	}, &chainModel{
+		name: ChainPortGuard, typ: nftables.ChainTypeFilter,
+		hook: *nftables.ChainHookPostrouting, prio: *nftables.ChainPriorityNATSource + 1,
+		rules: portGuardRules(cfg.VXLANPort, cfg.PortGuardMark),
 	})
 	if !cfg.DisableVXLANGuard {
 		rs.chains = append(rs.chains, &chainModel{
@@ -415,9 +420,9 @@ func prefixItems(ps []netip.Prefix) []item {
 	return out
 }
 
-// MasqueradePortRange returns the source ports masquerade and SNAT may pick
-// for UDP: every unprivileged port on the far side of vxlanPort, so that a
-// translated flow can never use the VXLAN port (Calico #12244).
+// MasqueradePortRange returns the source ports SNAT to a fixed address may
+// pick for UDP: every unprivileged port on the far side of vxlanPort, so that
+// a translated flow can never use the VXLAN port (Calico #12244).
 func MasqueradePortRange(vxlanPort uint16) (lo, hi uint16) {
 	if vxlanPort < 32768 {
 		return vxlanPort + 1, 65535
@@ -442,54 +447,89 @@ func lookup(sets map[string]*nftables.Set, name string, reg uint32, invert bool)
 }
 
 // natMatch: ip saddr @nat_pools ip daddr != @all_pools ip daddr != @nat_exclude
-func natMatch(sets map[string]*nftables.Set) []expr.Any {
+// meta mark set meta mark | <mark>
+func natMatch(sets map[string]*nftables.Set, mark uint32) []expr.Any {
 	return []expr.Any{
 		loadSaddr(1), lookup(sets, SetNATPools, 1, false),
 		loadDaddr(1), lookup(sets, SetAllPools, 1, true),
 		lookup(sets, SetNATExclude, 1, true),
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: ne32(^mark), Xor: ne32(mark)},
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1, SourceRegister: true},
 	}
 }
 
+// ne32 encodes v as the meta and ct expressions load it: host byte order.
+func ne32(v uint32) []byte { return binary.NativeEndian.AppendUint32(nil, v) }
+
 func natRules(cfg Config, snat netip.Addr) []ruleModel {
+	if !snat.IsValid() {
+		// Masquerade: one rule, fully random ports for every protocol.
+		// google/nftables v0.3.0 cannot express "masquerade to :lo-hi
+		// fully-random": its masq expression drops the flags, and with
+		// them NF_NAT_RANGE_PROTO_SPECIFIED, whenever a port range is
+		// given, and the kernel then ignores the range. The VXLAN port is
+		// kept off translated flows by portGuardRule instead.
+		return []ruleModel{newRule("nat", func(sets map[string]*nftables.Set) []expr.Any {
+			return append(natMatch(sets, cfg.PortGuardMark), &expr.Masq{FullyRandom: true})
+		})}
+	}
+	// SNAT to a fixed address: the nat expression carries both a port range
+	// and flags, so UDP gets a range without the VXLAN port.
 	lo, hi := MasqueradePortRange(cfg.VXLANPort)
-	udp := func(sets map[string]*nftables.Set) []expr.Any {
-		return append(natMatch(sets),
+	a := snat.As4()
+	udp := newRule("nat-udp", func(sets map[string]*nftables.Set) []expr.Any {
+		return append(natMatch(sets, cfg.PortGuardMark),
 			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_UDP}})
-	}
-	var udpNAT, otherNAT func(map[string]*nftables.Set) []expr.Any
-	if snat.IsValid() {
-		a := snat.As4()
-		udpNAT = func(sets map[string]*nftables.Set) []expr.Any {
-			return append(udp(sets),
-				&expr.Immediate{Register: 1, Data: a[:]},
-				&expr.Immediate{Register: 2, Data: be16(lo)},
-				&expr.Immediate{Register: 3, Data: be16(hi)},
-				&expr.NAT{Type: expr.NATTypeSourceNAT, Family: unix.NFPROTO_IPV4,
-					RegAddrMin: 1, RegAddrMax: 1, RegProtoMin: 2, RegProtoMax: 3,
-					FullyRandom: true, Specified: true})
-		}
-		otherNAT = func(sets map[string]*nftables.Set) []expr.Any {
-			return append(natMatch(sets),
-				&expr.Immediate{Register: 1, Data: a[:]},
-				&expr.NAT{Type: expr.NATTypeSourceNAT, Family: unix.NFPROTO_IPV4,
-					RegAddrMin: 1, RegAddrMax: 1, FullyRandom: true})
-		}
-	} else {
-		udpNAT = func(sets map[string]*nftables.Set) []expr.Any {
-			// google/nftables v0.3.0 drops the flags of a masq
-			// expression that has a port range (see doc.go), so this
-			// rule is "masquerade to :lo-hi" without fully-random.
-			return append(udp(sets),
-				&expr.Immediate{Register: 1, Data: be16(lo)},
-				&expr.Immediate{Register: 2, Data: be16(hi)},
-				&expr.Masq{ToPorts: true, RegProtoMin: 1, RegProtoMax: 2})
-		}
-		otherNAT = func(sets map[string]*nftables.Set) []expr.Any {
-			return append(natMatch(sets), &expr.Masq{FullyRandom: true})
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_UDP}},
+			&expr.Immediate{Register: 1, Data: a[:]},
+			&expr.Immediate{Register: 2, Data: be16(lo)},
+			&expr.Immediate{Register: 3, Data: be16(hi)},
+			&expr.NAT{Type: expr.NATTypeSourceNAT, Family: unix.NFPROTO_IPV4,
+				RegAddrMin: 1, RegAddrMax: 1, RegProtoMin: 2, RegProtoMax: 3,
+				FullyRandom: true, Specified: true})
+	})
+	other := newRule("nat", func(sets map[string]*nftables.Set) []expr.Any {
+		return append(natMatch(sets, cfg.PortGuardMark),
+			&expr.Immediate{Register: 1, Data: a[:]},
+			&expr.NAT{Type: expr.NATTypeSourceNAT, Family: unix.NFPROTO_IPV4,
+				RegAddrMin: 1, RegAddrMax: 1, FullyRandom: true})
+	})
+	return []ruleModel{udp, other}
+}
+
+// portGuardRules run after source NAT. The first drops a UDP packet that
+// tabby's NAT rule marked (it is the packet that created the translation)
+// if the translation put it on the VXLAN source port: its conntrack entry is
+// not yet confirmed and dies with it, so the flow's next packet gets a fresh
+// random port. With fully random ports that is one datagram in about 64,500
+// new UDP flows. The second clears the mark bit again.
+func portGuardRules(port uint16, mark uint32) []ruleModel {
+	marked := func() []expr.Any {
+		return []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: ne32(mark), Xor: ne32(0)},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: ne32(0)},
 		}
 	}
-	return []ruleModel{newRule("nat-udp", udpNAT), newRule("nat", otherNAT)}
+	drop := newRule("nat-port-guard", func(map[string]*nftables.Set) []expr.Any {
+		return append(marked(),
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_UDP}},
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 2},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: be16(port)},
+			&expr.Counter{},
+			&expr.Verdict{Kind: expr.VerdictDrop},
+		)
+	})
+	clear := newRule("nat-mark-clear", func(map[string]*nftables.Set) []expr.Any {
+		return append(marked(),
+			&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: ne32(^mark), Xor: ne32(0)},
+			&expr.Meta{Key: expr.MetaKeyMARK, Register: 1, SourceRegister: true},
+		)
+	})
+	return []ruleModel{drop, clear}
 }
 
 func vxlanGuardRule(port uint16) ruleModel {
@@ -620,6 +660,8 @@ func prioText(p nftables.ChainPriority) string {
 		return "filter"
 	case *nftables.ChainPriorityNATSource:
 		return "srcnat"
+	case *nftables.ChainPriorityNATSource + 1:
+		return "srcnat + 1"
 	case *nftables.ChainPriorityNATDest:
 		return "dstnat"
 	}

@@ -18,6 +18,9 @@ import (
 const (
 	DefaultTable     = "tabby"
 	DefaultVXLANPort = 4789
+	// DefaultPortGuardMark is outside the bits kube-proxy (0x4000, 0x8000)
+	// and Cilium (0x0f00) use.
+	DefaultPortGuardMark = 0x01000000
 )
 
 // Sentinel errors, matched with errors.Is. Validation failures are returned
@@ -68,6 +71,11 @@ type Config struct {
 	DisableVXLANGuard bool
 	// DisableWorkloadGuard leaves out the workload source-address guard.
 	DisableWorkloadGuard bool
+	// PortGuardMark is the one packet-mark bit tabby's NAT rules set on the
+	// packet that creates a translation, so that the port guard after NAT
+	// can tell tabby's flows from other tools' (see doc.go). The guard
+	// clears it again. Default DefaultPortGuardMark; it must be one bit.
+	PortGuardMark uint32
 	// Logger receives debug records of every applied change; nil discards.
 	Logger *slog.Logger
 }
@@ -145,6 +153,12 @@ func New(conn Conn, cfg *Config) (*Manager, error) {
 		// The masquerade port range [VXLANPort+1, 65535] or
 		// [1024, VXLANPort-1] must stay within unprivileged ports.
 		return nil, &ValidationError{Field: "Config.VXLANPort", Value: fmt.Sprint(c.VXLANPort), Err: ErrInvalidConfig}
+	}
+	if c.PortGuardMark == 0 {
+		c.PortGuardMark = DefaultPortGuardMark
+	}
+	if c.PortGuardMark&(c.PortGuardMark-1) != 0 {
+		return nil, &ValidationError{Field: "Config.PortGuardMark", Value: fmt.Sprintf("%#x", c.PortGuardMark), Err: ErrInvalidConfig}
 	}
 	log := c.Logger
 	if log == nil {

@@ -195,8 +195,8 @@ func TestRuleCountConstant(t *testing.T) {
 	if a != b || b != c {
 		t.Fatalf("rule count grows: 10 pods %d, 1000 pods %d, 1000 pods 100 pools %d", a, b, c)
 	}
-	if a != 4 {
-		t.Fatalf("%d rules, want 4", a)
+	if a != 5 {
+		t.Fatalf("%d rules, want 5", a)
 	}
 }
 
@@ -376,7 +376,7 @@ func TestConfigChangeRebuilds(t *testing.T) {
 	}
 	mustSync(t, m2, seedDesired())
 	got := dump(t, m2)
-	if got != m2.Render() || !strings.Contains(got, "th dport 8472") || !strings.Contains(got, "masquerade to :8473-65535") {
+	if got != m2.Render() || !strings.Contains(got, "th dport 8472") || !strings.Contains(got, "th sport 8472") {
 		t.Fatalf("not rebuilt for the new port\n%s", got)
 	}
 }
