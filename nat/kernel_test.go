@@ -2,6 +2,7 @@ package nat_test
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"testing"
 
@@ -80,5 +81,137 @@ func TestKernelSyncDumpMatchesRender(t *testing.T) {
 	}
 	if cc.flushes != n {
 		t.Fatalf("no-op Sync flushed %d times", cc.flushes-n)
+	}
+}
+
+func kernelRuleHandles(t *testing.T, c nat.Conn) []uint64 {
+	t.Helper()
+	tb := &nftables.Table{Name: "tabby", Family: nftables.TableFamilyIPv4}
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyIPv4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hs []uint64
+	for _, ch := range chains {
+		if ch.Table.Name != "tabby" {
+			continue
+		}
+		rs, err := c.GetRules(tb, ch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rs {
+			hs = append(hs, r.Handle)
+		}
+	}
+	return hs
+}
+
+// The kernel agrees with the fake on incremental updates: adjacent and
+// resized intervals, replaced peers and pods, all without touching rules.
+func TestKernelIncrementalUpdates(t *testing.T) {
+	ns := kerneltest.NewNS(t, "natinc")
+	m, cc := kernelManager(t, ns, nil)
+	ctx := context.Background()
+	check := func(step string) {
+		t.Helper()
+		got, err := m.Dump(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != m.Render() {
+			t.Fatalf("%s: kernel differs from render\n--- kernel\n%s\n--- render\n%s", step, got, m.Render())
+		}
+	}
+	mustSync(t, m, seedDesired())
+	check("initial")
+	handles := fmt.Sprint(kernelRuleHandles(t, cc.Conn))
+	flushes := cc.flushes
+
+	steps := []struct {
+		name string
+		mod  func(*nat.Desired)
+	}{
+		{"adjacent pools", func(d *nat.Desired) {
+			d.Pools = append(d.Pools, nat.Pool{CIDR: pfx("10.245.0.0/25"), NATOutgoing: true}, nat.Pool{CIDR: pfx("10.245.0.128/25")})
+		}},
+		{"resize in place", func(d *nat.Desired) {
+			d.Pools = append(d.Pools, nat.Pool{CIDR: pfx("10.245.0.0/24"), NATOutgoing: true})
+		}},
+		{"interval to the top", func(d *nat.Desired) {
+			d.ExcludeDestinations = []netip.Prefix{pfx("224.0.0.0/3"), pfx("0.0.0.0/8")}
+		}},
+		{"peers and pods replaced", func(d *nat.Desired) {
+			d.VXLANPeers = []netip.Addr{addr("10.4.7.63")}
+			d.Workloads = d.Workloads[1:]
+			d.Workloads[0].Addrs = append(d.Workloads[0].Addrs, addr("10.244.235.141"))
+		}},
+		{"back to the start", func(*nat.Desired) {}},
+	}
+	for i, s := range steps {
+		d := seedDesired()
+		s.mod(&d)
+		mustSync(t, m, d)
+		check(s.name)
+		if cc.flushes != flushes+i+1 {
+			t.Fatalf("%s: %d transactions, want 1", s.name, cc.flushes-flushes-i)
+		}
+		if h := fmt.Sprint(kernelRuleHandles(t, cc.Conn)); h != handles {
+			t.Fatalf("%s: rules rewritten: %s -> %s", s.name, handles, h)
+		}
+	}
+}
+
+// A transaction the kernel rejects leaves the previous ruleset in place.
+func TestKernelFailedCommitIsAtomic(t *testing.T) {
+	ns := kerneltest.NewNS(t, "natfail")
+	m, cc := kernelManager(t, ns, nil)
+	ctx := context.Background()
+	mustSync(t, m, seedDesired())
+	before, _ := m.Dump(ctx)
+	for _, name := range []string{"element update", "rebuild"} {
+		d := seedDesired()
+		d.VXLANPeers = append(d.VXLANPeers, addr("10.4.7.99"))
+		if name == "rebuild" {
+			d.SNATTo = addr("192.0.2.10")
+		}
+		if err := m.SetDesired(d); err != nil {
+			t.Fatal(err)
+		}
+		cc.poisoned = true
+		if err := m.Sync(ctx); err == nil {
+			t.Fatalf("%s: poisoned transaction succeeded", name)
+		}
+		if after, _ := m.Dump(ctx); after != before {
+			t.Fatalf("%s: failed commit changed the ruleset\n%s", name, after)
+		}
+	}
+	if err := m.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := m.Dump(ctx); got != m.Render() {
+		t.Fatal("retry did not converge")
+	}
+}
+
+// kube-proxy's table and an inet table named tabby survive Sync and Cleanup.
+func TestKernelOtherTablesUntouched(t *testing.T) {
+	ns := kerneltest.NewNS(t, "natother")
+	m, cc := kernelManager(t, ns, nil)
+	ctx := context.Background()
+	otherTable(t, cc.Conn)
+	mustSync(t, m, seedDesired())
+	if got, want := listTables(t, cc.Conn), "2/kube-proxy(1 rules) 2/tabby 1/tabby"; got != want {
+		t.Fatalf("tables %q, want %q", got, want)
+	}
+	if err := m.Cleanup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := listTables(t, cc.Conn), "2/kube-proxy(1 rules) 1/tabby"; got != want {
+		t.Fatalf("after cleanup: tables %q, want %q", got, want)
+	}
+	n := cc.flushes
+	if err := m.Cleanup(ctx); err != nil || cc.flushes != n {
+		t.Fatalf("second Cleanup: err %v, %d transactions", err, cc.flushes-n)
 	}
 }

@@ -1,0 +1,115 @@
+// Package nat programs a node's masquerade and guard rules in nftables,
+// over netlink with github.com/google/nftables: no nft or iptables binary.
+// It reproduces the seed's Q8 (a pod reaches the internet because the node
+// rewrites the pod's source address to its own for traffic from the pod
+// pools to destinations outside them) and adds two guards.
+//
+// # What it owns
+//
+// One table, family ip, named by Config.Table (default "tabby"). The Manager
+// lists tables only to find that one, never changes, flushes or deletes any
+// other (kube-proxy's, iptables-nft's, another tool's, or an inet table of
+// the same name), and Cleanup deletes only its table. Within the table it
+// owns everything: a rule or element someone else adds is removed by the
+// next Sync. It also owns one packet-mark bit, Config.PortGuardMark, between
+// two hooks of one packet (see below).
+//
+// # The ruleset
+//
+// The rule count is constant: pools, peers and pods live in sets, updated
+// element by element. The table for the seed's worker1 (see
+// testdata/masquerade.golden, which the Example prints):
+//
+//	set all_pools / nat_pools / nat_exclude   ipv4_addr, flags interval
+//	set vxlan_peers                           ipv4_addr
+//	set workload_ifaces                       ifname
+//	set workload_addrs                        ifname . ipv4_addr
+//
+//	chain postrouting      nat    postrouting srcnat
+//	  ip saddr @nat_pools ip daddr != @all_pools ip daddr != @nat_exclude
+//	    meta mark set meta mark | 0x01000000 masquerade fully-random
+//	chain nat_port_guard   filter postrouting srcnat + 1
+//	  meta mark & 0x01000000 != 0 meta l4proto udp th sport 4789 drop
+//	  meta mark & 0x01000000 != 0 meta mark set meta mark & 0xfeffffff
+//	chain input            filter input       filter
+//	  meta l4proto udp th dport 4789 ip saddr != @vxlan_peers drop
+//	chain prerouting       filter prerouting  raw
+//	  iifname @workload_ifaces iifname . ip saddr != @workload_addrs drop
+//
+// Masquerade: traffic from a pool with NATOutgoing to a destination outside
+// every pool and outside Desired.ExcludeDestinations is masqueraded with
+// fully random source ports (which avoids the SNAT port race of concurrent
+// UDP flows). With Desired.SNATTo it is SNAT to that address instead, UDP
+// with the port range of MasqueradePortRange.
+//
+// VXLAN allow-list: UDP to the VXLAN port of this node (input hook) is
+// dropped unless it comes from an address in Desired.VXLANPeers, the
+// underlay addresses of the other nodes (fed from the reflector's peers).
+// Conntrack is left on for VXLAN, so a reply to a translated flow is
+// un-NATed in prerouting and never reaches this rule.
+//
+// Workload source guard: a packet arriving from a workload interface
+// (Desired.Workloads) whose source is not one of that workload's addresses
+// is dropped in prerouting at raw priority, before conntrack. It
+// complements the veth package's rp_filter option (strict reverse-path
+// filtering on the host side of each veth, net.ipv4.conf.<veth>.rp_filter=1):
+// rp_filter only checks that a reply to the source would leave through the
+// same interface, so it accepts any address routed to that veth; the nft
+// guard checks the exact address list and also covers pods whose routes are
+// shared or missing.
+//
+// # The VXLAN port is never a translated source port (Calico #12244)
+//
+// In Calico a masqueraded flow could be given source port 4789; its replies,
+// not tracked because of a NOTRACK rule for VXLAN, then hit the VXLAN
+// allow-list and were dropped. The fix there is a port range without 4789.
+// tabby cannot write that range for masquerade: github.com/google/nftables
+// v0.3.0 encodes a masq expression either with flags or with port
+// registers, never both, and without the NF_NAT_RANGE_PROTO_SPECIFIED flag
+// the kernel ignores the registers. So:
+//   - SNAT to a fixed address (the nat expression carries both) uses the
+//     range MasqueradePortRange(VXLANPort) for UDP, e.g. 4790-65535.
+//   - Masquerade stays fully random and tabby's rule sets PortGuardMark on
+//     the packet that creates the translation. The chain nat_port_guard,
+//     right after source NAT, drops such a packet if it now leaves with UDP
+//     source port 4789, and otherwise clears the bit. That packet is the
+//     first of its flow: its conntrack entry is not confirmed yet and is
+//     destroyed with it, so the flow's next packet is translated afresh to
+//     another random port. The price is one datagram in about 64,500 new
+//     UDP flows; no datagram ever leaves with the VXLAN port as a
+//     translated source. Other tools' translations (no mark) are not
+//     touched, even if they keep an original source port 4789.
+//
+// # Reconciling
+//
+// SetDesired validates (typed *ValidationError wrapping ErrInvalidPrefix,
+// ErrWrongFamily, ErrNoPools, ErrInvalidInterface) and stores the state in
+// memory; invalid input changes nothing. Sync reads the table back (sets,
+// elements, chains, rules; rules are recognised by a comment carrying a
+// hash of their text) and sends one transaction:
+//   - nothing differs: nothing is sent (no Flush at all);
+//   - only set contents differ: just the added and removed elements;
+//   - anything else differs (missing table, a changed rule or chain, a
+//     foreign rule, a set of the wrong type): delete and recreate the
+//     table in the same transaction.
+//
+// nftables applies a transaction entirely or not at all, so a failed Sync
+// leaves the previous ruleset working; the next Sync retries.
+//
+// # Namespaces, seam and tests
+//
+// Dial(fd) opens a connection in the network namespace fd refers to
+// (nftables.WithNetNSFd); the caller's threads never change namespace. The
+// Manager uses the Conn interface, the few *nftables.Conn methods it calls;
+// nattest.Conn is an in-memory, transactional implementation for tests that
+// run without root. Render prints the intended table and Dump the kernel's
+// (decoded from its rule expressions), both in `nft list table` style;
+// kernel tests check that they are equal.
+//
+// # IPv6
+//
+// Everything is IPv4 (family ip). IPv6 will be a second table of family ip6
+// (or an inet table) with the same chains and ipv6_addr sets, managed by
+// the same code with the family and address length as parameters; an IPv6
+// prefix given today is rejected with ErrWrongFamily.
+package nat
