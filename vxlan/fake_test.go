@@ -329,3 +329,32 @@ func TestFakeParentMissing(t *testing.T) {
 		t.Fatal("wrote without a parent")
 	}
 }
+
+// IPv6 is designed in: one Manager per family, the IPv6 one on its own
+// device with /128 tunnel address and AF_INET6 neighbours.
+func TestFakeIPv6(t *testing.T) {
+	k := fakeNode(t, "2001:db8:7::61/64")
+	m, err := vxlan.New(k, &vxlan.Config{
+		Parent: "eth0", LocalAddr: netip.MustParsePrefix("2001:db8:7::61/64"),
+		TunnelAddr: netip.MustParseAddr("fd00:10:244:1::"), NodeName: "worker1",
+		Offloader: noOffload{}, KernelRelease: "6.1.0",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Device() != "vxlan-v6.calico" {
+		t.Fatal(m.Device())
+	}
+	p := vxlan.Peer{Name: "worker2", NodeIP: netip.MustParseAddr("2001:db8:7::62"), TunnelIP: netip.MustParseAddr("fd00:10:244:2::"),
+		TunnelMAC: mustMAC("66:a1:d3:0e:5b:02"), Blocks: []netip.Prefix{netip.MustParsePrefix("fd00:10:244:2::/122")}}
+	if w := syncPeers(t, m, k, p); w == 0 {
+		t.Fatal("nothing written")
+	}
+	if w := syncPeers(t, m, k, p); w != 0 {
+		t.Fatalf("no-op wrote %d\n%s", w, k.Dump())
+	}
+	golden(t, "ipv6", k.Dump())
+	if err := m.SetPeers([]vxlan.Peer{worker2}); !errors.Is(err, vxlan.ErrInvalidPeer) {
+		t.Fatalf("IPv4 peer on the IPv6 manager: %v", err)
+	}
+}

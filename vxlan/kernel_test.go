@@ -163,3 +163,50 @@ func TestKernelChecksumOffloadIoctl(t *testing.T) {
 		t.Fatal("tx checksum offload not turned back on")
 	}
 }
+
+// The parent going down flushes the routes through it (and, on the real
+// kernel, may take the VXLAN device's carrier); the next Sync restores
+// everything, and the one after writes nothing.
+func TestKernelParentDownUp(t *testing.T) {
+	ns := kernelNode(t, "10.4.7.61/24")
+	ctx := context.Background()
+	m, err := New(ns.Handle, &Config{
+		Parent: "eth0", LocalAddr: netip.MustParsePrefix("10.4.7.61/24"), Mode: ModeCrossSubnet,
+		TunnelAddr: netip.MustParseAddr("10.244.235.128"), NodeName: "worker1", Offloader: &fakeOffloader{},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	near := Peer{Name: "worker2", NodeIP: netip.MustParseAddr("10.4.7.62"), TunnelIP: netip.MustParseAddr("10.244.189.64"),
+		TunnelMAC: MACFromName("worker2"), Blocks: []netip.Prefix{netip.MustParsePrefix("10.244.189.64/26")}}
+	far := Peer{Name: "far", NodeIP: netip.MustParseAddr("192.0.2.9"), TunnelIP: netip.MustParseAddr("10.244.7.0"),
+		TunnelMAC: MACFromName("far"), Blocks: []netip.Prefix{netip.MustParsePrefix("10.244.7.0/26")}}
+	if err := m.SetPeers([]Peer{near, far}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := ns.Dump()
+	eth0 := ns.Link(t, "eth0")
+	if err := ns.Handle.LinkSetDown(eth0); err != nil {
+		t.Fatal(err)
+	}
+	down := ns.Dump()
+	if err := ns.Handle.LinkSetUp(eth0); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Sync(ctx); err != nil {
+		t.Fatalf("%v\n%s", err, ns.Dump())
+	}
+	t.Logf("while down:\n%s\nrestored with %d writes", down, m.LastResult().Writes)
+	if m.LastResult().Writes == 0 {
+		t.Fatal("nothing was restored")
+	}
+	if got := ns.Dump(); got != want {
+		t.Fatalf("after down/up:\n%s\nwant:\n%s", got, want)
+	}
+	if err := m.Sync(ctx); err != nil || m.LastResult().Writes != 0 {
+		t.Fatalf("resync: %v %+v", err, m.LastResult())
+	}
+}
