@@ -92,6 +92,12 @@ func (l *link) operState() netlink.LinkOperState {
 		if l.carrier() {
 			return netlink.OperUp
 		}
+		// rfc2863_policy: LOWERLAYERDOWN when the device has a lower
+		// link (iflink, the peer's index) with another index than its
+		// own; two ends in different namespaces may share an index.
+		if l.peer != nil && l.peer.index != l.index {
+			return netlink.OperLowerLayerDown
+		}
 		return netlink.OperDown
 	}
 	return netlink.OperUnknown

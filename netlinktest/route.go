@@ -144,7 +144,9 @@ func (ns *namespace) addKernelRoute(r *route) {
 }
 
 // addAddrRoutes installs the routes the kernel derives from address a on
-// l: the local route always, the broadcast and prefix routes while l is up.
+// l (fib_add_ifaddr): the local route always, the broadcast and prefix
+// routes while l is up. A secondary address's routes take the primary
+// address as preferred source, and it gets no prefix route.
 func (ns *namespace) addAddrRoutes(l *link, a *addr) {
 	if a.ip.Is6() {
 		if !l.up {
@@ -158,14 +160,20 @@ func (ns *namespace) addAddrRoutes(l *link, a *addr) {
 		}
 		return
 	}
+	src := a.ip
+	if a.secondary {
+		if p := l.primaryFor(a); p != nil {
+			src = p.ip
+		}
+	}
 	ns.addKernelRoute(&route{dst: netip.PrefixFrom(a.ip, 32), table: tableLocal, typ: unix.RTN_LOCAL,
-		proto: protoKernel, scope: unix.RT_SCOPE_HOST, link: l.index, src: a.ip})
+		proto: protoKernel, scope: unix.RT_SCOPE_HOST, link: l.index, src: src})
 	if !l.up {
 		return
 	}
 	if a.bcast.IsValid() && a.bcast != netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
 		ns.addKernelRoute(&route{dst: netip.PrefixFrom(a.bcast, 32), table: tableLocal, typ: unix.RTN_BROADCAST,
-			proto: protoKernel, scope: unix.RT_SCOPE_LINK, link: l.index, src: a.ip})
+			proto: protoKernel, scope: unix.RT_SCOPE_LINK, link: l.index, src: src})
 	}
 	p := a.prefix()
 	if a.secondary || p.Addr().IsUnspecified() || (p.Addr() == a.ip && a.bits == 32) {
@@ -179,6 +187,16 @@ func (ns *namespace) addAddrRoutes(l *link, a *addr) {
 	ns.addKernelRoute(r)
 }
 
+// primaryFor returns the primary address a secondary belongs to.
+func (l *link) primaryFor(a *addr) *addr {
+	for _, p := range l.addrs {
+		if p.ip.Is4() && !p.secondary && p.bits == a.bits && p.prefix().Contains(a.ip) {
+			return p
+		}
+	}
+	return nil
+}
+
 // delAddrRoutes removes the routes that go with address a of l, and (like
 // fib_sync_down_addr) every route using a as preferred source once no
 // link has it any more.
@@ -188,7 +206,10 @@ func (ns *namespace) delAddrRoutes(l *link, a *addr) {
 	for _, r := range ns.routes {
 		drop := false
 		if a.ip.Is4() {
-			if r.proto == protoKernel && r.link == l.index && r.src == a.ip {
+			if r.link == l.index && r.table == tableLocal && r.typ == unix.RTN_LOCAL && r.dst == netip.PrefixFrom(a.ip, 32) {
+				drop = true
+			}
+			if !a.secondary && r.proto == protoKernel && r.link == l.index && r.src == a.ip {
 				drop = true
 			}
 			if !stillLocal && r.src == a.ip {
