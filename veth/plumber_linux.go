@@ -353,6 +353,14 @@ func hasRoute(rs []netlink.Route, dst netip.Prefix, gw netip.Addr, scope netlink
 // sysctls. It needs neither the pod namespace nor anything but the key,
 // and succeeds when there is nothing to remove (namespace already gone,
 // interface missing, key never set up). An empty key is an *InputError.
+//
+// The key names the interface, not a sandbox: when a pod is recreated
+// under the same "<namespace>.<pod>" key, a late Teardown for the old
+// sandbox removes the new one's interface. Callers that can see such a
+// late DEL guard it (Calico compares container IDs in its datastore).
+//
+// On Linux the kernel's unregistering of the pair dominates: about one
+// RCU grace period (≈20 ms on a loaded VM), the same as `ip link del`.
 func (p *Plumber) Teardown(ctx context.Context, key string) error {
 	if err := validKey(key); err != nil {
 		return err
