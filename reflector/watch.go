@@ -39,6 +39,7 @@ type watcher struct {
 	rev     int64
 	last    []Announcement
 	sent    bool
+	dirty   bool // the accepted set may have changed since the last publish
 }
 
 // Watch delivers the set of live peers (every node but self whose
@@ -77,6 +78,7 @@ func (w *watcher) relist(ctx context.Context, outage time.Duration) (<-chan data
 	now := time.Now()
 	old := w.entries
 	w.entries = make(map[string]*entry, len(kvs))
+	w.dirty = true
 	for _, kv := range kvs {
 		if prev, ok := old[kv.Key]; ok && prev.rev == kv.Revision {
 			prev.seen = prev.seen.Add(outage)
@@ -102,7 +104,10 @@ func (w *watcher) put(ctx context.Context, key string, val []byte, rev int64, no
 	a, hold, _, err := decodeRecord(name, val)
 	if err != nil {
 		w.r.log.Warn("reflector: ignoring announcement", "node", name, "reason", err)
-		delete(w.entries, key)
+		if _, ok := w.entries[key]; ok {
+			delete(w.entries, key)
+			w.dirty = true
+		}
 		return
 	}
 	e := w.entries[key]
@@ -116,6 +121,7 @@ func (w *watcher) put(ctx context.Context, key string, val []byte, rev int64, no
 	}
 	e.raw, e.checked = a, true
 	e.accepted, e.ok = w.validate(ctx, a)
+	w.dirty = true
 }
 
 // validate returns what of a the Validator lets through. The fast path is
@@ -238,7 +244,10 @@ func (w *watcher) handle(ctx context.Context, ev datastore.Event, ok bool) bool 
 		if e, ok := w.entries[ev.Key]; ok {
 			w.r.log.Info("reflector: node withdrawn", "node", e.raw.Node)
 		}
-		delete(w.entries, ev.Key)
+		if _, ok := w.entries[ev.Key]; ok {
+			delete(w.entries, ev.Key)
+			w.dirty = true
+		}
 	}
 	w.rev = ev.Revision
 	return true
@@ -277,6 +286,7 @@ func (w *watcher) expire(ctx context.Context) {
 			continue
 		}
 		delete(w.entries, key)
+		w.dirty = true
 		w.r.log.Info("reflector: node expired", "node", e.raw.Node, "hold", e.hold, "silent", now.Sub(e.seen).Round(time.Millisecond))
 		dctx, cancel := context.WithTimeout(ctx, time.Second)
 		err := w.r.store.Delete(dctx, key, e.rev)
@@ -290,6 +300,10 @@ func (w *watcher) expire(ctx context.Context) {
 // publish sends the current set if it changed since the last one sent. A
 // reader that has not taken the previous set gets this one instead.
 func (w *watcher) publish() {
+	if !w.dirty {
+		return // only heartbeats since the last one
+	}
+	w.dirty = false
 	peers := w.current()
 	if w.sent && slices.EqualFunc(peers, w.last, Announcement.Equal) {
 		return

@@ -1,0 +1,5 @@
+package reflector
+
+func benchStores() []benchStore {
+	return []benchStore{{"memory", memoryBackend}}
+}
