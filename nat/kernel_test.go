@@ -84,7 +84,7 @@ func TestKernelSyncDumpMatchesRender(t *testing.T) {
 	}
 }
 
-func kernelRuleHandles(t *testing.T, c nat.Conn) []uint64 {
+func kernelRuleHandles(t testing.TB, c nat.Conn) []uint64 {
 	t.Helper()
 	tb := &nftables.Table{Name: "tabby", Family: nftables.TableFamilyIPv4}
 	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyIPv4)
@@ -213,5 +213,21 @@ func TestKernelOtherTablesUntouched(t *testing.T) {
 	n := cc.flushes
 	if err := m.Cleanup(ctx); err != nil || cc.flushes != n {
 		t.Fatalf("second Cleanup: err %v, %d transactions", err, cc.flushes-n)
+	}
+}
+
+// The kernel holds the same number of rules for 10 and for 1,000 pods.
+func TestKernelRuleCountConstant(t *testing.T) {
+	count := func(pods int) int {
+		ns := kerneltest.NewNS(t, "natcount")
+		m, cc := kernelManager(t, ns, nil)
+		d := seedDesired()
+		d.Workloads = benchWorkloads(pods)
+		d.Pools = benchPools(pods / 10)
+		mustSync(t, m, d)
+		return len(kernelRuleHandles(t, cc.Conn))
+	}
+	if a, b := count(10), count(1000); a != b {
+		t.Fatalf("10 pods: %d rules, 1000 pods: %d rules", a, b)
 	}
 }

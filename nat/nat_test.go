@@ -62,7 +62,7 @@ func newFake(t *testing.T, cfg *nat.Config) (*nat.Manager, *nattest.Conn) {
 	return m, fc
 }
 
-func mustSync(t *testing.T, m *nat.Manager, d nat.Desired) {
+func mustSync(t testing.TB, m *nat.Manager, d nat.Desired) {
 	t.Helper()
 	if err := m.SetDesired(d); err != nil {
 		t.Fatal(err)
