@@ -1,0 +1,142 @@
+package cni
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	types100 "github.com/containernetworking/cni/pkg/types/100"
+)
+
+// IPAMPlugin implements the standalone tabby-ipam plugin: block IPAM with
+// handles and GC for ptp, bridge, macvlan and other main plugins. It needs
+// only Env.OpenStore (and Hostname, Stderr). Safe for concurrent use.
+type IPAMPlugin struct {
+	p *Plugin
+}
+
+// NewIPAM returns the standalone IPAM plugin on env.
+func NewIPAM(env Env) *IPAMPlugin { return &IPAMPlugin{p: New(env)} }
+
+// Add allocates one IPv4 address to <network>.<containerID>.<ifname> and
+// returns it as a /32 with the configured gateway (default 169.254.1.1)
+// and routes (default 0.0.0.0/0). A repeated ADD returns the same address.
+func (ip *IPAMPlugin) Add(args *skel.CmdArgs) (types.Result, error) {
+	ctx, cancel := ip.p.ctx()
+	defer cancel()
+	c, err := ip.p.begin(args, "ADD", true)
+	if err != nil {
+		return nil, err
+	}
+	defer c.close()
+	m, err := c.ipam(ctx)
+	if err != nil {
+		return nil, err
+	}
+	a, err := c.assign(ctx, m)
+	if err != nil {
+		return nil, err
+	}
+	gw := c.conf.IPAM.GatewayAddr
+	res := &types100.Result{CNIVersion: types100.ImplementedSpecVersion}
+	for _, p := range a.addrs {
+		res.IPs = append(res.IPs, &types100.IPConfig{
+			Address: net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())},
+			Gateway: gw.AsSlice(),
+		})
+	}
+	for _, r := range c.conf.IPAM.RoutePrefix {
+		res.Routes = append(res.Routes, &types.Route{
+			Dst: net.IPNet{IP: r.Addr().AsSlice(), Mask: net.CIDRMask(r.Bits(), r.Addr().BitLen())},
+		})
+	}
+	c.log.Info("assigned", "addrs", a.addrs)
+	return res, nil
+}
+
+// Del releases the handle's addresses; unknown handles succeed.
+func (ip *IPAMPlugin) Del(args *skel.CmdArgs) error {
+	ctx, cancel := ip.p.ctx()
+	defer cancel()
+	c, err := ip.p.begin(args, "DEL", true)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	m, err := c.ipam(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := m.ReleaseByHandle(ctx, c.handle); err != nil {
+		return fmt.Errorf("ipam: release %s: %w", c.handle, err)
+	}
+	return nil
+}
+
+// Check verifies that the handle holds exactly the addresses of
+// prevResult.
+func (ip *IPAMPlugin) Check(args *skel.CmdArgs) error {
+	ctx, cancel := ip.p.ctx()
+	defer cancel()
+	c, err := ip.p.begin(args, "CHECK", true)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	prev, err := c.prevResult()
+	if err != nil {
+		return err
+	}
+	m, err := c.ipam(ctx)
+	if err != nil {
+		return err
+	}
+	held, err := m.HandleAddrs(ctx, c.handle)
+	if err != nil {
+		return fmt.Errorf("ipam: handle %s: %w", c.handle, err)
+	}
+	var want []netip.Addr
+	for _, x := range prev.IPs {
+		a, ok := netip.AddrFromSlice(x.Address.IP)
+		if !ok {
+			return &checkError{fmt.Sprintf("prevResult address %v is invalid", x.Address)}
+		}
+		want = append(want, a.Unmap())
+	}
+	slices.SortFunc(held, netip.Addr.Compare)
+	slices.SortFunc(want, netip.Addr.Compare)
+	// The main plugin's prevResult may carry addresses of other IPAMs
+	// (dual stack): every held address must be in it.
+	for _, h := range held {
+		if !slices.Contains(want, h) {
+			return &checkError{fmt.Sprintf("ipam: handle %s holds %v, not in prevResult %v", c.handle, h, want)}
+		}
+	}
+	if len(held) == 0 {
+		return &checkError{fmt.Sprintf("ipam: handle %s holds no address, prevResult has %v", c.handle, want)}
+	}
+	return nil
+}
+
+// GC releases this network's allocations on this node whose attachments
+// are not valid.
+func (ip *IPAMPlugin) GC(args *skel.CmdArgs) error {
+	ctx, cancel := ip.p.ctx()
+	defer cancel()
+	c, err := ip.p.begin(args, "GC", true)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	m, err := c.ipam(ctx)
+	if err != nil {
+		return err
+	}
+	return c.gc(ctx, m, nil)
+}
+
+// Status reports whether the datastore answers (code 50 otherwise).
+func (ip *IPAMPlugin) Status(args *skel.CmdArgs) error { return ip.p.status(args, true) }

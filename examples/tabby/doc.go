@@ -1,0 +1,51 @@
+// Command tabby is a CNI plugin (spec 0.3.1, 0.4.0, 1.0.0 and 1.1.0: VERSION,
+// ADD, DEL, CHECK, GC, STATUS) that networks pods the way Calico does in
+// VXLAN mode, without BGP: a /32 from block IPAM, one veth pair per pod with
+// the host end named cali<11 hex>, a /32 route to the pod on the host and
+// "default via 169.254.1.1" in the pod.
+//
+// Install the binary (with tabby-ipam, if other plugins should use the same
+// IPAM) in the runtime's CNI bin directory and a network configuration such
+// as /etc/cni/net.d/10-tabby.conflist:
+//
+//	{"cniVersion": "1.1.0", "name": "tabby-net", "plugins": [
+//	  {"type": "tabby", "nodeName": "worker1",
+//	   "datastore": "bolt:///var/lib/tabby/tabby.db", "mtu": 1450,
+//	   "proxyARP": "userspace",
+//	   "ipam": {"type": "tabby-ipam", "pools": ["10.244.0.0/16"], "blockSize": 26}},
+//	  {"type": "portmap", "capabilities": {"portMappings": true}}]}
+//
+// Keys (all optional but name and type):
+//
+//	nodeName   the IPAM host; default <stateDir>/nodename, else the hostname
+//	datastore  memory://, bolt:///path or etcd://host:port[,host:port][/prefix]
+//	           [?ca=&cert=&key=&user=&password=];
+//	           default bolt://<stateDir>/tabby.db
+//	mtu        both veth ends; default <stateDir>/mtu, else 1450
+//	proxyARP   "userspace" (default: tabby-agent's responder answers ARP for
+//	           169.254.1.1) or "kernel" (the plugin sets proxy_arp=1)
+//	stateDir   the agent's state directory; default /var/lib/tabby
+//	logFile    absolute path to append logs to; default stderr (never stdout)
+//	logLevel   debug, info, warn (default) or error
+//	ipam       {"type": "tabby-ipam", "pools": [CIDR...], "blockSize": 26}
+//	           runs in-process; pools missing from the datastore are created
+//	           with blockSize; no pools means every enabled pool (and
+//	           10.244.0.0/16 "default" if there is none). Any other type is
+//	           run as a delegated IPAM plugin; its IPv4 addresses are used
+//	           as /32s.
+//
+// The IPAM handle is "<network>.<containerID>.<ifname>"; the host interface
+// is named from K8S_POD_NAMESPACE and K8S_POD_NAME in CNI_ARGS (else from the
+// container ID). A failed ADD leaves nothing; DEL is idempotent and releases
+// the address even when the namespace is gone; GC releases what
+// cni.dev/valid-attachments does not list; STATUS fails with code 50 while
+// the datastore does not answer. Error codes are listed in
+// examples/internal/cni (spec codes 1, 4, 7, 11, 50; tabby's own from 100:
+// 100 means the pools are exhausted).
+//
+// Try it by hand in throwaway namespaces with cnitool:
+//
+//	ip netns add host1; ip netns add pod1
+//	NETCONFPATH=/etc/cni/net.d CNI_PATH=/opt/cni/bin \
+//	  ip netns exec host1 cnitool add tabby-net /var/run/netns/pod1
+package main
