@@ -90,6 +90,7 @@ var contracts = []struct {
 	{"VxlanAndFDB", contractVxlanFDB},
 	{"Sysctls", contractSysctls},
 	{"LinkSubscribe", contractSubscribe},
+	{"IPv6", contractIPv6},
 }
 
 func TestContract(t *testing.T) {
@@ -424,6 +425,22 @@ func contractVethAcrossNS(t *testing.T, w world) {
 	ok(t, b.h.LinkAdd(veth("mvd", "xx1")), "veth in b")
 	isErr(t, a.h.LinkSetNsFd(link(t, a, "mvd"), b.fd), unix.EEXIST, "move onto a taken name")
 	link(t, a, "mvd") // still there
+
+	// LinkAttrs.Namespace creates the link there; the peer without
+	// PeerNamespace goes to the requesting namespace.
+	nv := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "nsv0", Namespace: netlink.NsFd(b.fd)}, PeerName: "nsv1"}
+	ok(t, a.h.LinkAdd(nv), "veth created in another namespace")
+	if nv.Index != 0 {
+		t.Fatalf("LinkAdd filled in index %d for a link in another namespace", nv.Index)
+	}
+	link(t, b, "nsv0")
+	link(t, a, "nsv1")
+	nv2 := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "nsv2", Namespace: netlink.NsFd(b.fd)}, PeerName: "nsv3", PeerNamespace: netlink.NsFd(b.fd)}
+	ok(t, a.h.LinkAdd(nv2), "both ends in another namespace")
+	if l := link(t, b, "nsv2"); l.Attrs().NetNsID != -1 {
+		t.Fatalf("same-namespace pair made elsewhere: netnsid %d", l.Attrs().NetNsID)
+	}
+	link(t, b, "nsv3")
 
 	// Deleting either end deletes the pair.
 	ok(t, b.h.LinkDel(pod), "delete the pod end")

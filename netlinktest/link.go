@@ -689,6 +689,14 @@ func (ns *namespace) setUp(l *link, up bool) {
 	} else {
 		ns.flushRoutes(l, false)
 		ns.flushNeighs(l, false)
+		// addrconf_ifdown: IPv6 addresses go too (keep_addr_on_down=0).
+		kept := l.addrs[:0]
+		for _, a := range l.addrs {
+			if a.ip.Is4() {
+				kept = append(kept, a)
+			}
+		}
+		l.addrs = kept
 	}
 	ns.notifyLink(l, unix.RTM_NEWLINK)
 	if p := l.peer; p != nil {

@@ -239,6 +239,15 @@ func (l *link) hasPrefix6(p netip.Prefix) bool {
 	return false
 }
 
+func (ns *namespace) loopbackIndex() int {
+	for _, l := range ns.links {
+		if l.kind == kindLoopback {
+			return l.index
+		}
+	}
+	return 0
+}
+
 // flushRoutes removes routes through l: all of them when l goes away, all
 // but the IPv4 local routes of its addresses when l goes down.
 func (ns *namespace) flushRoutes(l *link, all bool) {
@@ -432,6 +441,9 @@ func (ns *namespace) checkRoute(r *route) error {
 		}
 		if r.onlink {
 			return unix.EINVAL
+		}
+		if !r.is4() {
+			r.link = ns.loopbackIndex() // ip6 reject routes point at lo
 		}
 		return ns.checkPrefsrc(r)
 	}

@@ -1,0 +1,84 @@
+package netlinktest_test
+
+import (
+	"fmt"
+	"net"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// routes6 renders IPv6 routes of every table, without the ones IPv6
+// autoconfiguration adds by itself (fe80::/64, ff00::/8 and link-local
+// addresses), which the fake does not model.
+func routes6(t *testing.T, n *testNS) []string {
+	t.Helper()
+	rs, err := n.h.RouteListFiltered(netlink.FAMILY_V6, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+	ok(t, err, "route list")
+	var keep []netlink.Route
+	for _, r := range rs {
+		if r.Dst != nil && (r.Dst.IP.IsLinkLocalUnicast() || r.Dst.IP.IsMulticast()) {
+			continue
+		}
+		keep = append(keep, r)
+	}
+	return renderRoutes(t, n, keep)
+}
+
+func addrs6(t *testing.T, n *testNS, l netlink.Link) []string {
+	t.Helper()
+	as, err := n.h.AddrList(l, netlink.FAMILY_V6)
+	ok(t, err, "AddrList")
+	var out []string
+	for _, a := range as {
+		if a.IP.IsLinkLocalUnicast() {
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s scope=%d flags=%#x label=%q", a.IPNet, a.Scope, a.Flags, a.Label))
+	}
+	return out
+}
+
+func contractIPv6(t *testing.T, w world) {
+	n := w(t)
+	sameSet(t, "lo", routes6(t, n), []string{"table=255 type=2 ::1/128 dev=lo proto=2 scope=0"})
+	va, _ := upPair(t, n, "va", "vb")
+	idx := va.Attrs().Index
+	a := addr("fd00::1/64")
+	a.Flags = unix.IFA_F_NODAD
+	ok(t, n.h.AddrAdd(va, a), "addr add")
+	sameSet(t, "addresses", addrs6(t, n, va), []string{`fd00::1/64 scope=0 flags=0x82 label=""`})
+	isErr(t, n.h.AddrAdd(va, a), unix.EEXIST, "addr add again")
+	base := []string{
+		"table=255 type=2 ::1/128 dev=lo proto=2 scope=0",
+		"table=255 type=2 fd00::1/128 dev=va proto=2 scope=0",
+		"table=254 type=1 fd00::/64 dev=va proto=2 scope=0 metric=256",
+	}
+	eventually(t, func() error {
+		if got := routes6(t, n); len(got) != len(base) {
+			return fmt.Errorf("routes: %v", got)
+		}
+		return nil
+	})
+	sameSet(t, "kernel routes of the address", routes6(t, n), base)
+	gw := &netlink.Route{LinkIndex: idx, Dst: ipnet("fd01::/64"), Gw: net.ParseIP("fd00::2"), Protocol: 80}
+	ok(t, n.h.RouteAdd(gw), "route via")
+	isErr(t, n.h.RouteAdd(gw), unix.EEXIST, "route via again")
+	ok(t, n.h.RouteReplace(gw), "replace")
+	ok(t, n.h.RouteAdd(&netlink.Route{LinkIndex: idx, Dst: ipnet("fd02::/64"), Protocol: 80}), "route dev")
+	ok(t, n.h.RouteAdd(&netlink.Route{Dst: ipnet("fd03::/64"), Type: unix.RTN_BLACKHOLE, Protocol: 80}), "blackhole")
+	sameSet(t, "user routes", routes6(t, n), append(base,
+		"table=254 type=1 fd01::/64 dev=va proto=80 scope=0 via=fd00::2 metric=1024",
+		"table=254 type=1 fd02::/64 dev=va proto=80 scope=0 metric=1024",
+		"table=254 type=6 fd03::/64 dev=lo proto=80 scope=0 metric=1024",
+	))
+	isErr(t, n.h.RouteDel(&netlink.Route{LinkIndex: idx, Dst: ipnet("fd09::/64")}), unix.ESRCH, "delete missing")
+	ok(t, n.h.RouteDel(&netlink.Route{LinkIndex: idx, Dst: ipnet("fd02::/64")}), "delete")
+	ok(t, n.h.LinkSetDown(va), "down")
+	sameSet(t, "after link down", routes6(t, n), []string{
+		"table=255 type=2 ::1/128 dev=lo proto=2 scope=0",
+		"table=254 type=6 fd03::/64 dev=lo proto=80 scope=0 metric=1024",
+	})
+	sameSet(t, "IPv6 addresses after link down (keep_addr_on_down=0)", addrs6(t, n, va), nil)
+}
