@@ -201,20 +201,22 @@ func (m *IPAM) autoAssignOnce(ctx context.Context, args AutoAssignArgs, strict b
 			lh.dirty = true
 		}
 	}
-	// 1. The host's own blocks.
-	for _, hb := range hr.Blocks {
-		if need == 0 {
-			break
-		}
-		if hb.Pending || !inSel(hb.Pool) {
-			continue
-		}
-		lb, err := c.block(ctx, hb.Pool, hb.CIDR)
-		if err != nil {
-			return nil, err
-		}
-		if lb.rec != nil && lb.rec.Affinity == args.Host {
-			takeFrom(lb)
+	// 1. The host's own blocks: those not known to be full first.
+	for _, full := range []bool{false, true} {
+		for _, hb := range hr.Blocks {
+			if need == 0 {
+				break
+			}
+			if hb.Pending || hb.Full != full || !inSel(hb.Pool) {
+				continue
+			}
+			lb, err := c.block(ctx, hb.Pool, hb.CIDR)
+			if err != nil {
+				return nil, err
+			}
+			if lb.rec != nil && lb.rec.Affinity == args.Host {
+				takeFrom(lb)
+			}
 		}
 	}
 	// 2. New blocks for the host.
@@ -292,6 +294,19 @@ func (m *IPAM) autoAssignOnce(ctx context.Context, args AutoAssignArgs, strict b
 		return nil, fmt.Errorf("%w: %d of %d addresses (%s)", ErrExhausted, args.Num4-need, args.Num4, why)
 	}
 	ops := append([]datastore.Op{datastore.Check(m.k.pools(), prev)}, c.ops()...)
+	// Keep the host's full-block hints current.
+	hostDirty := false
+	for i, hb := range hr.Blocks {
+		if lb := c.blocks[m.k.block(hb.Pool, hb.CIDR)]; lb != nil && lb.rec != nil && lb.rec.Affinity == args.Host {
+			if full := len(lb.rec.Free) == 0; full != hb.Full {
+				hr.Blocks[i].Full = full
+				hostDirty = true
+			}
+		}
+	}
+	if hostDirty {
+		ops = append(ops, datastore.Update(m.k.host(args.Host), encode(hr), hrev))
+	}
 	if _, err := m.st.Txn(ctx, ops...); err != nil {
 		return nil, err
 	}

@@ -224,11 +224,14 @@ func decodeBlock(v []byte) (*blockRec, error) {
 }
 
 // hostBlock is one affinity of a host. Pending is true between the two
-// steps of a claim.
+// steps of a claim. Full is a hint kept by assignments (a block seen with no
+// free address): assignments try the other blocks first, so a host with many
+// full blocks does not read them all; releases do not clear it.
 type hostBlock struct {
 	Pool    string       `json:"pool"`
 	CIDR    netip.Prefix `json:"cidr"`
 	Pending bool         `json:"pending,omitempty"`
+	Full    bool         `json:"full,omitempty"`
 }
 
 // hostRec lists a host's block affinities in claim order.

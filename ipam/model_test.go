@@ -1,0 +1,285 @@
+package ipam_test
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tabbynet/tabby/ipam"
+)
+
+// refModel is the reference: which handle holds which address, with the
+// allocation's sequence number and time.
+type refAlloc struct {
+	handle string
+	seq    uint64
+	at     time.Time
+}
+
+type refModel struct {
+	size   int // addresses in the pool
+	addrs  map[netip.Addr]refAlloc
+	byHand map[string][]netip.Addr
+}
+
+func (r *refModel) add(h string, a ipam.Assigned, at time.Time) {
+	r.addrs[a.Addr] = refAlloc{h, a.Seq, at}
+	r.byHand[h] = append(r.byHand[h], a.Addr)
+}
+
+func (r *refModel) drop(a netip.Addr) {
+	h := r.addrs[a].handle
+	delete(r.addrs, a)
+	r.byHand[h] = slices.DeleteFunc(r.byHand[h], func(x netip.Addr) bool { return x == a })
+	if len(r.byHand[h]) == 0 {
+		delete(r.byHand, h)
+	}
+}
+
+// opReader turns bytes into small numbers (zeros once exhausted).
+type opReader struct {
+	b []byte
+	i int
+}
+
+func (o *opReader) next(n int) int {
+	if o.i >= len(o.b) {
+		return 0
+	}
+	v := int(o.b[o.i])
+	o.i++
+	return v % n
+}
+
+func (o *opReader) more() bool { return o.i < len(o.b) }
+
+// runModel applies the operations encoded in ops to a small pool (256
+// addresses in /28 blocks, so exhaustion, claims and borrowing all happen)
+// and compares IPAM with the reference after each one.
+func runModel(t *testing.T, ops []byte) {
+	e := newEnv(t, &ipam.Config{MaxRetries: 5}, pool("p", "10.244.0.0/24", 28))
+	ref := &refModel{size: 256, addrs: map[netip.Addr]refAlloc{}, byHand: map[string][]netip.Addr{}}
+	hosts := []string{"n1", "n2", "n3"}
+	o := &opReader{b: ops}
+	for step := 0; o.more(); step++ {
+		handle := fmt.Sprintf("h%d", o.next(24))
+		var what string
+		switch o.next(6) {
+		case 0, 1: // assign
+			n := 1 + o.next(4)
+			host := hosts[o.next(len(hosts))]
+			what = fmt.Sprintf("assign %s %s %d", handle, host, n)
+			got, err := e.m.AutoAssign(e.ctx, ipam.AutoAssignArgs{Handle: handle, Host: host, Num4: n})
+			if held := ref.byHand[handle]; len(held) > 0 {
+				if err != nil {
+					t.Fatalf("step %d %s: %v", step, what, err)
+				}
+				var addrs []netip.Addr
+				for _, a := range got {
+					addrs = append(addrs, a.Addr)
+				}
+				if !slices.Equal(addrs, held) {
+					t.Fatalf("step %d %s: retry returned %v, holds %v", step, what, addrs, held)
+				}
+				break
+			}
+			free := ref.size - len(ref.addrs)
+			if free < n {
+				if !errors.Is(err, ipam.ErrExhausted) {
+					t.Fatalf("step %d %s: %d free, got %v", step, what, free, err)
+				}
+				break
+			}
+			if err != nil {
+				t.Fatalf("step %d %s: %d free: %v", step, what, free, err)
+			}
+			for _, a := range got {
+				if _, dup := ref.addrs[a.Addr]; dup {
+					t.Fatalf("step %d %s: %s handed out twice", step, what, a.Addr)
+				}
+				ref.add(handle, a, e.clock.Now())
+			}
+		case 2: // release by handle
+			what = "release " + handle
+			rel, err := e.m.ReleaseByHandle(e.ctx, handle)
+			if err != nil {
+				t.Fatalf("step %d %s: %v", step, what, err)
+			}
+			want := slices.Clone(ref.byHand[handle])
+			for _, a := range want {
+				ref.drop(a)
+			}
+			slices.SortFunc(rel, netip.Addr.Compare)
+			slices.SortFunc(want, netip.Addr.Compare)
+			if !slices.Equal(rel, want) {
+				t.Fatalf("step %d %s: released %v, want %v", step, what, rel, want)
+			}
+		case 3: // release one address, maybe with a stale sequence number
+			a := netip.AddrFrom4([4]byte{10, 244, 0, byte(o.next(256))})
+			cur, ok := ref.addrs[a]
+			var seq uint64
+			switch o.next(3) {
+			case 1:
+				seq = cur.seq
+			case 2:
+				seq = cur.seq + 1 // never valid
+			}
+			what = fmt.Sprintf("release-ip %s seq %d", a, seq)
+			rel, err := e.m.ReleaseIPs(e.ctx, ipam.Release{Addr: a, Seq: seq})
+			if err != nil {
+				t.Fatalf("step %d %s: %v", step, what, err)
+			}
+			want := ok && (seq == 0 || seq == cur.seq)
+			if want != (len(rel) == 1) {
+				t.Fatalf("step %d %s: released %v, want %v", step, what, rel, want)
+			}
+			if want {
+				ref.drop(a)
+			}
+		case 4: // GC with a random valid set
+			keep := o.next(256)
+			valid := func(h string) bool {
+				var i int
+				fmt.Sscanf(h, "h%d", &i)
+				return keep&(1<<(i%8)) != 0
+			}
+			grace := time.Duration(o.next(3)) * time.Minute
+			what = fmt.Sprintf("gc keep=%08b grace=%v", keep, grace)
+			res, err := e.m.GC(e.ctx, ipam.GCOptions{Valid: valid, GracePeriod: grace})
+			if err != nil {
+				t.Fatalf("step %d %s: %v", step, what, err)
+			}
+			var want []netip.Addr
+			now := e.clock.Now()
+			for a, al := range ref.addrs {
+				if !valid(al.handle) && now.Sub(al.at) >= grace {
+					want = append(want, a)
+				}
+			}
+			for _, a := range want {
+				ref.drop(a)
+			}
+			slices.SortFunc(want, netip.Addr.Compare)
+			got := slices.Clone(res.Released)
+			slices.SortFunc(got, netip.Addr.Compare)
+			if !slices.Equal(got, want) {
+				t.Fatalf("step %d %s: released %v, want %v", step, what, got, want)
+			}
+		case 5:
+			what = "tick"
+			e.clock.Advance(time.Duration(o.next(120)) * time.Second)
+		}
+		// Compare the whole state.
+		al, err := e.m.Allocations(e.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(al) != len(ref.addrs) {
+			t.Fatalf("step %d %s: %d allocations, reference has %d", step, what, len(al), len(ref.addrs))
+		}
+		for _, a := range al {
+			r, ok := ref.addrs[a.Addr]
+			if !ok || r.handle != a.Handle || r.seq != a.Seq {
+				t.Fatalf("step %d %s: %s is %s/%d, reference %+v (%v)", step, what, a.Addr, a.Handle, a.Seq, r, ok)
+			}
+		}
+		u, _ := e.m.Usage(e.ctx)
+		if u.Pools[0].InUse != len(ref.addrs) {
+			t.Fatalf("step %d %s: usage %d, reference %d", step, what, u.Pools[0].InUse, len(ref.addrs))
+		}
+		if ps, _ := e.m.Check(e.ctx, hosts); len(ps) > 0 {
+			t.Fatalf("step %d %s: inconsistent: %v", step, what, ps)
+		}
+	}
+}
+
+func TestModel(t *testing.T) {
+	steps := 3000
+	if testing.Short() || raceEnabled {
+		steps = 500
+	}
+	for seed := range uint64(3) {
+		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
+			r := rand.New(rand.NewPCG(seed, 42))
+			ops := make([]byte, steps*5)
+			for i := range ops {
+				ops[i] = byte(r.Uint32())
+			}
+			runModel(t, ops)
+		})
+	}
+}
+
+func FuzzModel(f *testing.F) {
+	f.Add([]byte{0, 0, 0, 1, 0})
+	f.Add([]byte{1, 0, 3, 0, 1, 1, 2, 0, 1, 4, 0, 2, 5, 100, 4, 0, 0})
+	f.Add([]byte("assign, release, gc, tick: a byte soup drives them all"))
+	f.Fuzz(func(t *testing.T, ops []byte) {
+		if len(ops) > 600 {
+			ops = ops[:600]
+		}
+		runModel(t, ops)
+	})
+}
+
+// TestConcurrentAssign: 16 goroutines × 1,000 assignments (4 hosts, so
+// goroutines share blocks) are all distinct, and the store is consistent.
+func TestConcurrentAssign(t *testing.T) {
+	const workers = 16
+	per := 1000
+	switch {
+	case testing.Short():
+		per = 100
+	case raceEnabled:
+		per = 250
+	}
+	e := newEnv(t, nil)
+	var mu sync.Mutex
+	seen := map[netip.Addr]string{}
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := range workers {
+		wg.Go(func() {
+			host := fmt.Sprintf("node-%d", w%4)
+			for i := range per {
+				h := fmt.Sprintf("w%d-%d", w, i)
+				as, err := e.m.AutoAssign(e.ctx, ipam.AutoAssignArgs{Handle: h, Host: host, Num4: 1})
+				if err != nil {
+					errs <- fmt.Errorf("%s: %w", h, err)
+					return
+				}
+				mu.Lock()
+				if prev, dup := seen[as[0].Addr]; dup {
+					mu.Unlock()
+					errs <- fmt.Errorf("%s handed to %s and %s", as[0].Addr, prev, h)
+					return
+				}
+				seen[as[0].Addr] = h
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if len(seen) != workers*per {
+		t.Fatalf("%d distinct addresses, want %d", len(seen), workers*per)
+	}
+	al, err := e.m.Allocations(e.ctx)
+	if err != nil || len(al) != workers*per {
+		t.Fatalf("%d allocations stored (%v), want %d", len(al), err, workers*per)
+	}
+	for _, a := range al {
+		if seen[a.Addr] != a.Handle {
+			t.Fatalf("%s stored for %s, handed to %s", a.Addr, a.Handle, seen[a.Addr])
+		}
+	}
+	e.clean([]string{"node-0", "node-1", "node-2", "node-3"})
+}
