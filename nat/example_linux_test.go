@@ -1,3 +1,5 @@
+//go:build linux
+
 package nat_test
 
 import (
@@ -133,4 +135,22 @@ func ExampleManager_SetDesired() {
 	// true true
 	// nat: address family does not match the table: Pools[0].CIDR "fd00:10:244::/64"
 	// true
+}
+
+// On a node: a Manager in the namespace of a netns handle (here the
+// agent's own, fd 0), synced whenever pools, peers or pods change.
+func ExampleOpen() {
+	m, err := nat.Open(0, &nat.Config{VXLANPort: 4789})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer m.Close()
+	_ = m.SetDesired(nat.Desired{
+		Pools:      []nat.Pool{{CIDR: netip.MustParsePrefix("10.244.0.0/16"), NATOutgoing: true}},
+		VXLANPeers: []netip.Addr{netip.MustParseAddr("10.4.7.60")},
+	})
+	if err := m.Sync(context.Background()); err != nil {
+		fmt.Println(err)
+	}
 }

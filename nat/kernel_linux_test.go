@@ -1,3 +1,5 @@
+//go:build linux
+
 package nat_test
 
 import (
@@ -10,6 +12,7 @@ import (
 
 	"github.com/tabbynet/tabby/internal/kerneltest"
 	"github.com/tabbynet/tabby/nat"
+	"github.com/tabbynet/tabby/nat/nattest"
 )
 
 // kernelManager returns a Manager on a real nftables connection inside ns,
@@ -107,59 +110,104 @@ func kernelRuleHandles(t testing.TB, c nat.Conn) []uint64 {
 	return hs
 }
 
-// The kernel agrees with the fake on incremental updates: adjacent and
-// resized intervals, replaced peers and pods, all without touching rules.
-func TestKernelIncrementalUpdates(t *testing.T) {
-	ns := kerneltest.NewNS(t, "natinc")
-	m, cc := kernelManager(t, ns, nil)
-	ctx := context.Background()
-	check := func(step string) {
-		t.Helper()
-		got, err := m.Dump(ctx)
+// contract runs the same assertions against the fake and the kernel: the
+// fake is only worth what it matches.
+func contract(t *testing.T, run func(t *testing.T, m *nat.Manager, c nat.Conn, flushes func() int)) {
+	t.Run("fake", func(t *testing.T) {
+		fc := &nattest.Conn{}
+		m, err := nat.New(fc, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got != m.Render() {
-			t.Fatalf("%s: kernel differs from render\n--- kernel\n%s\n--- render\n%s", step, got, m.Render())
-		}
-	}
-	mustSync(t, m, seedDesired())
-	check("initial")
-	handles := fmt.Sprint(kernelRuleHandles(t, cc.Conn))
-	flushes := cc.flushes
+		run(t, m, fc, func() int { return fc.Stats().Flushes })
+	})
+	t.Run("kernel", func(t *testing.T) {
+		ns := kerneltest.NewNS(t, "natcontract")
+		m, cc := kernelManager(t, ns, nil)
+		run(t, m, cc.Conn, func() int { return cc.flushes })
+	})
+}
 
-	steps := []struct {
-		name string
-		mod  func(*nat.Desired)
-	}{
-		{"adjacent pools", func(d *nat.Desired) {
-			d.Pools = append(d.Pools, nat.Pool{CIDR: pfx("10.245.0.0/25"), NATOutgoing: true}, nat.Pool{CIDR: pfx("10.245.0.128/25")})
-		}},
-		{"resize in place", func(d *nat.Desired) {
-			d.Pools = append(d.Pools, nat.Pool{CIDR: pfx("10.245.0.0/24"), NATOutgoing: true})
-		}},
-		{"interval to the top", func(d *nat.Desired) {
-			d.ExcludeDestinations = []netip.Prefix{pfx("224.0.0.0/3"), pfx("0.0.0.0/8")}
-		}},
-		{"peers and pods replaced", func(d *nat.Desired) {
-			d.VXLANPeers = []netip.Addr{addr("10.4.7.63")}
-			d.Workloads = d.Workloads[1:]
-			d.Workloads[0].Addrs = append(d.Workloads[0].Addrs, addr("10.244.235.141"))
-		}},
-		{"back to the start", func(*nat.Desired) {}},
-	}
-	for i, s := range steps {
-		d := seedDesired()
-		s.mod(&d)
-		mustSync(t, m, d)
-		check(s.name)
-		if cc.flushes != flushes+i+1 {
-			t.Fatalf("%s: %d transactions, want 1", s.name, cc.flushes-flushes-i)
+// Incremental updates: adjacent and resized intervals, an interval up to
+// 255.255.255.255, replaced peers and pods; each one transaction of element
+// changes that leaves the rules alone, and a repeat writes nothing.
+func TestContractIncrementalUpdates(t *testing.T) {
+	contract(t, func(t *testing.T, m *nat.Manager, c nat.Conn, flushes func() int) {
+		ctx := context.Background()
+		check := func(step string) {
+			t.Helper()
+			got, err := m.Dump(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != m.Render() {
+				t.Fatalf("%s: dump differs from render\n--- dump\n%s\n--- render\n%s", step, got, m.Render())
+			}
 		}
-		if h := fmt.Sprint(kernelRuleHandles(t, cc.Conn)); h != handles {
-			t.Fatalf("%s: rules rewritten: %s -> %s", s.name, handles, h)
+		mustSync(t, m, seedDesired())
+		check("initial")
+		handles := fmt.Sprint(kernelRuleHandles(t, c))
+		steps := []struct {
+			name string
+			mod  func(*nat.Desired)
+		}{
+			{"adjacent pools", func(d *nat.Desired) {
+				d.Pools = append(d.Pools, nat.Pool{CIDR: pfx("10.245.0.0/25"), NATOutgoing: true}, nat.Pool{CIDR: pfx("10.245.0.128/25")})
+			}},
+			{"resize in place", func(d *nat.Desired) {
+				d.Pools = append(d.Pools, nat.Pool{CIDR: pfx("10.245.0.0/24"), NATOutgoing: true})
+			}},
+			{"interval to the top", func(d *nat.Desired) {
+				d.ExcludeDestinations = []netip.Prefix{pfx("224.0.0.0/3"), pfx("0.0.0.0/8")}
+			}},
+			{"peers and pods replaced", func(d *nat.Desired) {
+				d.VXLANPeers = []netip.Addr{addr("10.4.7.63")}
+				d.Workloads = d.Workloads[1:]
+				d.Workloads[0].Addrs = append(d.Workloads[0].Addrs, addr("10.244.235.141"))
+			}},
+			{"back to the start", func(*nat.Desired) {}},
 		}
-	}
+		for _, s := range steps {
+			d := seedDesired()
+			s.mod(&d)
+			n := flushes()
+			mustSync(t, m, d)
+			check(s.name)
+			if got := flushes() - n; got != 1 {
+				t.Fatalf("%s: %d transactions, want 1", s.name, got)
+			}
+			if h := fmt.Sprint(kernelRuleHandles(t, c)); h != handles {
+				t.Fatalf("%s: rules rewritten: %s -> %s", s.name, handles, h)
+			}
+			mustSync(t, m, d)
+			if got := flushes() - n; got != 1 {
+				t.Fatalf("%s: repeated Sync wrote", s.name)
+			}
+		}
+	})
+}
+
+// Foreign tables survive Sync and Cleanup; Cleanup without a table writes
+// nothing.
+func TestContractOtherTablesUntouched(t *testing.T) {
+	contract(t, func(t *testing.T, m *nat.Manager, c nat.Conn, flushes func() int) {
+		ctx := context.Background()
+		otherTable(t, c)
+		mustSync(t, m, seedDesired())
+		if got, want := listTables(t, c), "2/kube-proxy(1 rules) 2/tabby 1/tabby"; got != want {
+			t.Fatalf("tables %q, want %q", got, want)
+		}
+		if err := m.Cleanup(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := listTables(t, c), "2/kube-proxy(1 rules) 1/tabby"; got != want {
+			t.Fatalf("after cleanup: tables %q, want %q", got, want)
+		}
+		n := flushes()
+		if err := m.Cleanup(ctx); err != nil || flushes() != n {
+			t.Fatalf("second Cleanup: err %v, %d transactions", err, flushes()-n)
+		}
+	})
 }
 
 // A transaction the kernel rejects leaves the previous ruleset in place.
@@ -194,28 +242,6 @@ func TestKernelFailedCommitIsAtomic(t *testing.T) {
 	}
 }
 
-// kube-proxy's table and an inet table named tabby survive Sync and Cleanup.
-func TestKernelOtherTablesUntouched(t *testing.T) {
-	ns := kerneltest.NewNS(t, "natother")
-	m, cc := kernelManager(t, ns, nil)
-	ctx := context.Background()
-	otherTable(t, cc.Conn)
-	mustSync(t, m, seedDesired())
-	if got, want := listTables(t, cc.Conn), "2/kube-proxy(1 rules) 2/tabby 1/tabby"; got != want {
-		t.Fatalf("tables %q, want %q", got, want)
-	}
-	if err := m.Cleanup(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if got, want := listTables(t, cc.Conn), "2/kube-proxy(1 rules) 1/tabby"; got != want {
-		t.Fatalf("after cleanup: tables %q, want %q", got, want)
-	}
-	n := cc.flushes
-	if err := m.Cleanup(ctx); err != nil || cc.flushes != n {
-		t.Fatalf("second Cleanup: err %v, %d transactions", err, cc.flushes-n)
-	}
-}
-
 // The kernel holds the same number of rules for 10 and for 1,000 pods.
 func TestKernelRuleCountConstant(t *testing.T) {
 	count := func(pods int) int {
@@ -229,5 +255,27 @@ func TestKernelRuleCountConstant(t *testing.T) {
 	}
 	if a, b := count(10), count(1000); a != b {
 		t.Fatalf("10 pods: %d rules, 1000 pods: %d rules", a, b)
+	}
+}
+
+func TestKernelOpenOwnsItsConnection(t *testing.T) {
+	ns := kerneltest.NewNS(t, "natopen")
+	m, err := nat.Open(int(ns.NS), &nat.Config{Table: "tabby-open"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	mustSync(t, m, seedDesired())
+	if got, err := m.Dump(ctx); err != nil || got != m.Render() {
+		t.Fatalf("dump: %v\n%s", err, got)
+	}
+	if err := m.Cleanup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := m.Dump(ctx); err != nil || got != "" {
+		t.Fatalf("after cleanup: %v %q", err, got)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
 	}
 }

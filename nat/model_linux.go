@@ -1,3 +1,5 @@
+//go:build linux
+
 package nat
 
 import (
@@ -14,22 +16,6 @@ import (
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
 	"golang.org/x/sys/unix"
-)
-
-// Names of the sets and chains in the table. They are part of the API in the
-// sense that `nft list table ip tabby` shows them.
-const (
-	SetNATPools       = "nat_pools"       // pools with NATOutgoing
-	SetAllPools       = "all_pools"       // every pool
-	SetNATExclude     = "nat_exclude"     // Desired.ExcludeDestinations
-	SetVXLANPeers     = "vxlan_peers"     // Desired.VXLANPeers
-	SetWorkloadIfaces = "workload_ifaces" // guarded interfaces
-	SetWorkloadAddrs  = "workload_addrs"  // interface . address pairs
-
-	ChainPostrouting = "postrouting"    // nat, srcnat: masquerade / SNAT
-	ChainPortGuard   = "nat_port_guard" // filter, srcnat + 1: no translated UDP flow on the VXLAN port
-	ChainInput       = "input"          // filter, filter: VXLAN allow-list
-	ChainPrerouting  = "prerouting"     // filter, raw: workload source guard
 )
 
 // setKind is the key type of a set. The zero value is invalid.
@@ -418,16 +404,6 @@ func prefixItems(ps []netip.Prefix) []item {
 		out = append(out, prefixItem(p))
 	}
 	return out
-}
-
-// MasqueradePortRange returns the source ports SNAT to a fixed address may
-// pick for UDP: every unprivileged port on the far side of vxlanPort, so that
-// a translated flow can never use the VXLAN port (Calico #12244).
-func MasqueradePortRange(vxlanPort uint16) (lo, hi uint16) {
-	if vxlanPort < 32768 {
-		return vxlanPort + 1, 65535
-	}
-	return 1024, vxlanPort - 1
 }
 
 func be16(v uint16) []byte { return binary.BigEndian.AppendUint16(nil, v) }

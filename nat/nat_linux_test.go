@@ -1,3 +1,5 @@
+//go:build linux
+
 package nat_test
 
 import (
@@ -324,28 +326,6 @@ func listTables(t testing.TB, c nat.Conn) string {
 		}
 	}
 	return strings.Join(names, " ")
-}
-
-func TestOtherTablesUntouched(t *testing.T) {
-	m, fc := newFake(t, nil)
-	otherTable(t, fc)
-	mustSync(t, m, seedDesired())
-	if got, want := listTables(t, fc), "2/kube-proxy(1 rules) 2/tabby 1/tabby"; got != want {
-		t.Fatalf("tables %q, want %q", got, want)
-	}
-	if err := m.Cleanup(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if got, want := listTables(t, fc), "2/kube-proxy(1 rules) 1/tabby"; got != want {
-		t.Fatalf("after cleanup: tables %q, want %q", got, want)
-	}
-	n := fc.Stats().Flushes
-	if err := m.Cleanup(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if fc.Stats().Flushes != n {
-		t.Fatal("Cleanup without a table wrote")
-	}
 }
 
 func TestStrayStateIsRepaired(t *testing.T) {

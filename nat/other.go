@@ -1,0 +1,42 @@
+//go:build !linux
+
+package nat
+
+import "context"
+
+// Conn stands for the nftables connection, which exists only on Linux.
+type Conn interface{}
+
+// Manager is a stub on systems other than Linux: every method returns
+// ErrUnsupported. Safe for concurrent use.
+type Manager struct{}
+
+// New returns ErrUnsupported on systems other than Linux.
+func New(Conn, *Config) (*Manager, error) { return nil, ErrUnsupported }
+
+// Open returns ErrUnsupported on systems other than Linux.
+func Open(int, *Config) (*Manager, error) { return nil, ErrUnsupported }
+
+// Dial returns ErrUnsupported on systems other than Linux.
+func Dial(int) (Conn, error) { return nil, ErrUnsupported }
+
+// Table returns "".
+func (*Manager) Table() string { return "" }
+
+// SetDesired returns ErrUnsupported.
+func (*Manager) SetDesired(Desired) error { return ErrUnsupported }
+
+// Render returns "".
+func (*Manager) Render() string { return "" }
+
+// Sync returns ErrUnsupported.
+func (*Manager) Sync(context.Context) error { return ErrUnsupported }
+
+// Cleanup returns ErrUnsupported.
+func (*Manager) Cleanup(context.Context) error { return ErrUnsupported }
+
+// Dump returns ErrUnsupported.
+func (*Manager) Dump(context.Context) (string, error) { return "", ErrUnsupported }
+
+// Close returns nil.
+func (*Manager) Close() error { return nil }
