@@ -8,8 +8,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func sortStrings(s []string) { sort.Strings(s) }
-
 // Dump returns a deterministic text description of the whole machine for
 // golden tests: every live namespace (sorted by path, the initial one
 // first) with its links (index, name, kind, state, MTU, MAC, veth peer,

@@ -37,6 +37,7 @@ type machine struct {
 	writes   int
 	failures []*failure
 	seq      uint32 // netlink sequence numbers for subscription messages
+	sysctls  *sysctlTables
 }
 
 // namespace is one network namespace.
@@ -64,6 +65,7 @@ func New() *Kernel {
 		byFd:    map[int]*namespace{},
 		nextFd:  fdBase,
 		nextMAC: 1,
+		sysctls: newSysctlTables(),
 	}
 	ns := m.newNamespace("")
 	return &Kernel{m: m, ns: ns}
@@ -81,8 +83,8 @@ func (m *machine) newNamespace(path string) *namespace {
 		nsids:     map[*namespace]int{},
 	}
 	m.nextFd++
-	for _, d := range globalSysctlDefaults() {
-		ns.sysctl[d.key] = d.value
+	for k, v := range m.sysctls.global {
+		ns.sysctl[k] = v
 	}
 	m.byPath[path] = ns
 	m.byFd[ns.fd] = ns

@@ -41,6 +41,7 @@ type link struct {
 	peer   *link      // veth only
 	vx     *vxlanConf // vxlan only
 	addrs  []*addr
+	sysctl map[string]string // per-link keys by template ("net/ipv4/conf/%s/forwarding")
 }
 
 // vxlanConf holds the vxlan attributes the kernel keeps and reports.
@@ -333,7 +334,6 @@ func (ns *namespace) detach(l *link) {
 	ns.flushRoutes(l, true)
 	ns.flushNeighs(l, true)
 	l.addrs = nil
-	ns.delLinkSysctls(l)
 	delete(ns.links, l.index)
 	for _, o := range ns.sortedLinks() {
 		if o.master == l.index {
@@ -717,7 +717,7 @@ func (k *Kernel) LinkSetMTU(lk netlink.Link, mtu int) error {
 		}
 		if l.mtu != mtu {
 			l.mtu = mtu
-			k.ns.sysctl[fmt.Sprintf("net/ipv6/conf/%s/mtu", l.name)] = fmt.Sprint(mtu)
+			l.sysctl[ipv6MTUKey] = fmt.Sprint(mtu)
 			k.ns.notifyLink(l, unix.RTM_NEWLINK)
 		}
 		return nil
@@ -775,7 +775,6 @@ func (k *Kernel) LinkSetName(lk netlink.Link, name string) error {
 		if k.ns.linkByName(name) != nil {
 			return unix.EEXIST
 		}
-		k.ns.renameSysctls(l.name, name)
 		for _, a := range l.addrs {
 			if a.label == l.name {
 				a.label = name

@@ -2,6 +2,7 @@ package netlinktest
 
 import (
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -9,7 +10,29 @@ import (
 )
 
 // sysctlDefault is one key (relative to /proc/sys) and its default value.
+// Per-link keys have "%s" where the interface name goes.
 type sysctlDefault struct{ key, value string }
+
+// sysctlTables are the defaults, computed once per machine.
+type sysctlTables struct {
+	global  map[string]string
+	link    map[string]string // template -> default
+	linkSeq []string          // templates in order
+}
+
+func newSysctlTables() *sysctlTables {
+	t := &sysctlTables{global: map[string]string{}, link: map[string]string{}}
+	for _, d := range globalSysctlDefaults() {
+		t.global[d.key] = d.value
+	}
+	for _, d := range linkSysctlDefaults() {
+		t.link[d.key] = d.value
+		t.linkSeq = append(t.linkSeq, d.key)
+	}
+	return t
+}
+
+const ipv6MTUKey = "net/ipv6/conf/%s/mtu"
 
 // sysctlKey normalises a key like internal/sysctl does: slash form as
 // given, dotted form converted when it has no slash.
@@ -24,6 +47,23 @@ func sysctlKey(key string) (string, error) {
 	return k, nil
 }
 
+// sysctlSlot finds where a key lives: a link's table (with the template)
+// or the namespace's.
+func (ns *namespace) sysctlSlot(key string) (l *link, tmpl string, ok bool) {
+	parts := strings.SplitN(key, "/", 5)
+	if len(parts) == 5 && parts[0] == "net" && (parts[2] == "conf" || parts[2] == "neigh") &&
+		parts[3] != "all" && parts[3] != "default" {
+		tmpl = strings.Join([]string{parts[0], parts[1], parts[2], "%s", parts[4]}, "/")
+		if _, known := ns.m.sysctls.link[tmpl]; !known {
+			return nil, "", false
+		}
+		l = ns.linkByName(parts[3])
+		return l, tmpl, l != nil
+	}
+	_, known := ns.sysctl[key]
+	return nil, "", known
+}
+
 // Sysctl reads a key relative to /proc/sys (slash form, e.g.
 // "net/ipv4/conf/eth0/forwarding"). Keys of a link exist only while the
 // link exists; unknown keys give an error wrapping unix.ENOENT.
@@ -34,11 +74,15 @@ func (k *Kernel) Sysctl(key string) (string, error) {
 		if err != nil {
 			return err
 		}
-		val, ok := k.ns.sysctl[kk]
+		l, tmpl, ok := k.ns.sysctlSlot(kk)
 		if !ok {
 			return fmt.Errorf("netlinktest: sysctl: get %s: %w", key, unix.ENOENT)
 		}
-		v = val
+		if l != nil {
+			v = l.sysctl[tmpl]
+		} else {
+			v = k.ns.sysctl[kk]
+		}
 		return nil
 	})
 	return v, err
@@ -56,15 +100,19 @@ func (k *Kernel) SetSysctl(key, value string) error {
 			return err
 		}
 		ns := k.ns
-		if _, ok := ns.sysctl[kk]; !ok {
+		l, tmpl, ok := ns.sysctlSlot(kk)
+		if !ok {
 			return fmt.Errorf("netlinktest: sysctl: set %s=%s: %w", key, value, unix.ENOENT)
 		}
-		v := strings.TrimSpace(value)
-		n, err := strconv.Atoi(v)
+		n, err := strconv.Atoi(strings.TrimSpace(value))
 		if err != nil {
 			return fmt.Errorf("netlinktest: sysctl: set %s=%s: %w", key, value, unix.EINVAL)
 		}
-		v = strconv.Itoa(n)
+		v := strconv.Itoa(n)
+		if l != nil {
+			l.sysctl[tmpl] = v
+			return nil
+		}
 		ns.sysctl[kk] = v
 		switch kk {
 		case "net/ipv4/ip_forward", "net/ipv4/conf/all/forwarding":
@@ -72,76 +120,54 @@ func (k *Kernel) SetSysctl(key, value string) error {
 			ns.sysctl["net/ipv4/conf/all/forwarding"] = v
 			ns.sysctl["net/ipv4/conf/default/forwarding"] = v
 			for _, l := range ns.links {
-				ns.sysctl["net/ipv4/conf/"+l.name+"/forwarding"] = v
+				l.sysctl["net/ipv4/conf/%s/forwarding"] = v
 			}
 		case "net/ipv6/conf/all/forwarding":
 			ns.sysctl["net/ipv6/conf/default/forwarding"] = v
 			for _, l := range ns.links {
-				ns.sysctl["net/ipv6/conf/"+l.name+"/forwarding"] = v
+				l.sysctl["net/ipv6/conf/%s/forwarding"] = v
 			}
 		}
 		return nil
 	})
 }
 
-// linkSysctlTemplate returns the per-link key template matching key for
-// link name, e.g. "net/ipv4/conf/%s/forwarding".
-func linkSysctlKey(tmpl, name string) string { return strings.Replace(tmpl, "%s", name, 1) }
-
-// defaultSource is the namespace key a new link's value is copied from.
-func defaultSource(tmpl string) string { return strings.Replace(tmpl, "%s", "default", 1) }
-
+// addLinkSysctls gives a new link its keys, copied from the namespace's
+// "default" ones like the kernel does.
 func (ns *namespace) addLinkSysctls(l *link) {
-	for _, d := range linkSysctlDefaults() {
-		v := d.value
-		if src, ok := ns.sysctl[defaultSource(d.key)]; ok {
+	t := ns.m.sysctls
+	l.sysctl = make(map[string]string, len(t.link))
+	for tmpl, def := range t.link {
+		v := def
+		if src, ok := ns.sysctl[strings.Replace(tmpl, "%s", "default", 1)]; ok {
 			v = src
 		}
-		if d.key == "net/ipv6/conf/%s/mtu" {
-			v = strconv.Itoa(l.mtu)
-		}
-		ns.sysctl[linkSysctlKey(d.key, l.name)] = v
+		l.sysctl[tmpl] = v
 	}
-}
-
-func (ns *namespace) delLinkSysctls(l *link) {
-	for _, d := range linkSysctlDefaults() {
-		delete(ns.sysctl, linkSysctlKey(d.key, l.name))
-	}
-}
-
-func (ns *namespace) renameSysctls(from, to string) {
-	for _, d := range linkSysctlDefaults() {
-		old := linkSysctlKey(d.key, from)
-		if v, ok := ns.sysctl[old]; ok {
-			delete(ns.sysctl, old)
-			ns.sysctl[linkSysctlKey(d.key, to)] = v
-		}
-	}
+	l.sysctl[ipv6MTUKey] = strconv.Itoa(l.mtu)
 }
 
 // nonDefaultSysctls lists "key=value" for every key whose value differs
 // from a fresh namespace's, sorted by key.
 func (ns *namespace) nonDefaultSysctls() []string {
-	def := map[string]string{}
-	for _, d := range globalSysctlDefaults() {
-		def[d.key] = d.value
-	}
-	for _, l := range ns.links {
-		for _, d := range linkSysctlDefaults() {
-			v := d.value
-			if d.key == "net/ipv6/conf/%s/mtu" {
-				v = strconv.Itoa(l.mtu)
-			}
-			def[linkSysctlKey(d.key, l.name)] = v
-		}
-	}
+	t := ns.m.sysctls
 	var out []string
 	for k, v := range ns.sysctl {
-		if def[k] != v {
+		if t.global[k] != v {
 			out = append(out, k+"="+v)
 		}
 	}
-	sortStrings(out)
+	for _, l := range ns.links {
+		for tmpl, v := range l.sysctl {
+			def := t.link[tmpl]
+			if tmpl == ipv6MTUKey {
+				def = strconv.Itoa(l.mtu)
+			}
+			if v != def {
+				out = append(out, strings.Replace(tmpl, "%s", l.name, 1)+"="+v)
+			}
+		}
+	}
+	sort.Strings(out)
 	return out
 }
