@@ -177,3 +177,12 @@ func (c *packetConn) Close() error {
 	})
 	return err
 }
+
+// setRealtime puts the calling thread under SCHED_FIFO at prio.
+func setRealtime(prio int) error {
+	attr := unix.SchedAttr{Policy: unix.SCHED_FIFO, Priority: uint32(prio)}
+	if err := unix.SchedSetAttr(0, &attr, 0); err != nil {
+		return os.NewSyscallError("sched_setattr", err)
+	}
+	return nil
+}

@@ -33,8 +33,10 @@
 // Each interface is served by one goroutine whose OS thread blocks in
 // poll(2) on the socket, outside Go's netpoller; a request wakes that
 // thread, which parses the frame in place and writes a preallocated reply
-// without allocating. Idle interfaces use no CPU. bench/proxyarp compares
-// the round trip with the kernel's own proxy ARP.
+// without allocating. Idle interfaces use no CPU and cost one parked OS
+// thread each. Config.RealtimePriority optionally runs those threads
+// SCHED_FIFO so a request does not wait for a time slice on a busy host.
+// bench/proxyarp compares the round trip with the kernel's own proxy ARP.
 //
 // # Kernel mode
 //

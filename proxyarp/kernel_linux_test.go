@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -159,6 +161,31 @@ func TestKernelResponder(t *testing.T) {
 	// set after the responder first saw it.)
 	if s := r.Stats(); s.InterfacesRemoved < 1 || s.Interfaces != 2 {
 		t.Fatalf("stats %+v", s)
+	}
+}
+
+// With a realtime priority the reader threads run SCHED_FIFO and answer
+// as usual.
+func TestKernelRealtimeResponder(t *testing.T) {
+	tp := newTopology(t, 1)
+	r := runResponder(t, &proxyarp.Config{Netns: tp.host.Path, RealtimePriority: 1})
+	waitServed(t, r, tp.cali...)
+	queryGateway(t, tp.pods[0], tp.ips[0])
+	fifo := 0
+	tasks, _ := os.ReadDir("/proc/self/task")
+	for _, task := range tasks {
+		b, err := os.ReadFile("/proc/self/task/" + task.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// Field 41 (policy) follows the parenthesised command name.
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+		if len(f) > 38 && f[38] == "1" { // SCHED_FIFO
+			fifo++
+		}
+	}
+	if fifo != 1 {
+		t.Fatalf("%d SCHED_FIFO threads, want 1 (the reader)", fifo)
 	}
 }
 

@@ -20,3 +20,5 @@ func (unsupportedLinks) Watch(context.Context, chan<- struct{}) error {
 func ListenPacket(string) ListenFunc {
 	return func(context.Context, Link) (Conn, error) { return nil, errors.ErrUnsupported }
 }
+
+func setRealtime(int) error { return errors.ErrUnsupported }

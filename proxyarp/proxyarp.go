@@ -110,6 +110,13 @@ type Config struct {
 	// (default: an AF_PACKET socket in Netns with a kernel filter that
 	// passes only incoming ARP requests).
 	Listen ListenFunc
+	// RealtimePriority, from 1 to 99, runs each interface's reader thread
+	// under SCHED_FIFO at that priority (needs CAP_SYS_NICE), so that a
+	// request is answered at once even when the host's CPUs are busy
+	// instead of waiting for a time slice (see bench/proxyarp). The
+	// threads only ever wake for a request, answer it and sleep again.
+	// 0 keeps the default scheduling policy.
+	RealtimePriority int
 	// Logger receives lifecycle events; nil discards them. Nothing is
 	// logged per packet.
 	Logger *slog.Logger
@@ -160,6 +167,7 @@ type Responder struct {
 	listen ListenFunc
 	log    *slog.Logger
 	netns  string
+	rtprio int
 
 	started atomic.Bool
 
@@ -190,6 +198,9 @@ func New(cfg *Config) (*Responder, error) {
 		b := g.As4()
 		pol.gateways = append(pol.gateways, uint32(b[0])<<24|uint32(b[1])<<16|uint32(b[2])<<8|uint32(b[3]))
 	}
+	if cfg.RealtimePriority < 0 || cfg.RealtimePriority > 99 {
+		return nil, fmt.Errorf("%w: realtime priority %d not in 0..99", ErrInvalidConfig, cfg.RealtimePriority)
+	}
 	if cfg.Rescan < 0 {
 		return nil, fmt.Errorf("%w: negative rescan interval %v", ErrInvalidConfig, cfg.Rescan)
 	}
@@ -201,6 +212,7 @@ func New(cfg *Config) (*Responder, error) {
 		listen:  cfg.Listen,
 		log:     cfg.Logger,
 		netns:   cfg.Netns,
+		rtprio:  cfg.RealtimePriority,
 		servers: map[int]*server{},
 		retry:   map[int]time.Time{},
 	}

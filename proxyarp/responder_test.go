@@ -334,6 +334,8 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{Gateways: []netip.Addr{netip.MustParseAddr("fe80::1")}},
 		{Gateways: []netip.Addr{{}}},
 		{Rescan: -time.Second},
+		{RealtimePriority: 100},
+		{RealtimePriority: -1},
 	} {
 		if _, err := proxyarp.New(cfg); !errors.Is(err, proxyarp.ErrInvalidConfig) {
 			t.Errorf("New(%+v) = %v", cfg, err)

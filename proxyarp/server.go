@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"sync/atomic"
 )
 
@@ -43,6 +44,14 @@ func (r *Responder) start(ctx context.Context, l Link, changed chan<- struct{}) 
 	s.reply.Store(&tmpl)
 	go func() {
 		defer close(s.done)
+		if r.rtprio > 0 {
+			// Never unlocked: the thread ends with this goroutine and
+			// its policy never leaks into Go's thread pool.
+			runtime.LockOSThread()
+			if err := setRealtime(r.rtprio); err != nil {
+				r.log.Warn("proxyarp: realtime priority not applied", "iface", l.Name, "err", err)
+			}
+		}
 		if err := s.serve(); err != nil && !s.closed.Load() {
 			s.dead.Store(true)
 			r.log.Info("proxyarp: interface read failed; will re-check it", "iface", l.Name, "err", err)

@@ -4,7 +4,8 @@
 // user space and with counters.
 //
 //	tabby-arpd [--netns PATH] [--iface-prefix cali] [--iface NAME ...]
-//	           [--gateway 169.254.1.1 ...] [--all] [--stats 1m] [--debug]
+//	           [--gateway 169.254.1.1 ...] [--all] [--rt-priority N]
+//	           [--stats 1m] [--debug]
 //
 // It runs until SIGINT or SIGTERM and logs to stderr. It needs
 // CAP_NET_RAW (packet sockets) and, with --netns, CAP_SYS_ADMIN.
@@ -47,6 +48,7 @@ func run(args []string) error {
 	fs.Var(&gateways, "gateway", "answer for `address` (repeatable; default 169.254.1.1)")
 	all := fs.Bool("all", false, "answer for any unicast target except the sender's own address")
 	rescan := fs.Duration("rescan", proxyarp.DefaultRescan, "re-list interfaces this often besides netlink notifications")
+	rtprio := fs.Int("rt-priority", 0, "run reader threads SCHED_FIFO at this `priority` (1-99; needs CAP_SYS_NICE)")
 	statsEvery := fs.Duration("stats", time.Minute, "log counters this often (0: never)")
 	debug := fs.Bool("debug", false, "log debug events")
 	if err := fs.Parse(args); err != nil {
@@ -67,6 +69,8 @@ func run(args []string) error {
 		AnswerAll: *all,
 		Rescan:    *rescan,
 		Logger:    log,
+
+		RealtimePriority: *rtprio,
 	}
 	if *prefix == "" && len(ifaces) == 0 {
 		return errors.New("nothing selected: give --iface-prefix or --iface")

@@ -14,6 +14,7 @@ func TestFlags(t *testing.T) {
 		{[]string{"--gateway", "fe80::1"}, "invalid config"},
 		{[]string{"--iface-prefix", ""}, "nothing selected"},
 		{[]string{"extra"}, "unexpected arguments"},
+		{[]string{"--rt-priority", "100"}, "realtime priority"},
 		{[]string{"--bogus"}, "flag provided but not defined"},
 	} {
 		err := run(tt.args)

@@ -22,6 +22,7 @@ type ARPClient struct {
 	src    netip.Addr
 	req    [42]byte
 	buf    [128]byte
+	oob    [128]byte
 	closed bool
 }
 
@@ -39,6 +40,9 @@ func NewARPClient(n *NS, ifname string, src netip.Addr) (*ARPClient, error) {
 			return os.NewSyscallError("socket", err)
 		}
 		c.fd = fd
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
+			return os.NewSyscallError("setsockopt SO_TIMESTAMPNS", err)
+		}
 		return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: arpHtons(unix.ETH_P_ARP), Ifindex: l.Attrs().Index})
 	})
 	if err != nil {
@@ -66,40 +70,56 @@ func (c *ARPClient) MAC() net.HardwareAddr { return c.mac }
 // ErrNoARPReply is returned by Query when no reply arrives in time.
 var ErrNoARPReply = errors.New("no ARP reply")
 
+// RTT is one ARP round trip measured two ways from just before the request
+// is sent: Wire ends when the reply reaches the namespace's stack (its
+// kernel receive timestamp), which is what a pod's own neighbour
+// resolution waits for; App ends when the client has read the reply, so
+// it adds the client's wake-up when the reply did not arrive within its
+// send call.
+type RTT struct{ Wire, App time.Duration }
+
 // Query asks for target and waits up to timeout for the matching reply. It
-// returns the MAC announced and the time from just before the request was
-// sent to just after the reply was read.
-func (c *ARPClient) Query(target netip.Addr, timeout time.Duration) (net.HardwareAddr, time.Duration, error) {
+// returns the MAC announced and the round trip.
+func (c *ARPClient) Query(target netip.Addr, timeout time.Duration) (net.HardwareAddr, RTT, error) {
 	t4 := target.As4()
 	copy(c.req[38:42], t4[:])
 	tv := unix.NsecToTimeval(timeout.Nanoseconds())
 	if err := unix.SetsockoptTimeval(c.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-		return nil, 0, err
+		return nil, RTT{}, err
 	}
 	start := time.Now()
 	deadline := start.Add(timeout)
 	if _, err := unix.Write(c.fd, c.req[:]); err != nil {
-		return nil, 0, os.NewSyscallError("write", err)
+		return nil, RTT{}, os.NewSyscallError("write", err)
 	}
 	for {
-		n, err := unix.Read(c.fd, c.buf[:])
+		n, oobn, _, _, err := unix.Recvmsg(c.fd, c.buf[:], c.oob[:], 0)
 		if err != nil {
 			if err == unix.EINTR {
 				continue
 			}
 			if err == unix.EAGAIN {
-				return nil, 0, fmt.Errorf("%w for %v within %v", ErrNoARPReply, target, timeout)
+				return nil, RTT{}, fmt.Errorf("%w for %v within %v", ErrNoARPReply, target, timeout)
 			}
-			return nil, 0, os.NewSyscallError("read", err)
+			return nil, RTT{}, os.NewSyscallError("read", err)
 		}
 		b := c.buf[:n]
 		if n >= 42 && binary.BigEndian.Uint16(b[12:]) == 0x0806 && binary.BigEndian.Uint16(b[20:]) == 2 &&
 			[4]byte(b[28:32]) == t4 && [4]byte(b[38:42]) == c.src.As4() {
-			rtt := time.Since(start)
+			rtt := RTT{App: time.Since(start)}
+			if msgs, err := unix.ParseSocketControlMessage(c.oob[:oobn]); err == nil {
+				for _, m := range msgs {
+					if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SO_TIMESTAMPNS && len(m.Data) >= 16 {
+						sec := int64(binary.NativeEndian.Uint64(m.Data[0:]))
+						nsec := int64(binary.NativeEndian.Uint64(m.Data[8:]))
+						rtt.Wire = time.Unix(sec, nsec).Sub(start)
+					}
+				}
+			}
 			return net.HardwareAddr(append([]byte(nil), b[22:28]...)), rtt, nil
 		}
 		if time.Now().After(deadline) {
-			return nil, 0, fmt.Errorf("%w for %v within %v", ErrNoARPReply, target, timeout)
+			return nil, RTT{}, fmt.Errorf("%w for %v within %v", ErrNoARPReply, target, timeout)
 		}
 	}
 }
