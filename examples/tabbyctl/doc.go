@@ -1,0 +1,43 @@
+// Command tabbyctl inspects and edits tabby's datastore: IPAM pools, blocks
+// and allocations, and the reflector's node announcements. Tables are for
+// people, -o json for scripts; errors go to stderr with a non-zero exit
+// (1: the command failed or ipam check found problems, 2: usage).
+//
+//	tabbyctl [--datastore URL] [--timeout 30s] COMMAND
+//
+// The datastore URL (default bolt:///var/lib/tabby/tabby.db, or
+// $TABBY_DATASTORE) is memory://, bolt:///path or
+// etcd://host:port[,host:port][/prefix][?ca=&cert=&key=&user=&password=].
+//
+// Commands:
+//
+//	ipam show [--blocks] [-o table|json]
+//	    per pool: total, allocated, free; with --blocks per block its CIDR,
+//	    affinity ("host:<node>" or ""), allocated and free. JSON:
+//	    {"pools":[{"name","cidr","total","allocated","free",
+//	      "blocks":[{"cidr","affinity","allocated","free"}]}]}
+//	ipam check
+//	    the IPAM consistency report (dangling handles, orphan allocations,
+//	    affinity mismatches, corrupt records); exit 1 when it finds any
+//	ipam release --ip ADDR | --handle HANDLE
+//	    free one address, or every address of a handle
+//	    (<network>.<containerID>.<ifname> for the CNI plugins)
+//	pools list [-o table|json]
+//	pools add --cidr CIDR [--name NAME] [--block-size 26]
+//	          [--vxlan-mode Always|CrossSubnet|Never] [--nat-outgoing=true] [--disabled]
+//	pools delete NAME
+//	    only a pool without allocations
+//	peers [-o table|json] [--prefix P]
+//	    the reflector's announcements: node, node IP, tunnel IP, tunnel MAC,
+//	    blocks, borrowed addresses and the writer's time of the last
+//	    heartbeat
+//
+// Example:
+//
+//	$ tabbyctl ipam show --blocks
+//	POOL           CIDR           TOTAL  ALLOCATED  FREE   STATE
+//	10.244.0.0-16  10.244.0.0/16  65536  1          65535  enabled
+//
+//	BLOCK              AFFINITY      ALLOCATED  FREE
+//	10.244.235.128/26  host:worker1  1          63
+package main

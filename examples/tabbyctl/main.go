@@ -1,0 +1,498 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/tabbynet/tabby/datastore"
+	"github.com/tabbynet/tabby/examples/internal/storeurl"
+	"github.com/tabbynet/tabby/examples/internal/storeurl/etcdurl"
+	"github.com/tabbynet/tabby/ipam"
+	"github.com/tabbynet/tabby/reflector"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	open := func(ctx context.Context, url string) (datastore.Store, error) {
+		return storeurl.Open(ctx, url, &storeurl.Options{Etcd: etcdurl.Open})
+	}
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr, open))
+}
+
+// opener opens the datastore named on the command line.
+type opener func(ctx context.Context, url string) (datastore.Store, error)
+
+const usage = `usage: tabbyctl [--datastore URL] [--timeout D] COMMAND
+
+commands:
+  ipam show [--blocks] [-o table|json]   pools (and blocks): total, allocated, free
+  ipam check                             consistency report; exit 1 on problems
+  ipam release --ip ADDR | --handle H    free an address or a handle's addresses
+  pools list [-o table|json]
+  pools add --cidr CIDR [--name N] [--block-size 26] [--vxlan-mode Always]
+            [--nat-outgoing=true] [--disabled]
+  pools delete NAME
+  peers [-o table|json]                  the reflector's announcements
+`
+
+// errUsage marks command-line mistakes (exit 2).
+var errUsage = errors.New("usage")
+
+type app struct {
+	st     datastore.Store
+	stdout io.Writer
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, open opener) int {
+	fs := flag.NewFlagSet("tabbyctl", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	url := fs.String("datastore", envOr("TABBY_DATASTORE", storeurl.DefaultURL), "datastore URL (env TABBY_DATASTORE)")
+	timeout := fs.Duration("timeout", 30*time.Second, "overall deadline")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	rest := fs.Args()
+	if len(rest) == 0 {
+		fs.Usage()
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	st, err := open(ctx, *url)
+	if err != nil {
+		fmt.Fprintf(stderr, "tabbyctl: %v\n", err)
+		return 1
+	}
+	defer st.Close()
+	a := &app{st: st, stdout: stdout}
+	err = a.dispatch(ctx, rest, stderr)
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(stderr, "tabbyctl: %v\n\n%s", err, usage)
+		return 2
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errProblems):
+		return 1
+	}
+	fmt.Fprintf(stderr, "tabbyctl: %v\n", err)
+	return 1
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func (a *app) dispatch(ctx context.Context, args []string, stderr io.Writer) error {
+	cmd := strings.Join(args[:min(2, len(args))], " ")
+	sub := func(n int) []string { return args[min(n, len(args)):] }
+	switch {
+	case cmd == "ipam show":
+		return a.ipamShow(ctx, sub(2), stderr)
+	case cmd == "ipam check":
+		return a.ipamCheck(ctx, sub(2), stderr)
+	case cmd == "ipam release":
+		return a.ipamRelease(ctx, sub(2), stderr)
+	case cmd == "pools list":
+		return a.poolsList(ctx, sub(2), stderr)
+	case cmd == "pools add":
+		return a.poolsAdd(ctx, sub(2), stderr)
+	case cmd == "pools delete":
+		return a.poolsDelete(ctx, sub(2), stderr)
+	case args[0] == "peers":
+		return a.peers(ctx, sub(1), stderr)
+	}
+	return fmt.Errorf("%w: unknown command %q", errUsage, strings.Join(args, " "))
+}
+
+func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return nil
+}
+
+func outputFlag(fs *flag.FlagSet) *string {
+	return fs.String("o", "table", "output format: table or json")
+}
+
+func checkOutput(o string) error {
+	if o != "table" && o != "json" {
+		return fmt.Errorf("%w: -o %q: want table or json", errUsage, o)
+	}
+	return nil
+}
+
+func (a *app) ipam() (*ipam.IPAM, error) { return ipam.New(a.st, nil) }
+
+// JSON of `ipam show`.
+type showPool struct {
+	Name      string      `json:"name"`
+	CIDR      string      `json:"cidr"`
+	Disabled  bool        `json:"disabled,omitempty"`
+	Total     uint64      `json:"total"`
+	Allocated int         `json:"allocated"`
+	Free      uint64      `json:"free"`
+	Blocks    []showBlock `json:"blocks,omitempty"`
+}
+
+type showBlock struct {
+	CIDR      string `json:"cidr"`
+	Affinity  string `json:"affinity"`
+	Allocated int    `json:"allocated"`
+	Free      int    `json:"free"`
+}
+
+type showOut struct {
+	Pools []showPool `json:"pools"`
+}
+
+func poolSize(p netip.Prefix) uint64 {
+	host := p.Addr().BitLen() - p.Bits()
+	if host >= 64 {
+		return 1<<63 - 1
+	}
+	return 1 << host
+}
+
+func (a *app) ipamShow(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := newFlags("ipam show", stderr)
+	blocks := fs.Bool("blocks", false, "show every block")
+	out := outputFlag(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := checkOutput(*out); err != nil {
+		return err
+	}
+	m, err := a.ipam()
+	if err != nil {
+		return err
+	}
+	u, err := m.Usage(ctx)
+	if err != nil {
+		return err
+	}
+	res := showOut{Pools: []showPool{}}
+	for _, p := range u.Pools {
+		total := poolSize(p.CIDR)
+		sp := showPool{Name: p.Pool, CIDR: p.CIDR.String(), Disabled: p.Disabled, Total: total, Allocated: p.InUse, Free: total - uint64(p.InUse)}
+		if *blocks {
+			sp.Blocks = []showBlock{}
+			for _, b := range u.Blocks {
+				if b.Pool != p.Pool {
+					continue
+				}
+				aff := ""
+				if b.Affinity != "" {
+					aff = "host:" + b.Affinity
+				}
+				sp.Blocks = append(sp.Blocks, showBlock{CIDR: b.CIDR.String(), Affinity: aff, Allocated: b.InUse, Free: b.Capacity - b.InUse})
+			}
+		}
+		res.Pools = append(res.Pools, sp)
+	}
+	if *out == "json" {
+		return writeJSON(a.stdout, res)
+	}
+	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "POOL\tCIDR\tTOTAL\tALLOCATED\tFREE\tSTATE")
+	for _, p := range res.Pools {
+		state := "enabled"
+		if p.Disabled {
+			state = "disabled"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\n", p.Name, p.CIDR, p.Total, p.Allocated, p.Free, state)
+	}
+	if *blocks {
+		fmt.Fprintln(tw, "\nBLOCK\tAFFINITY\tALLOCATED\tFREE\t\t")
+		for _, p := range res.Pools {
+			for _, b := range p.Blocks {
+				aff := b.Affinity
+				if aff == "" {
+					aff = "-"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t\t\n", b.CIDR, aff, b.Allocated, b.Free)
+			}
+		}
+	}
+	return tw.Flush()
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+var errProblems = errors.New("problems found")
+
+func (a *app) ipamCheck(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := newFlags("ipam check", stderr)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	m, err := a.ipam()
+	if err != nil {
+		return err
+	}
+	probs, err := m.Check(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if len(probs) == 0 {
+		fmt.Fprintln(a.stdout, "ok: no problems found")
+		return nil
+	}
+	for _, p := range probs {
+		fmt.Fprintln(a.stdout, p.String())
+	}
+	fmt.Fprintf(stderr, "tabbyctl: ipam check: %d problem(s)\n", len(probs))
+	return errProblems
+}
+
+func (a *app) ipamRelease(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := newFlags("ipam release", stderr)
+	ip := fs.String("ip", "", "address to free")
+	handle := fs.String("handle", "", "handle whose addresses to free")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if (*ip == "") == (*handle == "") {
+		return fmt.Errorf("%w: ipam release needs exactly one of --ip and --handle", errUsage)
+	}
+	m, err := a.ipam()
+	if err != nil {
+		return err
+	}
+	var rel []netip.Addr
+	if *ip != "" {
+		addr, err := netip.ParseAddr(*ip)
+		if err != nil {
+			return fmt.Errorf("%w: --ip: %v", errUsage, err)
+		}
+		rel, err = m.ReleaseIPs(ctx, ipam.Release{Addr: addr})
+		if err != nil {
+			return err
+		}
+		if len(rel) == 0 {
+			return fmt.Errorf("%v is not allocated", addr)
+		}
+	} else {
+		rel, err = m.ReleaseByHandle(ctx, *handle)
+		if err != nil {
+			return err
+		}
+		if len(rel) == 0 {
+			return fmt.Errorf("handle %q holds no address", *handle)
+		}
+	}
+	for _, r := range rel {
+		fmt.Fprintf(a.stdout, "released %v\n", r)
+	}
+	return nil
+}
+
+type poolOut struct {
+	Name        string `json:"name"`
+	CIDR        string `json:"cidr"`
+	BlockSize   int    `json:"blockSize"`
+	VXLANMode   string `json:"vxlanMode"`
+	NATOutgoing bool   `json:"natOutgoing"`
+	Disabled    bool   `json:"disabled"`
+}
+
+func (a *app) poolsList(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := newFlags("pools list", stderr)
+	out := outputFlag(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := checkOutput(*out); err != nil {
+		return err
+	}
+	m, err := a.ipam()
+	if err != nil {
+		return err
+	}
+	pools, err := m.ListPools(ctx)
+	if err != nil {
+		return err
+	}
+	res := []poolOut{}
+	for _, p := range pools {
+		res = append(res, poolOut{p.Name, p.CIDR.String(), p.BlockSize, p.VXLANMode.String(), p.NATOutgoing, p.Disabled})
+	}
+	if *out == "json" {
+		return writeJSON(a.stdout, map[string]any{"pools": res})
+	}
+	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tCIDR\tBLOCK\tVXLAN\tNAT\tDISABLED")
+	for _, p := range res {
+		fmt.Fprintf(tw, "%s\t%s\t/%d\t%s\t%v\t%v\n", p.Name, p.CIDR, p.BlockSize, p.VXLANMode, p.NATOutgoing, p.Disabled)
+	}
+	return tw.Flush()
+}
+
+func (a *app) poolsAdd(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := newFlags("pools add", stderr)
+	name := fs.String("name", "", "pool name (default: derived from the CIDR, 10.244.0.0-16)")
+	cidr := fs.String("cidr", "", "pool CIDR (required)")
+	bs := fs.Int("block-size", ipam.DefaultBlockSize4, "block prefix length")
+	mode := fs.String("vxlan-mode", "Always", "Always, CrossSubnet or Never")
+	nat := fs.Bool("nat-outgoing", true, "masquerade traffic leaving the pools")
+	disabled := fs.Bool("disabled", false, "create disabled")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	p, err := netip.ParsePrefix(*cidr)
+	if err != nil {
+		return fmt.Errorf("%w: --cidr: %v", errUsage, err)
+	}
+	vm, err := ipam.ParseVXLANMode(*mode)
+	if err != nil {
+		return fmt.Errorf("%w: --vxlan-mode: %v", errUsage, err)
+	}
+	if *name == "" {
+		*name = strings.ReplaceAll(p.Addr().String(), ":", "-") + fmt.Sprintf("-%d", p.Bits())
+	}
+	m, err := a.ipam()
+	if err != nil {
+		return err
+	}
+	if err := m.CreatePool(ctx, ipam.Pool{Name: *name, CIDR: p, BlockSize: *bs, VXLANMode: vm, NATOutgoing: *nat, Disabled: *disabled}); err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "pool %s %v created\n", *name, p)
+	return nil
+}
+
+func (a *app) poolsDelete(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := newFlags("pools delete", stderr)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return fmt.Errorf("%w: pools delete takes one pool name", errUsage)
+	}
+	m, err := a.ipam()
+	if err != nil {
+		return err
+	}
+	if err := m.DeletePool(ctx, fs.Arg(0)); err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "pool %s deleted\n", fs.Arg(0))
+	return nil
+}
+
+type peerOut struct {
+	Node          string   `json:"node"`
+	NodeIP        string   `json:"nodeIP"`
+	TunnelIP      string   `json:"tunnelIP"`
+	TunnelMAC     string   `json:"tunnelMAC"`
+	Blocks        []string `json:"blocks"`
+	Addrs         []string `json:"addrs,omitempty"`
+	LastHeartbeat string   `json:"lastHeartbeat,omitempty"`
+	HoldTime      string   `json:"holdTime,omitempty"`
+}
+
+// heartbeat is the part of the reflector's stored record that List does not
+// return: the writer's time of the last heartbeat and its hold time.
+type heartbeat struct {
+	Node       string    `json:"node"`
+	HoldMillis int64     `json:"holdMillis"`
+	Time       time.Time `json:"time"`
+}
+
+func (a *app) peers(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := newFlags("peers", stderr)
+	out := outputFlag(fs)
+	prefix := fs.String("prefix", reflector.DefaultPrefix, "announcement key prefix")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := checkOutput(*out); err != nil {
+		return err
+	}
+	r, err := reflector.New(a.st, &reflector.Config{Prefix: *prefix})
+	if err != nil {
+		return err
+	}
+	anns, _, err := r.List(ctx)
+	if err != nil {
+		return err
+	}
+	kvs, _, err := a.st.List(ctx, *prefix)
+	if err != nil {
+		return err
+	}
+	beats := map[string]heartbeat{}
+	for _, kv := range kvs {
+		var h heartbeat
+		if json.Unmarshal(kv.Value, &h) == nil && h.Node != "" {
+			beats[h.Node] = h
+		}
+	}
+	res := []peerOut{}
+	for _, an := range anns {
+		p := peerOut{Node: an.Node, NodeIP: an.NodeIP.String(), TunnelIP: an.TunnelIP.String(), TunnelMAC: an.TunnelMAC.String(), Blocks: []string{}}
+		for _, b := range an.Blocks {
+			p.Blocks = append(p.Blocks, b.String())
+		}
+		for _, x := range an.Addrs {
+			p.Addrs = append(p.Addrs, x.String())
+		}
+		if h, ok := beats[an.Node]; ok {
+			if !h.Time.IsZero() {
+				p.LastHeartbeat = h.Time.UTC().Format(time.RFC3339Nano)
+			}
+			if h.HoldMillis > 0 {
+				p.HoldTime = (time.Duration(h.HoldMillis) * time.Millisecond).String()
+			}
+		}
+		res = append(res, p)
+	}
+	slices.SortFunc(res, func(x, y peerOut) int { return strings.Compare(x.Node, y.Node) })
+	if *out == "json" {
+		return writeJSON(a.stdout, map[string]any{"peers": res})
+	}
+	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tNODE IP\tTUNNEL IP\tTUNNEL MAC\tBLOCKS\tLAST HEARTBEAT")
+	for _, p := range res {
+		hb := p.LastHeartbeat
+		if hb == "" {
+			hb = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", p.Node, p.NodeIP, p.TunnelIP, p.TunnelMAC, strings.Join(p.Blocks, ","), hb)
+	}
+	return tw.Flush()
+}
