@@ -193,7 +193,7 @@ func TestBoltKilledMidAssignment(t *testing.T) {
 		var cmds []*exec.Cmd
 		var wg sync.WaitGroup
 		reported := map[string]string{} // addr -> handle, as reported
-		released := map[string]bool{} // release started: may or may not have committed
+		released := map[string]bool{}   // release started: may or may not have committed
 		var mu sync.Mutex
 		for p := range 2 {
 			cmd, sc := startChild(t, "churn", path, round*10+p, 0)
