@@ -28,7 +28,9 @@ const (
 	kindIfnameAddr                    // ifname . ipv4_addr
 )
 
-var ifnameAddrType = nftables.MustConcatSetType(nftables.TypeIFName, nftables.TypeIPAddr)
+func ifnameAddrType() nftables.SetDatatype {
+	return nftables.MustConcatSetType(nftables.TypeIFName, nftables.TypeIPAddr)
+}
 
 func (k setKind) set(t *nftables.Table, name string) *nftables.Set {
 	s := &nftables.Set{Table: t, Name: name}
@@ -40,7 +42,7 @@ func (k setKind) set(t *nftables.Table, name string) *nftables.Set {
 	case kindIfname:
 		s.KeyType = nftables.TypeIFName
 	case kindIfnameAddr:
-		s.KeyType, s.Concatenation = ifnameAddrType, true
+		s.KeyType, s.Concatenation = ifnameAddrType(), true
 	}
 	return s
 }
@@ -408,14 +410,13 @@ func prefixItems(ps []netip.Prefix) []item {
 
 func be16(v uint16) []byte { return binary.BigEndian.AppendUint16(nil, v) }
 
-var (
-	loadSaddr = func(reg uint32) *expr.Payload {
-		return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4}
-	}
-	loadDaddr = func(reg uint32) *expr.Payload {
-		return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4}
-	}
-)
+func loadSaddr(reg uint32) *expr.Payload {
+	return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4}
+}
+
+func loadDaddr(reg uint32) *expr.Payload {
+	return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4}
+}
 
 func lookup(sets map[string]*nftables.Set, name string, reg uint32, invert bool) *expr.Lookup {
 	s := sets[name]

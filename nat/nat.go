@@ -82,7 +82,7 @@ type Pool struct {
 }
 
 // Workload is one pod interface on this node and the addresses the pod may
-// send from.
+// send from. A workload listed without addresses may send nothing.
 type Workload struct {
 	Interface string // host-side interface name, e.g. "cali6ff8e3ade03"
 	Addrs     []netip.Addr
