@@ -1,0 +1,133 @@
+package ipam_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/tabbynet/tabby/datastore/memory"
+	"github.com/tabbynet/tabby/ipam"
+)
+
+// The seed's worker1: its block 10.244.235.128/26, the tunnel address first,
+// then a pod. (A pool the size of one block keeps the output predictable;
+// in a /16 the block would be picked at random.)
+func Example() {
+	ctx := context.Background()
+	st := memory.New(nil)
+	defer st.Close()
+	m, _ := ipam.New(st, nil)
+
+	_ = m.CreatePool(ctx, ipam.Pool{Name: "default", CIDR: netip.MustParsePrefix("10.244.235.128/26"), VXLANMode: ipam.VXLANAlways})
+
+	tunnel, _ := m.AssignTunnelAddress(ctx, "worker1")
+	fmt.Println("tunnel:", tunnel)
+
+	args := ipam.AutoAssignArgs{Handle: "k8s-pod-network.6ff8e3ade03", Host: "worker1", Num4: 1,
+		Attrs: map[string]string{"namespace": "default", "pod": "web-0"}}
+	pod, _ := m.AutoAssign(ctx, args)
+	fmt.Println("pod:", pod[0].Addr, "from", pod[0].Block)
+
+	// A retried ADD with the same handle gets the same address.
+	again, _ := m.AutoAssign(ctx, args)
+	fmt.Println("retry:", again[0].Addr)
+
+	blocks, _ := m.HostBlocks(ctx, "worker1")
+	fmt.Println("worker1 blocks:", blocks)
+
+	released, _ := m.ReleaseByHandle(ctx, args.Handle)
+	fmt.Println("released:", released)
+	released, _ = m.ReleaseByHandle(ctx, args.Handle)
+	fmt.Println("released again:", released)
+	// Output:
+	// tunnel: 10.244.235.128
+	// pod: 10.244.235.129 from 10.244.235.128/26
+	// retry: 10.244.235.129
+	// worker1 blocks: [10.244.235.128/26]
+	// released: [10.244.235.129]
+	// released again: []
+}
+
+func ExampleIPAM_CreatePool() {
+	ctx := context.Background()
+	st := memory.New(nil)
+	defer st.Close()
+	m, _ := ipam.New(st, nil)
+
+	err := m.CreatePool(ctx, ipam.Pool{Name: "default", CIDR: netip.MustParsePrefix("10.244.0.0/16"), VXLANMode: ipam.VXLANCrossSubnet, NATOutgoing: true})
+	fmt.Println(err)
+	err = m.CreatePool(ctx, ipam.Pool{Name: "more", CIDR: netip.MustParsePrefix("10.244.128.0/17"), VXLANMode: ipam.VXLANAlways})
+	fmt.Println(errors.Is(err, ipam.ErrPoolOverlap))
+	err = m.CreatePool(ctx, ipam.Pool{Name: "ll", CIDR: netip.MustParsePrefix("169.254.0.0/16"), VXLANMode: ipam.VXLANAlways})
+	fmt.Println(errors.Is(err, ipam.ErrInvalid))
+
+	pools, _ := m.ListPools(ctx)
+	for _, p := range pools {
+		fmt.Printf("%s %s /%d vxlan=%s nat=%v\n", p.Name, p.CIDR, p.BlockSize, p.VXLANMode, p.NATOutgoing)
+	}
+	// Output:
+	// <nil>
+	// true
+	// true
+	// default 10.244.0.0/16 /26 vxlan=CrossSubnet nat=true
+}
+
+// Specific addresses, stale releases and typed errors.
+func ExampleIPAM_AssignIP() {
+	ctx := context.Background()
+	st := memory.New(nil)
+	defer st.Close()
+	m, _ := ipam.New(st, nil)
+	_ = m.CreatePool(ctx, ipam.Pool{Name: "default", CIDR: netip.MustParsePrefix("10.244.0.0/16"), VXLANMode: ipam.VXLANAlways})
+
+	a, _ := m.AssignIP(ctx, ipam.AssignIPArgs{Addr: netip.MustParseAddr("10.244.1.10"), Handle: "static-1", Host: "worker2"})
+	fmt.Println(a.Addr, a.Block)
+	_, err := m.AssignIP(ctx, ipam.AssignIPArgs{Addr: netip.MustParseAddr("10.244.1.10"), Handle: "static-2", Host: "worker2"})
+	fmt.Println(errors.Is(err, ipam.ErrInUse))
+	_, err = m.AssignIP(ctx, ipam.AssignIPArgs{Addr: netip.MustParseAddr("192.0.2.1"), Handle: "static-2", Host: "worker2"})
+	fmt.Println(errors.Is(err, ipam.ErrNotInPool))
+
+	// A release that names an older allocation (Seq) frees nothing.
+	rel, _ := m.ReleaseIPs(ctx, ipam.Release{Addr: a.Addr, Seq: a.Seq + 1})
+	fmt.Println(rel)
+	rel, _ = m.ReleaseIPs(ctx, ipam.Release{Addr: a.Addr, Seq: a.Seq})
+	fmt.Println(rel)
+	// Output:
+	// 10.244.1.10 10.244.1.0/26
+	// true
+	// true
+	// []
+	// [10.244.1.10]
+}
+
+// GC frees addresses whose handles are gone (after a grace period), and
+// the consistency check comes back clean.
+func ExampleIPAM_GC() {
+	ctx := context.Background()
+	st := memory.New(nil)
+	defer st.Close()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	m, _ := ipam.New(st, &ipam.Config{Now: func() time.Time { return now }})
+	_ = m.CreatePool(ctx, ipam.Pool{Name: "default", CIDR: netip.MustParsePrefix("10.244.235.128/26"), VXLANMode: ipam.VXLANAlways})
+
+	for _, h := range []string{"pod-live", "pod-leaked"} {
+		_, _ = m.AutoAssign(ctx, ipam.AutoAssignArgs{Handle: h, Host: "worker1", Num4: 1})
+	}
+	now = now.Add(10 * time.Minute)
+	res, _ := m.GC(ctx, ipam.GCOptions{
+		Valid:       func(h string) bool { return h == "pod-live" },
+		GracePeriod: 5 * time.Minute,
+	})
+	fmt.Println("released:", res.Released)
+
+	u, _ := m.Usage(ctx)
+	fmt.Printf("pool %s: %d/%d in use\n", u.Pools[0].Pool, u.Pools[0].InUse, u.Pools[0].Capacity)
+	problems, _ := m.Check(ctx, []string{"worker1"})
+	fmt.Println("problems:", len(problems))
+	// Output:
+	// released: [10.244.235.129]
+	// pool default: 1/64 in use
+	// problems: 0
+}
