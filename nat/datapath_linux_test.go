@@ -381,3 +381,41 @@ func TestKernelPortGuard(t *testing.T) {
 		})
 	}
 }
+
+// Host traffic into the tunnel with the underlay address as source is
+// masqueraded to the tunnel device's address (never onto the VXLAN port);
+// pod traffic into the tunnel keeps the pod's source. A veth named like the
+// VXLAN device stands in for it, with a "remote pod" behind.
+func TestKernelTunnelMasquerade(t *testing.T) {
+	tp := newTopo(t)
+	remote := kerneltest.NewNS(t, "natremote")
+	kerneltest.Veth(t, tp.node, "vxlan.calico", remote, "eth0")
+	tp.node.AddAddr(t, "vxlan.calico", "10.244.9.0/32") // the tunnel address, from the node's block
+	remote.AddAddr(t, "eth0", "10.244.100.2/24")
+	remote.AddRoute(t, &netlink.Route{LinkIndex: remote.Link(t, "eth0").Attrs().Index, Dst: kerneltest.IPNet("0.0.0.0/0"), Scope: netlink.SCOPE_LINK})
+	tp.node.AddRoute(t, &netlink.Route{LinkIndex: tp.node.Link(t, "vxlan.calico").Attrs().Index, Dst: kerneltest.IPNet("10.244.100.0/24"), Scope: netlink.SCOPE_LINK})
+
+	m, _ := kernelManager(t, tp.node, &nat.Config{TunnelInterface: "vxlan.calico"})
+	if err := m.SetDesired(topoDesired()); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := m.Dump(context.Background()); err != nil || got != m.Render() {
+		t.Fatalf("kernel dump differs from render: %v\n%s", err, got)
+	}
+	ln := listenUDP(t, remote, "10.244.100.2:5000")
+	sendUDP(t, tp.node, "192.0.2.1:4789", "10.244.100.2:5000", "host")
+	if msg, from := recvUDP(t, ln); msg != "host" || from.Addr() != addr("10.244.9.0") || from.Port() == 4789 {
+		t.Fatalf("remote got %q from %s, want the tunnel address 10.244.9.0 and a port other than 4789", msg, from)
+	}
+	sendUDP(t, tp.node, "10.244.9.0:4000", "10.244.100.2:5000", "tunnel-src")
+	if msg, from := recvUDP(t, ln); msg != "tunnel-src" || from != netip.MustParseAddrPort("10.244.9.0:4000") {
+		t.Fatalf("remote got %q from %s, want it untranslated", msg, from)
+	}
+	sendUDP(t, tp.pod1, "10.244.1.2:4000", "10.244.100.2:5000", "pod")
+	if msg, from := recvUDP(t, ln); msg != "pod" || from != netip.MustParseAddrPort("10.244.1.2:4000") {
+		t.Fatalf("remote got %q from %s, want the pod's own source", msg, from)
+	}
+}

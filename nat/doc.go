@@ -36,6 +36,16 @@
 //	chain prerouting       filter prerouting  raw
 //	  iifname @workload_ifaces iifname . ip saddr != @workload_addrs drop
 //
+// With Config.TunnelInterface the postrouting chain also has, first,
+//
+//	oifname "vxlan.calico" fib saddr . oif type != local fib saddr type local
+//	  meta mark set meta mark | 0x01000000 masquerade fully-random
+//
+// which masquerades host traffic that enters the tunnel with a local source
+// other than the tunnel's own address (typically the underlay address) to
+// the tunnel address, so that the remote node can route the reply (as
+// Calico does); see testdata/tunnel.golden.
+//
 // Masquerade: traffic from a pool with NATOutgoing to a destination outside
 // every pool and outside Desired.ExcludeDestinations is masqueraded with
 // fully random source ports (which avoids the SNAT port race of concurrent
@@ -60,7 +70,8 @@
 //
 // # The VXLAN port is never a translated source port (Calico #12244)
 //
-// In Calico a masqueraded flow could be given source port 4789; its replies,
+// In Calico a masqueraded flow (host traffic into the tunnel) could be given
+// source port 4789; its replies,
 // not tracked because of a NOTRACK rule for VXLAN, then hit the VXLAN
 // allow-list and were dropped. The fix there is a port range without 4789.
 // tabby cannot write that range for masquerade: github.com/google/nftables

@@ -66,6 +66,8 @@ func exprText(es []expr.Any) string {
 				v = fmt.Sprintf("%s & %#08x ^ %#08x", x, mask, xor)
 			}
 			regs[reg32(e.DestRegister)] = v
+		case *expr.Fib:
+			load(e.Register, fibText(e), 4)
 		case *expr.Cmp:
 			op := " "
 			switch e.Op {
@@ -139,6 +141,26 @@ func ne32val(b []byte) uint32 {
 	return binary.NativeEndian.Uint32(b)
 }
 
+func fibText(e *expr.Fib) string {
+	var in []string
+	for _, f := range []struct {
+		on   bool
+		name string
+	}{{e.FlagSADDR, "saddr"}, {e.FlagDADDR, "daddr"}, {e.FlagMARK, "mark"}, {e.FlagIIF, "iif"}, {e.FlagOIF, "oif"}} {
+		if f.on {
+			in = append(in, f.name)
+		}
+	}
+	res := "type"
+	switch {
+	case e.ResultOIF:
+		res = "oif"
+	case e.ResultOIFNAME:
+		res = "oifname"
+	}
+	return "fib " + strings.Join(in, " . ") + " " + res
+}
+
 func metaLen(k expr.MetaKey) uint32 {
 	switch k {
 	case expr.MetaKeyIIFNAME, expr.MetaKeyOIFNAME:
@@ -189,6 +211,12 @@ func valueText(what string, d []byte) string {
 		return fmt.Sprint(d[0])
 	case strings.HasSuffix(what, "port") && len(d) == 2:
 		return fmt.Sprint(binary.BigEndian.Uint16(d))
+	case strings.HasPrefix(what, "fib ") && strings.HasSuffix(what, " type") && len(d) == 4:
+		types := map[uint32]string{1: "unicast", 2: "local", 3: "broadcast", 4: "anycast", 5: "multicast", 6: "blackhole", 7: "unreachable", 8: "prohibit"}
+		if n, ok := types[binary.NativeEndian.Uint32(d)]; ok {
+			return n
+		}
+		return fmt.Sprint(binary.NativeEndian.Uint32(d))
 	case strings.HasPrefix(what, "meta mark") && len(d) == 4:
 		return fmt.Sprintf("%#x", binary.NativeEndian.Uint32(d))
 	case strings.HasPrefix(what, "ip ") && len(d) == 4:

@@ -83,6 +83,9 @@ func New(conn Conn, cfg *Config) (*Manager, error) {
 		// [1024, VXLANPort-1] must stay within unprivileged ports.
 		return nil, &ValidationError{Field: "Config.VXLANPort", Value: fmt.Sprint(c.VXLANPort), Err: ErrInvalidConfig}
 	}
+	if len(c.TunnelInterface) > 15 || strings.ContainsRune(c.TunnelInterface, 0) {
+		return nil, &ValidationError{Field: "Config.TunnelInterface", Value: c.TunnelInterface, Err: ErrInvalidInterface}
+	}
 	if c.PortGuardMark == 0 {
 		c.PortGuardMark = DefaultPortGuardMark
 	}

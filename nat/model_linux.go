@@ -440,6 +440,35 @@ func natMatch(sets map[string]*nftables.Set, mark uint32) []expr.Any {
 func ne32(v uint32) []byte { return binary.NativeEndian.AppendUint32(nil, v) }
 
 func natRules(cfg Config, snat netip.Addr) []ruleModel {
+	var rules []ruleModel
+	if cfg.TunnelInterface != "" {
+		rules = append(rules, tunnelRule(cfg.TunnelInterface, cfg.PortGuardMark))
+	}
+	return append(rules, poolRules(cfg, snat)...)
+}
+
+const rtnLocal = 2 // RTN_LOCAL
+
+// tunnelRule: oifname "<tunnel>" fib saddr . oif type != local
+// fib saddr type local meta mark set meta mark | <mark> masquerade fully-random
+func tunnelRule(ifname string, mark uint32) ruleModel {
+	return newRule("nat-tunnel", func(map[string]*nftables.Set) []expr.Any {
+		return []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifnameKey(ifname)},
+			&expr.Fib{Register: 1, FlagSADDR: true, FlagOIF: true, ResultADDRTYPE: true},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: ne32(rtnLocal)},
+			&expr.Fib{Register: 1, FlagSADDR: true, ResultADDRTYPE: true},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ne32(rtnLocal)},
+			&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: ne32(^mark), Xor: ne32(mark)},
+			&expr.Meta{Key: expr.MetaKeyMARK, Register: 1, SourceRegister: true},
+			&expr.Masq{FullyRandom: true},
+		}
+	})
+}
+
+func poolRules(cfg Config, snat netip.Addr) []ruleModel {
 	if !snat.IsValid() {
 		// Masquerade: one rule, fully random ports for every protocol.
 		// google/nftables v0.3.0 cannot express "masquerade to :lo-hi

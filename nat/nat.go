@@ -64,6 +64,12 @@ type Config struct {
 	DisableVXLANGuard bool
 	// DisableWorkloadGuard leaves out the workload source-address guard.
 	DisableWorkloadGuard bool
+	// TunnelInterface, when set, is the VXLAN device (e.g. "vxlan.calico").
+	// Host traffic leaving through it with a local source address that is
+	// not the device's own (typically the underlay address) is masqueraded
+	// to the device's address, so that remote nodes can answer it, as
+	// Calico does. Empty: no such rule.
+	TunnelInterface string
 	// PortGuardMark is the one packet-mark bit tabby's NAT rules set on the
 	// packet that creates a translation, so that the port guard after NAT
 	// can tell tabby's flows from other tools' (see doc.go). The guard

@@ -104,6 +104,15 @@ func TestGoldenSNATNoGuards(t *testing.T) {
 	}
 }
 
+func TestGoldenTunnel(t *testing.T) {
+	m, _ := newFake(t, &nat.Config{TunnelInterface: "vxlan.calico"})
+	mustSync(t, m, seedDesired())
+	golden(t, "tunnel.golden", m.Render())
+	if got := dump(t, m); got != m.Render() {
+		t.Fatalf("dump of the fake differs from render\n%s", got)
+	}
+}
+
 func TestNoopSyncWritesNothing(t *testing.T) {
 	m, fc := newFake(t, nil)
 	mustSync(t, m, seedDesired())
@@ -259,6 +268,12 @@ func TestSyncBeforeSetDesired(t *testing.T) {
 func TestBadConfig(t *testing.T) {
 	if _, err := nat.New(&nattest.Conn{}, &nat.Config{VXLANPort: 80}); !errors.Is(err, nat.ErrInvalidConfig) {
 		t.Fatalf("port 80: %v", err)
+	}
+	if _, err := nat.New(&nattest.Conn{}, &nat.Config{TunnelInterface: "vxlan.calico.too-long"}); !errors.Is(err, nat.ErrInvalidInterface) {
+		t.Fatalf("long tunnel name: %v", err)
+	}
+	if _, err := nat.New(&nattest.Conn{}, &nat.Config{PortGuardMark: 3}); !errors.Is(err, nat.ErrInvalidConfig) {
+		t.Fatalf("two-bit mark: %v", err)
 	}
 	if _, err := nat.New(nil, nil); !errors.Is(err, nat.ErrInvalidConfig) {
 		t.Fatalf("nil conn: %v", err)
