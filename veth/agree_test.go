@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/tabbynet/tabby/internal/kerneltest"
 	"github.com/tabbynet/tabby/veth"
@@ -49,25 +50,40 @@ func snapshot(t testing.TB, h lister, s veth.Sysctl, host string) string {
 		}
 		out = append(out, fmt.Sprintf("link %s %s mtu %d up %v mac %s peer-set %v",
 			a.Name, l.Type(), a.MTU, a.Flags&net.FlagUp != 0, mac, a.ParentIndex != 0))
-		addrs, err := h.AddrList(l, netlink.FAMILY_V4)
+		addrs, err := h.AddrList(l, netlink.FAMILY_ALL)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, ad := range addrs {
-			out = append(out, fmt.Sprintf("addr %s dev %s scope %d", ad.IPNet, a.Name, ad.Scope))
+			v6 := ad.IP.To4() == nil
+			// The fake does not autoconfigure IPv6 link-local addresses
+			// (request in /tmp/tabby-requests/netlinktest.md): skip those
+			// veth did not add (it adds them with NODAD).
+			if v6 && ad.IP.IsLinkLocalUnicast() && ad.Flags&unix.IFA_F_NODAD == 0 {
+				continue
+			}
+			scope := fmt.Sprint(ad.Scope)
+			if v6 {
+				scope = "-" // the fake does not derive IPv6 scopes yet (same request)
+			}
+			out = append(out, fmt.Sprintf("addr %s dev %s scope %s flags %#x", ad.IPNet, a.Name, scope, ad.Flags&unix.IFA_F_NODAD))
 		}
 	}
-	rs, err := h.RouteList(nil, netlink.FAMILY_V4)
+	rs, err := h.RouteList(nil, netlink.FAMILY_ALL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range rs {
+		if r.Family == netlink.FAMILY_V6 && r.Protocol == unix.RTPROT_KERNEL {
+			continue // IPv6 prefix routes: not all in the fake yet (same request)
+		}
 		out = append(out, fmt.Sprintf("route %v gw %v dev %s scope %v proto %d table %d",
 			r.Dst, r.Gw, names[r.LinkIndex], r.Scope, r.Protocol, r.Table))
 	}
 	if host != "" {
 		for _, k := range []string{"net/ipv4/conf/%s/forwarding", "net/ipv4/conf/%s/proxy_arp",
-			"net/ipv4/neigh/%s/proxy_delay", "net/ipv4/conf/%s/rp_filter", "net/ipv6/conf/%s/accept_ra"} {
+			"net/ipv4/neigh/%s/proxy_delay", "net/ipv4/conf/%s/rp_filter", "net/ipv6/conf/%s/accept_ra",
+			"net/ipv6/conf/%s/forwarding"} {
 			key := fmt.Sprintf(k, host)
 			v, err := s.Sysctl(key)
 			if err != nil {
@@ -83,6 +99,11 @@ func snapshot(t testing.TB, h lister, s veth.Sysctl, host string) string {
 // The fake and the kernel end up in the same state after the same Setup
 // and Teardown: the fake the unit tests use is right about veth.
 func TestKernelAndFakeAgree(t *testing.T) {
+	t.Run("IPv4", func(t *testing.T) { agree(t, "10.244.235.135/32") })
+	t.Run("dual stack", func(t *testing.T) { agree(t, "10.244.235.135/32", "2001:db8:244::135/128") })
+}
+
+func agree(t *testing.T, addrs ...string) {
 	node := kerneltest.NewNS(t, "vnode")
 	pod := kerneltest.NewNS(t, "vpod")
 	kp, err := veth.New(node.Handle, &veth.Config{Sysctl: veth.SysctlAt(node.Path), StrictRPFilter: true})
@@ -95,7 +116,10 @@ func TestKernelAndFakeAgree(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	spec := veth.Pod{Key: "default.web-0", Addrs: []netip.Prefix{netip.MustParsePrefix("10.244.235.135/32")}}
+	spec := veth.Pod{Key: "default.web-0"}
+	for _, a := range addrs {
+		spec.Addrs = append(spec.Addrs, netip.MustParsePrefix(a))
+	}
 	ks, fs := spec, spec
 	ks.NetNS, fs.NetNS = pod.Path, pod1Path
 	host := kp.HostIfName(spec.Key)

@@ -157,7 +157,7 @@ type Pod struct {
 	// IfName is the pod-side interface name; empty means DefaultPodIfName.
 	IfName string
 	// Addrs are the pod's addresses, each a single host address
-	// (10.244.0.5/32). At least one; IPv4 only for now.
+	// (10.244.0.5/32, 2001:db8::5/128). At least one, of either family.
 	Addrs []netip.Prefix
 	// MTU overrides Config.MTU when non-zero.
 	MTU int
@@ -179,7 +179,8 @@ type Result struct {
 	IPs []IPConfig
 }
 
-// IPConfig is one pod address and the gateway of its family.
+// IPConfig is one pod address and the gateway of its family
+// (Gateway4() or LinkLocal of the host MAC).
 type IPConfig struct {
 	Address netip.Prefix
 	Gateway netip.Addr
@@ -191,4 +192,18 @@ func validMTU(mtu int) error {
 			Reason: fmt.Sprintf("outside %d..%d", MinMTU, MaxMTU), Err: ErrInvalidMTU}
 	}
 	return nil
+}
+
+// LinkLocal returns the EUI-64 IPv6 link-local address of mac
+// (fe80::ecee:eeff:feee:eeee for ee:ee:ee:ee:ee:ee), the IPv6 gateway of
+// pods.
+func LinkLocal(mac net.HardwareAddr) netip.Addr {
+	var b [16]byte
+	b[0], b[1] = 0xfe, 0x80
+	if len(mac) == 6 {
+		b[8], b[9], b[10] = mac[0]^0x02, mac[1], mac[2]
+		b[11], b[12] = 0xff, 0xfe
+		b[13], b[14], b[15] = mac[3], mac[4], mac[5]
+	}
+	return netip.AddrFrom16(b)
 }

@@ -9,10 +9,12 @@
 //	    sysctls: forwarding=1, accept_ra=0 (IPv6), proxy_arp=1 and
 //	             neigh proxy_delay=0 (ARPKernel), rp_filter=1 (StrictRPFilter)
 //	  10.244.235.135 dev cali0d7763386da scope link proto 80
+//	  (IPv6: fe80::ecee:eeff:feee:eeee/64, 2001:db8::5 dev cali... proto 80)
 //	pod namespace
 //	  eth0             veth, mtu 1450, up, 10.244.235.135/32, peer = host cali
 //	  169.254.1.1 dev eth0 scope link
 //	  default via 169.254.1.1 dev eth0
+//	  (IPv6: 2001:db8::5/128, default via fe80::ecee:eeff:feee:eeee dev eth0)
 //
 // Nothing owns 169.254.1.1: the host interface answers the pod's ARP
 // request for it with its own MAC, either through the kernel's proxy_arp
@@ -42,8 +44,13 @@
 //     namespace, an address that is not a single host address, MTU outside
 //     68..65535) gives an *InputError matching ErrInvalid and one of the
 //     ErrInvalid* sentinels, and changes nothing.
-//   - IPv4 now; the code is per address family (netip throughout) and IPv6
-//     pods are rejected with ErrInvalidAddress until they are enabled.
+//   - IPv4 and IPv6, per address family. An IPv6 pod gets <ip>/128 (no
+//     DAD) and "default via fe80::ecee:eeff:feee:eeee dev eth0": the
+//     gateway is the host interface's own EUI-64 link-local address
+//     (LinkLocal(HostMAC)), added without DAD before the link goes up, so
+//     no proxy is needed; the host gets "<ip>/128 dev caliX proto 80" and
+//     the interface's forwarding=1. IPv6 forwarding also needs the
+//     host-wide net/ipv6/conf/all/forwarding=1, which is the host's to set.
 //
 // # Kernel seam
 //
@@ -52,8 +59,10 @@
 // opens pod namespaces with an OpenFunc (default OpenNetNS: the path is
 // opened and checked to be a network namespace, and a netlink handle is
 // made inside it; the veth peer is created directly in it with
-// netlink.NsFd). No thread of the caller changes namespace, and no binary
-// is executed. netlinktest.Kernel implements all three seams, so a whole
+// netlink.NsFd). veth never moves a thread into another namespace itself:
+// netlink.NewHandleAt does so briefly, on a locked thread, to open its
+// socket, and sysctls of another namespace go through internal/nsenter. No
+// binary is executed. netlinktest.Kernel implements all three seams, so a whole
 // plumbing can be tested unprivileged:
 //
 //	k := netlinktest.New()

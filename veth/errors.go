@@ -18,7 +18,7 @@ var (
 	// network namespace.
 	ErrInvalidNetNS = errors.New("veth: invalid network namespace")
 	// ErrInvalidAddress: a pod address that is not a single, usable host
-	// address (or none at all, or one of an unsupported family).
+	// address (or none at all, or one given twice).
 	ErrInvalidAddress = errors.New("veth: invalid pod address")
 	// ErrInvalidMTU: an MTU outside MinMTU..MaxMTU.
 	ErrInvalidMTU = errors.New("veth: invalid MTU")

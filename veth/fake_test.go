@@ -57,6 +57,12 @@ func pod2() veth.Pod {
 	return veth.Pod{Key: "default.web-1", NetNS: pod2Path, Addrs: []netip.Prefix{netip.MustParsePrefix("10.244.235.140/32")}}
 }
 
+func dualStack() veth.Pod {
+	p := pod1()
+	p.Addrs = append(p.Addrs, netip.MustParsePrefix("2001:db8:244::135/128"))
+	return p
+}
+
 func golden(t *testing.T, name, got string) {
 	t.Helper()
 	path := filepath.Join("testdata", name+".golden")
@@ -110,6 +116,42 @@ func TestFakeSetupTwoPods(t *testing.T) {
 		if err := p.Check(ctx, pod); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// A dual-stack pod: IPv6 goes through the host interface's link-local
+// address fe80::ecee:eeff:feee:eeee.
+func TestFakeDualStack(t *testing.T) {
+	k, p := newFake(t, veth.Config{})
+	ctx := context.Background()
+	res, err := p.Setup(ctx, dualStack())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.IPs) != 2 || res.IPs[0].Gateway != veth.Gateway4() || res.IPs[1].Gateway != netip.MustParseAddr("fe80::ecee:eeff:feee:eeee") {
+		t.Fatalf("IPs %v", res.IPs)
+	}
+	golden(t, "dual-stack", k.Dump())
+	if err := p.Check(ctx, dualStack()); err != nil {
+		t.Fatal(err)
+	}
+	writes := k.Writes()
+	if _, err := p.Setup(ctx, dualStack()); err != nil || k.Writes() != writes {
+		t.Fatalf("second Setup: %v, %d writes", err, k.Writes()-writes)
+	}
+	host := link(t, k, res.HostIfName)
+	must(t, k.AddrDel(host, &netlink.Addr{IPNet: mustIPNet("fe80::ecee:eeff:feee:eeee/64")}))
+	if err := p.Check(ctx, dualStack()); !errors.Is(err, veth.ErrMismatch) || !strings.Contains(err.Error(), "gateway address fe80::ecee:eeff:feee:eeee missing") {
+		t.Fatalf("Check: %v", err)
+	}
+	if _, err := p.Setup(ctx, dualStack()); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Check(ctx, dualStack()); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Teardown(ctx, dualStack().Key); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -221,7 +263,7 @@ func TestFakeMissingNetNS(t *testing.T) {
 // Setup succeeds, starting each time from the state prepare leaves, and
 // requires every failed Setup to leave the state as before or with
 // nothing of the workload at all (ok).
-func setupAllFailures(t *testing.T, prepare func(*netlinktest.Kernel, *veth.Plumber), ok func(before, pristine, got string) bool) {
+func setupAllFailures(t *testing.T, pod veth.Pod, prepare func(*netlinktest.Kernel, *veth.Plumber), ok func(before, pristine, got string) bool) {
 	t.Helper()
 	for n := 1; ; n++ {
 		k, p := newFake(t, veth.Config{StrictRPFilter: true})
@@ -229,12 +271,12 @@ func setupAllFailures(t *testing.T, prepare func(*netlinktest.Kernel, *veth.Plum
 		prepare(k, p)
 		before := k.Dump()
 		k.FailNth("", n, unix.EIO)
-		_, err := p.Setup(context.Background(), pod1())
+		_, err := p.Setup(context.Background(), pod)
 		if err == nil {
 			if n < 5 {
 				t.Fatalf("Setup succeeded with write %d failing", n)
 			}
-			if err := p.Check(context.Background(), pod1()); err != nil {
+			if err := p.Check(context.Background(), pod); err != nil {
 				t.Fatal(err)
 			}
 			t.Logf("Setup makes %d writes; each failing left nothing behind", n-1)
@@ -255,18 +297,22 @@ func setupAllFailures(t *testing.T, prepare func(*netlinktest.Kernel, *veth.Plum
 // A failure at every step of Setup leaves nothing behind.
 func TestFakeFailureAtEveryStep(t *testing.T) {
 	t.Run("fresh", func(t *testing.T) {
-		setupAllFailures(t, func(*netlinktest.Kernel, *veth.Plumber) {},
+		setupAllFailures(t, pod1(), func(*netlinktest.Kernel, *veth.Plumber) {},
+			func(before, _, got string) bool { return got == before })
+	})
+	t.Run("dual stack", func(t *testing.T) {
+		setupAllFailures(t, dualStack(), func(*netlinktest.Kernel, *veth.Plumber) {},
 			func(before, _, got string) bool { return got == before })
 	})
 	t.Run("stale host link", func(t *testing.T) {
-		setupAllFailures(t, func(k *netlinktest.Kernel, p *veth.Plumber) {
+		setupAllFailures(t, pod1(), func(k *netlinktest.Kernel, p *veth.Plumber) {
 			if err := k.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: p.HostIfName(pod1().Key), MTU: 1500}, PeerName: "old0"}); err != nil {
 				t.Fatal(err)
 			}
 		}, func(before, pristine, got string) bool { return got == before || got == pristine })
 	})
 	t.Run("repair", func(t *testing.T) {
-		setupAllFailures(t, func(k *netlinktest.Kernel, p *veth.Plumber) {
+		setupAllFailures(t, pod1(), func(k *netlinktest.Kernel, p *veth.Plumber) {
 			if _, err := p.Setup(context.Background(), pod1()); err != nil {
 				t.Fatal(err)
 			}

@@ -73,7 +73,8 @@ func TestSetupBadInput(t *testing.T) {
 		{"broadcast", func(p *veth.Pod) { p.Addrs = pfx("255.255.255.255/32") }, veth.ErrInvalidAddress},
 		{"mapped", func(p *veth.Pod) { p.Addrs = pfx("::ffff:10.244.0.5/128") }, veth.ErrInvalidAddress},
 		{"duplicate", func(p *veth.Pod) { p.Addrs = pfx("10.244.0.5/32", "10.244.0.5/32") }, veth.ErrInvalidAddress},
-		{"ipv6 not yet", func(p *veth.Pod) { p.Addrs = pfx("fd00::5/128") }, veth.ErrInvalidAddress},
+		{"ipv6 /64", func(p *veth.Pod) { p.Addrs = pfx("fd00::5/64") }, veth.ErrInvalidAddress},
+		{"ipv6 link-local", func(p *veth.Pod) { p.Addrs = pfx("fe80::5/128") }, veth.ErrInvalidAddress},
 	} {
 		pod := good
 		c.mod(&pod)

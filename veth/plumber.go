@@ -164,33 +164,9 @@ func validAddr(a netip.Prefix) error {
 		return bad("IPv4-mapped IPv6 address; give the IPv4 address")
 	case !a.IsSingleIP():
 		return bad(fmt.Sprintf("not a single host address (want /%d)", ip.BitLen()))
-	case ip.Zone() != "":
-		return bad("has a zone")
 	case ip.IsUnspecified(), ip.IsMulticast(), ip.IsLoopback(), ip.IsLinkLocalUnicast(),
 		ip.Is4() && ip == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
 		return bad("not a usable unicast pod address")
 	}
-	if _, ok := familyOf(ip); !ok {
-		return bad("IPv6 pods are not supported yet")
-	}
 	return nil
-}
-
-// family holds what differs between IPv4 and IPv6 plumbing. IPv6 is
-// designed in (fe80::ecee:eeff:feee:eeee, the link-local address of the
-// host MAC, would be its gateway, with accept_ra=0 and proxy_ndp on the
-// host side) but not enabled: familyOf reports it unsupported.
-const familyV4 = 2 // AF_INET, netlink.FAMILY_V4
-
-type family struct {
-	name    string
-	nl      int // netlink.FAMILY_V4 / FAMILY_V6
-	gateway netip.Addr
-}
-
-func familyOf(a netip.Addr) (family, bool) {
-	if a.Is4() {
-		return family{name: "IPv4", nl: familyV4, gateway: Gateway4()}, true
-	}
-	return family{}, false
 }

@@ -127,6 +127,17 @@ func (p *Plumber) create(ctx context.Context, s *spec, ns PodNetNS) (_ *Result, 
 			return nil, hostIdx, err
 		}
 	}
+	// The host end's IPv6 gateway address goes on before the link is up,
+	// without DAD: address autoconfiguration on up would otherwise make the
+	// same address tentative for the duration of DAD.
+	for _, f := range p.families(s) {
+		if f.hostGateway {
+			err := p.host.AddrAdd(host, &netlink.Addr{IPNet: ipNet(netip.PrefixFrom(f.gateway, 64)), Flags: unix.IFA_F_NODAD})
+			if err := step("host address "+f.gateway.String(), err); err != nil {
+				return nil, hostIdx, err
+			}
+		}
+	}
 	if err := step("host interface up", p.host.LinkSetUp(host)); err != nil {
 		return nil, hostIdx, err
 	}
@@ -138,26 +149,24 @@ func (p *Plumber) create(ctx context.Context, s *spec, ns PodNetNS) (_ *Result, 
 		PodIfName: s.ifname, PodIndex: podl.Attrs().Index, PodMAC: podl.Attrs().HardwareAddr,
 		Sandbox: s.netns, MTU: s.mtu,
 	}
-	gateways := map[netip.Addr]bool{}
 	for _, a := range s.addrs {
-		f, _ := familyOf(a.Addr())
-		err := ns.AddrAdd(podl, &netlink.Addr{IPNet: ipNet(a)})
+		f := p.familyOf(a.Addr())
+		err := ns.AddrAdd(podl, &netlink.Addr{IPNet: ipNet(a), Flags: f.addrFlags})
 		if err := step("pod address "+a.String(), err); err != nil {
 			return nil, hostIdx, err
 		}
 		res.IPs = append(res.IPs, IPConfig{Address: a, Gateway: f.gateway})
-		if gateways[f.gateway] {
-			continue
-		}
-		gateways[f.gateway] = true
+	}
+	for _, f := range p.families(s) {
 		gw := netip.PrefixFrom(f.gateway, f.gateway.BitLen())
-		err = ns.RouteAdd(&netlink.Route{LinkIndex: podl.Attrs().Index, Dst: ipNet(gw),
-			Scope: netlink.SCOPE_LINK, Protocol: unix.RTPROT_BOOT})
-		if err := step("pod route "+gw.String(), err); err != nil {
-			return nil, hostIdx, err
+		if f.gatewayRoute {
+			err := ns.RouteAdd(&netlink.Route{LinkIndex: podl.Attrs().Index, Dst: ipNet(gw),
+				Scope: netlink.SCOPE_LINK, Protocol: unix.RTPROT_BOOT})
+			if err := step("pod route "+gw.String(), err); err != nil {
+				return nil, hostIdx, err
+			}
 		}
-		def := netip.PrefixFrom(netip.IPv4Unspecified(), 0)
-		err = ns.RouteAdd(&netlink.Route{LinkIndex: podl.Attrs().Index, Dst: ipNet(def),
+		err := ns.RouteAdd(&netlink.Route{LinkIndex: podl.Attrs().Index, Dst: ipNet(netip.PrefixFrom(f.any, 0)),
 			Gw: net.IP(f.gateway.AsSlice()), Protocol: unix.RTPROT_BOOT})
 		if err := step("pod default route via "+f.gateway.String(), err); err != nil {
 			return nil, hostIdx, err
@@ -173,7 +182,7 @@ func (p *Plumber) create(ctx context.Context, s *spec, ns PodNetNS) (_ *Result, 
 }
 
 func (p *Plumber) hostRoute(idx int, a netip.Prefix) *netlink.Route {
-	return &netlink.Route{LinkIndex: idx, Dst: ipNet(a), Scope: netlink.SCOPE_LINK,
+	return &netlink.Route{LinkIndex: idx, Dst: ipNet(a), Scope: p.familyOf(a.Addr()).hostScope,
 		Protocol: netlink.RouteProtocol(p.proto)}
 }
 
@@ -268,48 +277,12 @@ func (p *Plumber) diff(s *spec, ns PodNetNS, host netlink.Link) (*Result, error)
 		PodIfName: s.ifname, PodIndex: pa.Index, PodMAC: pa.HardwareAddr,
 		Sandbox: s.netns, MTU: s.mtu,
 	}
-	addrs, err := list(func() ([]netlink.Addr, error) { return ns.AddrList(podl, familyV4) })
-	if err != nil {
-		return nil, fmt.Errorf("pod %s addresses: %w", s.ifname, err)
-	}
-	have := map[netip.Prefix]bool{}
-	for _, a := range addrs {
-		if pr, ok := prefixOf(a.IPNet); ok {
-			have[pr] = true
-		}
-	}
-	want := map[netip.Prefix]bool{}
 	for _, a := range s.addrs {
-		f, _ := familyOf(a.Addr())
-		if !have[a] {
-			return nil, mismatch("pod %s: address %s missing", s.ifname, a)
-		}
-		want[a] = true
-		res.IPs = append(res.IPs, IPConfig{Address: a, Gateway: f.gateway})
+		res.IPs = append(res.IPs, IPConfig{Address: a, Gateway: p.familyOf(a.Addr()).gateway})
 	}
-	for _, a := range addrs {
-		if pr, ok := prefixOf(a.IPNet); ok && !want[pr] && !pr.Addr().IsLinkLocalUnicast() {
-			return nil, mismatch("pod %s: unexpected address %s", s.ifname, pr)
-		}
-	}
-	routes, err := list(func() ([]netlink.Route, error) { return ns.RouteList(podl, familyV4) })
-	if err != nil {
-		return nil, fmt.Errorf("pod %s routes: %w", s.ifname, err)
-	}
-	gw := Gateway4()
-	if !hasRoute(routes, netip.PrefixFrom(gw, 32), netip.Addr{}, netlink.SCOPE_LINK, -1) {
-		return nil, mismatch("pod %s: route %s dev %s scope link missing", s.ifname, gw, s.ifname)
-	}
-	if !hasRoute(routes, netip.PrefixFrom(netip.IPv4Unspecified(), 0), gw, netlink.SCOPE_UNIVERSE, -1) {
-		return nil, mismatch("pod %s: route default via %s dev %s missing", s.ifname, gw, s.ifname)
-	}
-	hroutes, err := list(func() ([]netlink.Route, error) { return p.host.RouteList(host, familyV4) })
-	if err != nil {
-		return nil, fmt.Errorf("host %s routes: %w", s.host, err)
-	}
-	for _, a := range s.addrs {
-		if !hasRoute(hroutes, a, netip.Addr{}, netlink.SCOPE_LINK, p.proto) {
-			return nil, mismatch("host: route %s dev %s scope link proto %d missing", a, s.host, p.proto)
+	for _, f := range p.families(s) {
+		if err := p.diffFamily(f, s, ns, host, podl); err != nil {
+			return nil, err
 		}
 	}
 	for _, kv := range p.sysctls(s) {
@@ -327,9 +300,82 @@ func (p *Plumber) diff(s *spec, ns PodNetNS, host netlink.Link) (*Result, error)
 	return res, nil
 }
 
+// diffFamily compares the addresses and routes of one family.
+func (p *Plumber) diffFamily(f family, s *spec, ns PodNetNS, host, podl netlink.Link) error {
+	mismatch := func(format string, args ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{ErrMismatch}, args...)...)
+	}
+	addrs, err := list(func() ([]netlink.Addr, error) { return ns.AddrList(podl, f.nl) })
+	if err != nil {
+		return fmt.Errorf("pod %s %s addresses: %w", s.ifname, f.name, err)
+	}
+	have := map[netip.Prefix]bool{}
+	for _, a := range addrs {
+		if pr, ok := prefixOf(a.IPNet); ok {
+			have[pr] = true
+		}
+	}
+	want := map[netip.Prefix]bool{}
+	for _, a := range s.addrs {
+		if p.familyOf(a.Addr()).nl != f.nl {
+			continue
+		}
+		if !have[a] {
+			return mismatch("pod %s: address %s missing", s.ifname, a)
+		}
+		want[a] = true
+	}
+	for pr := range have {
+		if !want[pr] && !pr.Addr().IsLinkLocalUnicast() {
+			return mismatch("pod %s: unexpected address %s", s.ifname, pr)
+		}
+	}
+	routes, err := list(func() ([]netlink.Route, error) { return ns.RouteList(podl, f.nl) })
+	if err != nil {
+		return fmt.Errorf("pod %s %s routes: %w", s.ifname, f.name, err)
+	}
+	if f.gatewayRoute && !hasRoute(routes, netip.PrefixFrom(f.gateway, f.gateway.BitLen()), netip.Addr{}, netlink.SCOPE_LINK, -1) {
+		return mismatch("pod %s: route %s dev %s scope link missing", s.ifname, f.gateway, s.ifname)
+	}
+	if !hasRoute(routes, netip.PrefixFrom(f.any, 0), f.gateway, netlink.SCOPE_UNIVERSE, -1) {
+		return mismatch("pod %s: route default via %s dev %s missing", s.ifname, f.gateway, s.ifname)
+	}
+	if f.hostGateway {
+		haddrs, err := list(func() ([]netlink.Addr, error) { return p.host.AddrList(host, f.nl) })
+		if err != nil {
+			return fmt.Errorf("host %s %s addresses: %w", s.host, f.name, err)
+		}
+		found := false
+		for _, a := range haddrs {
+			if pr, ok := prefixOf(a.IPNet); ok && pr.Addr() == f.gateway {
+				found = true
+			}
+		}
+		if !found {
+			return mismatch("host %s: gateway address %s missing", s.host, f.gateway)
+		}
+	}
+	hroutes, err := list(func() ([]netlink.Route, error) { return p.host.RouteList(host, f.nl) })
+	if err != nil {
+		return fmt.Errorf("host %s %s routes: %w", s.host, f.name, err)
+	}
+	for _, a := range s.addrs {
+		if p.familyOf(a.Addr()).nl != f.nl {
+			continue
+		}
+		if !hasRoute(hroutes, a, netip.Addr{}, f.hostScope, p.proto) {
+			return mismatch("host: route %s dev %s scope %s proto %d missing", a, s.host, f.hostScope, p.proto)
+		}
+	}
+	return nil
+}
+
 func hasRoute(rs []netlink.Route, dst netip.Prefix, gw netip.Addr, scope netlink.Scope, proto int) bool {
 	for _, r := range rs {
 		d := netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+		if dst.Addr().Is6() {
+			d = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
+		}
 		if r.Dst != nil {
 			var ok bool
 			if d, ok = prefixOf(r.Dst); !ok {
@@ -404,14 +450,25 @@ type sysctlKV struct {
 // sysctls lists the host-side sysctls for s, per family.
 func (p *Plumber) sysctls(s *spec) []sysctlKV {
 	h := s.host
-	kv := []sysctlKV{{key: "net/ipv4/conf/" + h + "/forwarding", value: "1"}}
-	if p.arp == ARPKernel {
-		kv = append(kv,
-			sysctlKV{key: "net/ipv4/conf/" + h + "/proxy_arp", value: "1"},
-			sysctlKV{key: "net/ipv4/neigh/" + h + "/proxy_delay", value: "0"})
-	}
-	if p.strict {
-		kv = append(kv, sysctlKV{key: "net/ipv4/conf/" + h + "/rp_filter", value: "1"})
+	var kv []sysctlKV
+	for _, f := range p.families(s) {
+		switch f.nl {
+		case netlink.FAMILY_V4:
+			kv = append(kv, sysctlKV{key: "net/ipv4/conf/" + h + "/forwarding", value: "1"})
+			if p.arp == ARPKernel {
+				kv = append(kv,
+					sysctlKV{key: "net/ipv4/conf/" + h + "/proxy_arp", value: "1"},
+					sysctlKV{key: "net/ipv4/neigh/" + h + "/proxy_delay", value: "0"})
+			}
+			if p.strict {
+				kv = append(kv, sysctlKV{key: "net/ipv4/conf/" + h + "/rp_filter", value: "1"})
+			}
+		case netlink.FAMILY_V6:
+			// Router behaviour on the interface. IPv6 forwarding itself
+			// needs net/ipv6/conf/all/forwarding=1, a host-wide setting
+			// that is the host's to make.
+			kv = append(kv, sysctlKV{key: "net/ipv6/conf/" + h + "/forwarding", value: "1"})
+		}
 	}
 	// The host end never takes router advertisements, whatever the pod's
 	// families; absent when IPv6 is disabled.
