@@ -249,7 +249,7 @@ func (k *Kernel) AddrList(lk netlink.Link, family int) ([]netlink.Addr, error) {
 // when lo goes up.
 func (ns *namespace) addLoopbackAddrs(l *link) {
 	want := []*addr{
-		{ip: netip.MustParseAddr("127.0.0.1"), bits: 8, bcast: netip.MustParseAddr("127.255.255.255"), label: l.name, scope: int(netlink.SCOPE_HOST), valid: lifetimeForever, preferred: lifetimeForever},
+		{ip: netip.MustParseAddr("127.0.0.1"), bits: 8, label: l.name, scope: int(netlink.SCOPE_HOST), valid: lifetimeForever, preferred: lifetimeForever},
 		{ip: netip.IPv6Loopback(), bits: 128, scope: int(netlink.SCOPE_HOST), valid: lifetimeForever, preferred: lifetimeForever},
 	}
 	for _, w := range want {

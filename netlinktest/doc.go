@@ -1,11 +1,94 @@
-// Package netlinktest is an in-memory Linux kernel for tests: a fake
-// machine made of network namespaces whose handles (*Kernel) implement the
-// *netlink.Handle methods tabby's packages use, with the same signatures and
-// the same answers as the real kernel (errno values, kernel-installed
-// routes, veth peer indexes and link-netnsids, vxlan attributes, FDB
-// semantics). A contract suite runs the same checks against the fake and,
-// as root, against the real kernel, so the fake is only trusted where the
-// kernel agrees.
+// Package netlinktest is an in-memory Linux kernel for tests: a fake machine
+// made of network namespaces, whose handles answer the *netlink.Handle
+// methods tabby's packages use with the same signatures and the same
+// answers as the real kernel. It never touches the host.
 //
-// It owns nothing on the host: it never touches the real kernel.
+// # Using it in your tests
+//
+// Code that programs the kernel should declare a small interface listing
+// the *netlink.Handle methods it calls, with identical signatures, and take
+// a value of it; production passes a *netlink.Handle (from
+// netlink.NewHandleAt), tests pass a *Kernel:
+//
+//	type Netlink interface {
+//		LinkByName(string) (netlink.Link, error)
+//		RouteReplace(*netlink.Route) error
+//	}
+//	var _ Netlink = (*netlink.Handle)(nil)          // in package code
+//	var _ Netlink = (*netlinktest.Kernel)(nil)      // in a _test.go file
+//
+// New returns a machine and a handle on its initial namespace.
+// NewNamespace adds a namespace bound at a path (like `ip netns add`) and
+// NamespaceAt opens one by path, so code that opens pod namespaces by path
+// can take an opener function and be given k.NamespaceAt in tests. Fd
+// names a namespace for netlink.NsFd in Veth.PeerNamespace,
+// LinkAttrs.Namespace and LinkSetNsFd; fake descriptors only mean something
+// to handles of the same machine.
+//
+// Sysctl and SetSysctl have the method names of internal/sysctl, so code
+// can take either through a two-method interface. LinkSubscribe works like
+// netlink.LinkSubscribeAt.
+//
+// Test by state, not by call sequences: Dump renders the whole machine as
+// sorted text for golden files; Writes counts successful mutating calls (a
+// reconcile that has nothing to do must make zero); FailNth makes the n-th
+// next call of a method (or of any mutating method, op "") fail with an
+// errno and change nothing, so a loop over n proves that a multi-step
+// operation cleans up after a failure at every step.
+//
+// # Fidelity
+//
+// Every behaviour below is checked against the real kernel by the contract
+// suite in this package (contract_test.go, differential_test.go): one set
+// of checks runs on the fake always and, as root, on Linux in throwaway
+// namespaces. Where they differ the fake is wrong. In particular:
+//
+//   - Errors are the bare unix.Errno values netlink returns (EEXIST, ENODEV,
+//     ESRCH, ENETUNREACH, ENETDOWN, EADDRNOTAVAIL, ERANGE, ...), or the
+//     errors netlink itself makes (netlink.LinkNotFoundError from
+//     LinkByName and LinkByIndex, "LinkAttrs.Name cannot be empty").
+//   - Links come back as *netlink.Veth, *netlink.Vxlan, *netlink.Bridge,
+//     *netlink.Dummy or *netlink.Device (lo) with the attributes the kernel
+//     fills: index, name, MTU, TxQLen (netlink sends 0 for a LinkAttrs{}
+//     literal), MAC, flags (up, running when there is carrier), OperState
+//     (up, down, lower-layer-down, unknown), ParentIndex (the veth peer's
+//     index), NetNsID (the id the link's namespace gives the peer's
+//     namespace; -1 in the same one), MasterIndex, Alias. A link argument is
+//     resolved like netlink does: by Index, or by Name when Index is 0 (and
+//     the found index is stored in the argument).
+//   - Addresses install the kernel's routes: the local route (table local)
+//     always, the prefix and broadcast routes while the link is up;
+//     secondaries, deleting a primary with its secondaries, IPv6 addresses
+//     flushed on link down.
+//   - Routes: EEXIST when (table, destination, TOS, metric) is taken, for
+//     any protocol; replace overwrites that slot; delete matches every field
+//     the request carries, the scope always (netlink sends 0 = universe), and
+//     gives ESRCH; gateways must be covered by a link-scope route on the
+//     device unless onlink (ENETUNREACH); down devices refuse routes
+//     (ENETDOWN); link down removes every route through the link but the
+//     local ones, link delete removes all; RTNH_F_LINKDOWN is reported while
+//     the device is up without carrier.
+//   - Neighbours: add/set/append semantics (append does not override a
+//     valid entry), all of them flushed on link down; FDB entries on vxlan
+//     devices (Family AF_BRIDGE, NTF_SELF): one remote per unicast MAC, more
+//     with NeighAppend on the all-zeros MAC, permanent ones survive link
+//     down, EOPNOTSUPP for NeighSet on the all-zeros entry.
+//   - Vxlan: attributes kept as given, kernel defaults (port 8472, ageing
+//     300, UDP checksums on), MTU taken from the lower device minus 50 and
+//     clamped to it, EEXIST for a second device with the same VNI and port,
+//     deleted with its lower device.
+//   - Sysctls: the keys and defaults of a fresh namespace on Linux 6.18; a
+//     link's keys exist while it does, start from conf/default, follow
+//     renames; all/forwarding propagates.
+//
+// Not modelled: IPv6 autoconfiguration (link-local addresses, fe80::/64 and
+// ff00::/8 routes, DAD), per-device multicast FDB entries of non-vxlan
+// devices, neighbour timers and resolution, multipath routes, policy rules,
+// traffic. The kernel may send several link updates for one change where
+// the fake sends one. Dummy devices follow the kernel's driver but cannot be
+// checked on kernels without the dummy module.
+//
+// A Kernel is safe for concurrent use: all handles of a machine share one
+// lock. The fake is deterministic: the same calls give the same state,
+// indexes and generated MAC addresses.
 package netlinktest

@@ -185,6 +185,16 @@ func (ns *namespace) addAddrRoutes(l *link, a *addr) {
 		r.table, r.typ, r.scope = tableLocal, unix.RTN_LOCAL, unix.RT_SCOPE_HOST
 	}
 	ns.addKernelRoute(r)
+	if a.bits < 31 {
+		// The network's broadcast address, whether or not the address
+		// carries one.
+		b := p.Addr().As4()
+		for i := a.bits; i < 32; i++ {
+			b[i/8] |= 0x80 >> (i % 8)
+		}
+		ns.addKernelRoute(&route{dst: netip.PrefixFrom(netip.AddrFrom4(b), 32), table: tableLocal, typ: unix.RTN_BROADCAST,
+			proto: protoKernel, scope: unix.RT_SCOPE_LINK, link: l.index, src: a.ip})
+	}
 }
 
 // primaryFor returns the primary address a secondary belongs to.
