@@ -283,7 +283,18 @@ func TestKernelWorkloadSourceGuard(t *testing.T) {
 	tp.pod1.AddAddr(t, "eth0", "10.244.1.99/32") // the pod claims an address it was not given
 	ln := listenUDP(t, tp.pod2, "10.244.2.2:5000")
 
-	// Without the pod in the guard, the spoofed source goes through.
+	tp.pod1.AddAddr(t, "eth0", "10.244.2.77/32") // and one routed to another pod
+
+	// Resolve the gateway first: an ARP request sourced from the spoofed
+	// 10.244.2.77 would itself fail rp_filter and delay the test by a retry.
+	tp.pod1.MustPing(t, addr("10.244.1.1"))
+
+	// Without the pod in the guard, strict rp_filter (veth's option) is the
+	// only check: it drops 10.244.2.77, whose route leads to another
+	// interface, but passes 10.244.1.99, which is routed back to pod1.
+	for _, k := range []string{"all", pod1If} {
+		tp.node.SetSysctl(t, "net/ipv4/conf/"+k+"/rp_filter", "1")
+	}
 	d := topoDesired()
 	d.Workloads = nil
 	if err := m.SetDesired(d); err != nil {
@@ -292,9 +303,13 @@ func TestKernelWorkloadSourceGuard(t *testing.T) {
 	if err := m.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
+	sendUDP(t, tp.pod1, "10.244.2.77:4000", "10.244.2.2:5000", "spoof-other")
 	sendUDP(t, tp.pod1, "10.244.1.99:4000", "10.244.2.2:5000", "spoof")
 	if msg, from := recvUDP(t, ln); msg != "spoof" || from.Addr() != addr("10.244.1.99") {
-		t.Fatalf("got %q from %s", msg, from)
+		t.Fatalf("got %q from %s, want rp_filter to pass 10.244.1.99 and drop 10.244.2.77", msg, from)
+	}
+	for _, k := range []string{"all", pod1If} {
+		tp.node.SetSysctl(t, "net/ipv4/conf/"+k+"/rp_filter", "0")
 	}
 
 	if err := m.SetDesired(topoDesired()); err != nil {

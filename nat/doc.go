@@ -61,8 +61,9 @@
 // Workload source guard: a packet arriving from a workload interface
 // (Desired.Workloads) whose source is not one of that workload's addresses
 // is dropped in prerouting at raw priority, before conntrack. It
-// complements the veth package's rp_filter option (strict reverse-path
-// filtering on the host side of each veth, net.ipv4.conf.<veth>.rp_filter=1):
+// complements the veth package's rp_filter option (veth.Config.StrictRPFilter:
+// strict reverse-path filtering on the host side of each veth,
+// net.ipv4.conf.<veth>.rp_filter=1; the kernel applies max(all, <veth>)):
 // rp_filter only checks that a reply to the source would leave through the
 // same interface, so it accepts any address routed to that veth; the nft
 // guard checks the exact address list and also covers pods whose routes are
