@@ -31,7 +31,7 @@ func snapshot(t *testing.T, nss map[string]*testNS) string {
 		ok(t, err, "LinkList")
 		for _, l := range ls {
 			s := linkSummary(l)
-			if hw := l.Attrs().HardwareAddr.String(); strings.HasPrefix(hw, "ee:") || strings.HasPrefix(hw, "66:") {
+			if hw := l.Attrs().HardwareAddr.String(); hw == "ee:ee:ee:ee:ee:ee" || strings.HasPrefix(hw, "66:3a:1e:5c:01:") {
 				s += " mac=" + hw // given; others are generated
 			}
 			fmt.Fprintf(&b, "  %d %s\n", l.Attrs().Index, s)
