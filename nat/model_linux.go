@@ -84,7 +84,8 @@ type setModel struct {
 
 type ruleModel struct {
 	exprs   func(sets map[string]*nftables.Set) []expr.Any
-	comment string // "tabby:<name>:<hash of the rule text>"
+	text    string // exprText of the expressions, in nft syntax
+	comment string // "tabby:<name>:<hash of text>"
 }
 
 type chainModel struct {
@@ -580,9 +581,10 @@ func newRule(name string, exprs func(map[string]*nftables.Set) []expr.Any) ruleM
 	for _, n := range []string{SetNATPools, SetAllPools, SetNATExclude, SetVXLANPeers, SetWorkloadIfaces, SetWorkloadAddrs} {
 		sets[n] = &nftables.Set{Name: n}
 	}
+	text := exprText(exprs(sets))
 	h := fnv.New32a()
-	h.Write([]byte(exprText(exprs(sets))))
-	return ruleModel{exprs: exprs, comment: fmt.Sprintf("tabby:%s:%08x", name, h.Sum32())}
+	h.Write([]byte(text))
+	return ruleModel{exprs: exprs, text: text, comment: fmt.Sprintf("tabby:%s:%08x", name, h.Sum32())}
 }
 
 func ruleComment(r *nftables.Rule) string {
@@ -604,11 +606,7 @@ func (r *ruleset) render() string {
 		}
 		var lines []string
 		for _, rm := range c.rules {
-			sets := map[string]*nftables.Set{}
-			for _, s := range r.sets {
-				sets[s.name] = &nftables.Set{Name: s.name}
-			}
-			lines = append(lines, exprText(rm.exprs(sets))+fmt.Sprintf(" comment %q", rm.comment))
+			lines = append(lines, rm.text+fmt.Sprintf(" comment %q", rm.comment))
 		}
 		renderChain(&b, c.name, c.typ, c.hook, c.prio, lines)
 	}

@@ -397,3 +397,52 @@ func TestOverlappingPrefixesCollapse(t *testing.T) {
 		t.Fatalf("contained prefix kept\n%s", got)
 	}
 }
+
+// A rule replaced in place under tabby's comment is noticed and rewritten.
+func TestRuleReplacedInPlaceIsRepaired(t *testing.T) {
+	m, fc := newFake(t, nil)
+	mustSync(t, m, seedDesired())
+	want := dump(t, m)
+
+	// Copy the table, with the input rule's expressions swapped for a
+	// bare counter under the same comment.
+	tb := &nftables.Table{Name: "tabby", Family: nftables.TableFamilyIPv4}
+	sets, _ := fc.GetSets(tb)
+	elems := map[string][]nftables.SetElement{}
+	for _, s := range sets {
+		elems[s.Name], _ = fc.GetSetElements(s)
+	}
+	chains, _ := fc.ListChainsOfTableFamily(nftables.TableFamilyIPv4)
+	rules := map[string][]*nftables.Rule{}
+	for _, c := range chains {
+		rules[c.Name], _ = fc.GetRules(tb, c)
+	}
+	fc.DelTable(tb)
+	fc.AddTable(tb)
+	for _, s := range sets {
+		if err := fc.AddSet(s, elems[s.Name]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range chains {
+		fc.AddChain(c)
+		for _, r := range rules[c.Name] {
+			if c.Name == nat.ChainInput {
+				r.Exprs = []expr.Any{&expr.Counter{}}
+			}
+			fc.AddRule(r)
+		}
+	}
+	if err := fc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got := dump(t, m); got == want || !strings.Contains(got, "\t\tcounter comment \"tabby:vxlan-guard:") {
+		t.Fatalf("tampering failed\n%s", got)
+	}
+	if err := m.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := dump(t, m); got != want {
+		t.Fatalf("not repaired\n%s", got)
+	}
+}

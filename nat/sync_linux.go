@@ -119,6 +119,11 @@ func sameStructure(want *ruleset, o *observed) (bool, string) {
 			if got := ruleComment(oc.rules[i]); got != r.comment {
 				return false, fmt.Sprintf("chain %s rule %d is %q, want %q", c.name, i, got, r.comment)
 			}
+			// The comment names the rule; the expressions must match too
+			// (a rule replaced in place keeps its comment).
+			if got := exprText(oc.rules[i].Exprs); got != r.text {
+				return false, fmt.Sprintf("chain %s rule %d reads %q, want %q", c.name, i, got, r.text)
+			}
 		}
 	}
 	return true, ""
