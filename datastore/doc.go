@@ -27,8 +27,9 @@
 //     cases the caller lists again and watches from the list's revision.
 //     after = 0 means "from the first revision".
 //   - Update and Delete need a revision >= 1, Check >= 0; a malformed key,
-//     prefix, op, a duplicate key in one Txn or a value larger than
-//     MaxValueSize is ErrInvalid (see ValidateOps), and nothing is written.
+//     prefix, op, a duplicate key in one Txn, more than MaxTxnOps ops or a
+//     value larger than MaxValueSize is ErrInvalid (see ValidateOps), and
+//     nothing is written.
 //   - A Txn reports a missing key for OpUpdate or OpDelete as ErrConflict;
 //     Update and Delete on their own report it as ErrNotFound.
 //   - Values are copied: callers may reuse the slices they pass and modify

@@ -6,12 +6,19 @@ import "fmt"
 // request limit is 1.5 MiB; this leaves room for the key and framing).
 const MaxValueSize = 1 << 20
 
+// MaxTxnOps is the largest number of ops in one Txn that every Store
+// accepts (etcd's default --max-txn-ops).
+const MaxTxnOps = 128
+
 // ValidateOps checks a transaction before any store looks at its data: every
-// op has a valid type, a valid key (ValidKey), a value no larger than
+// op has a valid type (and there are at most MaxTxnOps), a valid key (ValidKey), a value no larger than
 // MaxValueSize, a revision that makes sense for its type (>= 1 for update
 // and delete, >= 0 for check), and no key appears twice. The error wraps
 // ErrInvalid. Stores call it so that they reject the same input the same way.
 func ValidateOps(ops []Op) error {
+	if len(ops) > MaxTxnOps {
+		return fmt.Errorf("%d ops in one transaction (at most %d): %w", len(ops), MaxTxnOps, ErrInvalid)
+	}
 	seen := make(map[string]struct{}, len(ops))
 	for i, op := range ops {
 		if err := validateOp(op); err != nil {

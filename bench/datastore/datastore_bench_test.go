@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -172,10 +173,11 @@ func BenchmarkBoltProcesses(b *testing.B) {
 // member, no fsync, through etcdtest's loopback relay), p50 and p99.
 func BenchmarkEtcdLatency(b *testing.B) {
 	endpoints := etcdtest.Start(b)
+	var run atomic.Int64 // each sub-benchmark run in its own key space
 	for _, op := range []string{"get", "create", "cas"} {
 		for _, conc := range []int{1, 8} {
 			b.Run(fmt.Sprintf("op=%s/clients=%d", op, conc), func(b *testing.B) {
-				s, err := etcd.New(context.Background(), &etcd.Config{Endpoints: endpoints, Prefix: fmt.Sprintf("/%s%d-%d", op, conc, b.N)})
+				s, err := etcd.New(context.Background(), &etcd.Config{Endpoints: endpoints, Prefix: fmt.Sprintf("/run%d", run.Add(1))})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -235,6 +237,7 @@ func BenchmarkMemory(b *testing.B) {
 	s := memory.New(nil)
 	defer s.Close()
 	setup(b, s)
+	run := 0
 	b.Run("op=cas", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
 			if err := increment(context.Background(), s, "/bench/counter"); err != nil {
@@ -243,8 +246,9 @@ func BenchmarkMemory(b *testing.B) {
 		}
 	})
 	b.Run("op=create", func(b *testing.B) {
+		run++
 		for i := 0; i < b.N; i++ {
-			if _, err := s.Create(context.Background(), fmt.Sprintf("/bench/c/%d-%d", b.N, i), nil); err != nil {
+			if _, err := s.Create(context.Background(), fmt.Sprintf("/bench/c/%d-%d", run, i), nil); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -211,6 +211,15 @@ func testInvalid(t *testing.T, ctx context.Context, s datastore.Store, _ Options
 	wantErr(t, "Txn duplicate key", err, datastore.ErrInvalid)
 	_, err = s.Txn(ctx, datastore.Create("/st/y", nil), datastore.Op{Key: "/st/z"})
 	wantErr(t, "Txn zero OpType", err, datastore.ErrInvalid)
+	var many []datastore.Op
+	for i := 0; i <= datastore.MaxTxnOps; i++ {
+		many = append(many, datastore.Create(fmt.Sprintf("/st/many/%d", i), nil))
+	}
+	_, err = s.Txn(ctx, many...)
+	wantErr(t, "Txn with MaxTxnOps+1 ops", err, datastore.ErrInvalid)
+	if _, err := s.Txn(ctx, many[:datastore.MaxTxnOps]...); err != nil {
+		t.Fatalf("Txn with MaxTxnOps ops: %v", err)
+	}
 	_, err = s.Txn(ctx, datastore.Check("/st/y", -1))
 	wantErr(t, "Check revision -1", err, datastore.ErrInvalid)
 	_, _, err = s.List(ctx, "/st/with space")
