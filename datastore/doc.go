@@ -34,4 +34,7 @@
 //     Update and Delete on their own report it as ErrNotFound.
 //   - Values are copied: callers may reuse the slices they pass and modify
 //     the ones they receive.
+//   - A call whose context has ended fails with an error wrapping ctx.Err()
+//     and writes nothing. When a store gave up waiting for a server or a
+//     lock (etcd, bolt) the error also wraps ErrUnavailable.
 package datastore
