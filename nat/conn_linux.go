@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/google/nftables"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // Conn lists the few *nftables.Conn methods the Manager calls, with the same
@@ -40,8 +42,12 @@ var _ Conn = (*nftables.Conn)(nil)
 // own namespace. The caller closes the connection with CloseLasting.
 //
 // The namespace is a value: no thread of the caller changes namespace.
+//
+// The socket's send buffer is raised to SendBuffer bytes: a transaction is
+// sent in one sendmsg, and the default buffer (about 200 KiB) holds only
+// some 7,000 address elements.
 func Dial(netnsFd int) (*nftables.Conn, error) {
-	opts := []nftables.ConnOption{nftables.AsLasting()}
+	opts := []nftables.ConnOption{nftables.AsLasting(), nftables.WithSockOptions(bigSendBuffer)}
 	if netnsFd != 0 {
 		opts = append(opts, nftables.WithNetNSFd(netnsFd))
 	}
@@ -50,4 +56,32 @@ func Dial(netnsFd int) (*nftables.Conn, error) {
 		return nil, fmt.Errorf("nat: dial nftables (netns fd %d): %w", netnsFd, err)
 	}
 	return c, nil
+}
+
+// SendBuffer is the send buffer Dial asks for: room for a transaction of
+// about 250,000 address elements.
+const SendBuffer = 8 << 20
+
+// bigSendBuffer sets SO_SNDBUFFORCE (allowed with CAP_NET_ADMIN, which
+// writing nftables needs anyway), falling back to SO_SNDBUF, which the
+// kernel caps at net.core.wmem_max.
+func bigSendBuffer(c *netlink.Conn) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("nat: netlink socket: %w", err)
+	}
+	var serr error
+	err = rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, SendBuffer)
+		if serr != nil {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF, SendBuffer)
+		}
+	})
+	if err == nil {
+		err = serr
+	}
+	if err != nil {
+		return fmt.Errorf("nat: netlink send buffer: %w", err)
+	}
+	return nil
 }

@@ -279,3 +279,18 @@ func TestKernelOpenOwnsItsConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A transaction larger than the default netlink send buffer (20,000 peers,
+// about 560 KiB) goes through: Dial raises the buffer.
+func TestKernelLargeTransaction(t *testing.T) {
+	ns := kerneltest.NewNS(t, "natbig")
+	m, cc := kernelManager(t, ns, nil)
+	d := seedDesired()
+	d.VXLANPeers = benchPeers(20000, 0)
+	mustSync(t, m, d)
+	n := cc.flushes
+	mustSync(t, m, d)
+	if cc.flushes != n {
+		t.Fatal("no-op Sync wrote")
+	}
+}
