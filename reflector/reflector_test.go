@@ -75,10 +75,12 @@ func newR(t *testing.T, st datastore.Store, hold time.Duration, v Validator) *Re
 	return r
 }
 
-func TestAnnounceWatchWithdraw(t *testing.T) {
+func TestAnnounceWatchWithdraw(t *testing.T) { forStores(t, testAnnounceWatchWithdraw) }
+
+func testAnnounceWatchWithdraw(t *testing.T, ts *testStore) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	st := memory.New(nil)
+	st := ts.client(t)
 	r := newR(t, st, time.Second, nil)
 	w, err := r.Watch(ctx, "node1")
 	if err != nil {
@@ -121,10 +123,12 @@ func TestAnnounceWatchWithdraw(t *testing.T) {
 	}
 }
 
-func TestDeadNodeExpiresAndIsCollected(t *testing.T) {
+func TestDeadNodeExpiresAndIsCollected(t *testing.T) { forStores(t, testDeadNodeExpiresAndIsCollected) }
+
+func testDeadNodeExpiresAndIsCollected(t *testing.T, ts *testStore) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	st := memory.New(nil)
+	st := ts.client(t)
 	hold := 300 * time.Millisecond
 	r := newR(t, st, hold, nil)
 	w, err := r.Watch(ctx, "node1")
@@ -166,10 +170,12 @@ func TestDeadNodeExpiresAndIsCollected(t *testing.T) {
 
 // A restarting agent that stopped gracefully and announces again within
 // the hold time never disappears from its peers.
-func TestGracefulRestart(t *testing.T) {
+func TestGracefulRestart(t *testing.T) { forStores(t, testGracefulRestart) }
+
+func testGracefulRestart(t *testing.T, ts *testStore) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	st := memory.New(nil)
+	st := ts.client(t)
 	r := newR(t, st, 500*time.Millisecond, nil)
 	var mu sync.Mutex
 	var seen [][]string
@@ -262,11 +268,12 @@ func (b *breakable) breakAll(err error) {
 	b.errs, b.cancels = nil, nil
 }
 
-func TestRelistAfterWatchBreak(t *testing.T) {
+func TestRelistAfterWatchBreak(t *testing.T) { forStores(t, testRelistAfterWatchBreak) }
+
+func testRelistAfterWatchBreak(t *testing.T, ts *testStore) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	mem := memory.New(nil)
-	st := &breakable{Store: mem}
+	st := &breakable{Store: ts.client(t)}
 	r := newR(t, st, 10*time.Second, nil)
 	w, err := r.Watch(ctx, "node1")
 	if err != nil {
@@ -283,10 +290,7 @@ func TestRelistAfterWatchBreak(t *testing.T) {
 			t.Fatal(err)
 		}
 		a4, _ := r.Announce(ctx, ann(4))
-		_, rev, _ := mem.List(ctx, "/")
-		if err := mem.Compact(ctx, rev); err != nil {
-			t.Fatal(err)
-		}
+		ts.compact(t)
 		next(t, w, fmt.Sprintf("after break %v", brk), has("node3", "node4"))
 		a2, _ = r.Announce(ctx, ann(2))
 		next(t, w, "node2 back", has("node2", "node3", "node4"))

@@ -39,7 +39,9 @@ type watcher struct {
 	rev     int64
 	last    []Announcement
 	sent    bool
-	dirty   bool // the accepted set may have changed since the last publish
+	dirty   bool      // the accepted set may have changed since the last publish
+	blind   bool      // the last read for an expiry failed
+	retryAt time.Time // next probe while blind
 }
 
 // Watch delivers the set of live peers (every node but self whose
@@ -253,8 +255,8 @@ func (w *watcher) handle(ctx context.Context, ev datastore.Event, ok bool) bool 
 	return true
 }
 
-// armTimer sets t to the earliest expiry; while the watch is broken nobody
-// expires.
+// armTimer sets t to the earliest expiry (or the next probe while the
+// store is unreachable); while the watch is broken nobody expires.
 func (w *watcher) armTimer(t *time.Timer, connected bool) {
 	if !t.Stop() {
 		select {
@@ -265,10 +267,12 @@ func (w *watcher) armTimer(t *time.Timer, connected bool) {
 	if !connected {
 		return
 	}
-	var next time.Time
-	for _, e := range w.entries {
-		if d := e.seen.Add(e.hold); next.IsZero() || d.Before(next) {
-			next = d
+	next := w.retryAt
+	if next.IsZero() {
+		for _, e := range w.entries {
+			if d := e.seen.Add(e.hold); next.IsZero() || d.Before(next) {
+				next = d
+			}
 		}
 	}
 	if !next.IsZero() {
@@ -276,20 +280,66 @@ func (w *watcher) armTimer(t *time.Timer, connected bool) {
 	}
 }
 
+// slowProbe: a read slower than this means the store was (nearly)
+// unreachable, and silence is not evidence of death.
+const slowProbe = time.Second
+
 // expire withdraws every node not heard from within its hold time and
-// deletes its record (compare-and-swap on the revision, so a heartbeat that
-// raced wins).
+// deletes its record. Before it believes the silence it reads the record:
+// a store watch may be silently reconnecting, so a failed read means "we
+// are blind", not "they are dead" (nobody expires, and after the store
+// comes back everyone gets a fresh hold time); a newer revision is a
+// heartbeat the watch has not delivered yet. The delete is a
+// compare-and-swap on the revision, so a heartbeat that races it wins.
 func (w *watcher) expire(ctx context.Context) {
 	now := time.Now()
+	w.retryAt = time.Time{}
 	for key, e := range w.entries {
 		if now.Sub(e.seen) < e.hold {
+			continue
+		}
+		gctx, cancel := context.WithTimeout(ctx, min(e.hold, 5*time.Second))
+		probe := time.Now()
+		kv, err := w.r.store.Get(gctx, key)
+		cancel()
+		if err == nil && time.Since(probe) > slowProbe {
+			// The read waited for the store to come back: heartbeats could
+			// not be written meanwhile either.
+			w.blind = true
+		}
+		switch {
+		case errors.Is(err, datastore.ErrNotFound):
+			delete(w.entries, key)
+			w.dirty = true
+			continue
+		case err != nil:
+			if !w.blind {
+				w.r.log.Warn("reflector: store unreachable; nobody is withdrawn until it answers", "err", err)
+			}
+			w.blind = true
+			w.retryAt = time.Now().Add(min(e.hold/4+10*time.Millisecond, time.Second))
+			return
+		}
+		if w.blind {
+			// Back from an outage: heartbeats could not be written while
+			// it lasted. Everyone starts a new hold time.
+			w.blind = false
+			w.r.log.Info("reflector: store reachable again")
+			now := time.Now()
+			for _, x := range w.entries {
+				x.seen = now
+			}
+			return
+		}
+		if kv.Revision != e.rev {
+			w.put(ctx, key, kv.Value, kv.Revision, time.Now())
 			continue
 		}
 		delete(w.entries, key)
 		w.dirty = true
 		w.r.log.Info("reflector: node expired", "node", e.raw.Node, "hold", e.hold, "silent", now.Sub(e.seen).Round(time.Millisecond))
 		dctx, cancel := context.WithTimeout(ctx, time.Second)
-		err := w.r.store.Delete(dctx, key, e.rev)
+		err = w.r.store.Delete(dctx, key, e.rev)
 		cancel()
 		if err != nil && !errors.Is(err, datastore.ErrNotFound) && !errors.Is(err, datastore.ErrConflict) {
 			w.r.log.Warn("reflector: garbage-collect expired record", "key", key, "err", err)
