@@ -23,6 +23,7 @@ type addr struct {
 	secondary bool
 	valid     uint32
 	preferred uint32
+	loopback  bool // ::1 added by the kernel: no prefix route
 }
 
 func (a *addr) prefix() netip.Prefix { return netip.PrefixFrom(a.ip, a.bits).Masked() }
@@ -132,6 +133,9 @@ func (k *Kernel) addrModify(op string, lk netlink.Link, a *netlink.Addr, replace
 			valid: lifetimeForever, preferred: lifetimeForever}
 		if a.ValidLft > 0 || a.PreferedLft > 0 {
 			na.valid, na.preferred = uint32(a.ValidLft), uint32(a.PreferedLft)
+		}
+		if ip.Is6() {
+			na.scope = ipv6Scope(ip) // the kernel ignores the requested scope
 		}
 		if ip.Is4() {
 			na.label = a.Label
@@ -245,12 +249,26 @@ func (k *Kernel) AddrList(lk netlink.Link, family int) ([]netlink.Addr, error) {
 	return out, err
 }
 
+// ipv6Scope is rt_scope(ipv6_addr_scope(ip)): what the kernel gives an
+// IPv6 address.
+func ipv6Scope(ip netip.Addr) int {
+	switch {
+	case ip.IsLoopback():
+		return unix.RT_SCOPE_HOST
+	case ip.IsLinkLocalUnicast(), ip.IsLinkLocalMulticast(), ip.IsInterfaceLocalMulticast():
+		return unix.RT_SCOPE_LINK
+	case netip.MustParsePrefix("fec0::/10").Contains(ip):
+		return unix.RT_SCOPE_SITE
+	}
+	return unix.RT_SCOPE_UNIVERSE
+}
+
 // addLoopbackAddrs adds 127.0.0.1/8 and ::1/128 to lo as the kernel does
 // when lo goes up.
 func (ns *namespace) addLoopbackAddrs(l *link) {
 	want := []*addr{
 		{ip: netip.MustParseAddr("127.0.0.1"), bits: 8, label: l.name, scope: int(netlink.SCOPE_HOST), valid: lifetimeForever, preferred: lifetimeForever},
-		{ip: netip.IPv6Loopback(), bits: 128, scope: int(netlink.SCOPE_HOST), valid: lifetimeForever, preferred: lifetimeForever},
+		{ip: netip.IPv6Loopback(), bits: 128, scope: int(netlink.SCOPE_HOST), valid: lifetimeForever, preferred: lifetimeForever, loopback: true},
 	}
 	for _, w := range want {
 		have := false

@@ -62,6 +62,48 @@ func contractIPv6(t *testing.T, w world) {
 		return nil
 	})
 	sameSet(t, "kernel routes of the address", routes6(t, n), base)
+	// The kernel picks the scope of an IPv6 address; a /128 gets a
+	// prefix route too; IFA_F_NOPREFIXROUTE suppresses it.
+	for _, s := range []struct {
+		addr  string
+		flags int
+	}{{"fd00:9::9/128", unix.IFA_F_NODAD}, {"fe80::1234/64", unix.IFA_F_NODAD}, {"fd00:2::1/64", unix.IFA_F_NODAD | unix.IFA_F_NOPREFIXROUTE}} {
+		x := addr(s.addr)
+		x.Flags = s.flags
+		x.Scope = int(netlink.SCOPE_HOST)
+		ok(t, n.h.AddrAdd(va, x), "addr add "+s.addr)
+	}
+	as, err := n.h.AddrList(va, netlink.FAMILY_V6)
+	ok(t, err, "AddrList")
+	var scopes []string
+	for _, a := range as {
+		scopes = append(scopes, fmt.Sprintf("%s scope=%d", a.IPNet, a.Scope))
+	}
+	eventually(t, func() error {
+		as, _ := n.h.AddrList(va, netlink.FAMILY_V6)
+		scopes = scopes[:0]
+		for _, a := range as {
+			if a.IPNet.String() == "fe80::1234/64" || !a.IP.IsLinkLocalUnicast() {
+				scopes = append(scopes, fmt.Sprintf("%s scope=%d", a.IPNet, a.Scope))
+			}
+		}
+		if len(scopes) != 4 {
+			return fmt.Errorf("addresses %v", scopes)
+		}
+		return nil
+	})
+	sameSet(t, "IPv6 address scopes", scopes, []string{"fd00::1/64 scope=0", "fd00:9::9/128 scope=0", "fe80::1234/64 scope=253", "fd00:2::1/64 scope=0"})
+	base = append(base,
+		"table=255 type=2 fd00:9::9/128 dev=va proto=2 scope=0",
+		"table=254 type=1 fd00:9::9/128 dev=va proto=2 scope=0 metric=256",
+		"table=255 type=2 fd00:2::1/128 dev=va proto=2 scope=0")
+	eventually(t, func() error { // local routes of new IPv6 addresses appear asynchronously
+		if got := routes6(t, n); len(got) != len(base) {
+			return fmt.Errorf("routes: %v", got)
+		}
+		return nil
+	})
+	sameSet(t, "kernel routes of a /128 and a noprefixroute address", routes6(t, n), base)
 	gw := &netlink.Route{LinkIndex: idx, Dst: ipnet("fd01::/64"), Gw: net.ParseIP("fd00::2"), Protocol: 80}
 	ok(t, n.h.RouteAdd(gw), "route via")
 	isErr(t, n.h.RouteAdd(gw), unix.EEXIST, "route via again")

@@ -154,7 +154,7 @@ func (ns *namespace) addAddrRoutes(l *link, a *addr) {
 		}
 		ns.addKernelRoute(&route{dst: netip.PrefixFrom(a.ip, 128), table: tableLocal, typ: unix.RTN_LOCAL,
 			proto: protoKernel, link: l.index})
-		if a.bits < 128 {
+		if a.flags&unix.IFA_F_NOPREFIXROUTE == 0 && !a.loopback {
 			ns.addKernelRoute(&route{dst: a.prefix(), table: tableMain, typ: unix.RTN_UNICAST,
 				proto: protoKernel, link: l.index, priority: ip6RtPrioAddrconf})
 		}
@@ -177,6 +177,9 @@ func (ns *namespace) addAddrRoutes(l *link, a *addr) {
 	}
 	p := a.prefix()
 	if a.secondary || p.Addr().IsUnspecified() || (p.Addr() == a.ip && a.bits == 32) {
+		return
+	}
+	if a.flags&unix.IFA_F_NOPREFIXROUTE != 0 {
 		return
 	}
 	r := &route{dst: p, table: tableMain, typ: unix.RTN_UNICAST, proto: protoKernel,
