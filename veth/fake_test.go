@@ -8,7 +8,9 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/vishvananda/netlink"
@@ -449,4 +451,48 @@ func must(t *testing.T, err error) {
 func mustIPNet(s string) *net.IPNet {
 	p := netip.MustParsePrefix(s)
 	return &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
+// Plumber is safe for concurrent use across keys (run with -race).
+func TestFakeConcurrent(t *testing.T) {
+	k := netlinktest.New()
+	p, err := veth.New(k, &veth.Config{Open: veth.Opener(k.NamespaceAt)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pristine := k.Dump()
+	const n = 16
+	pods := make([]veth.Pod, n)
+	for i := range pods {
+		path := "/var/run/netns/c" + strconv.Itoa(i)
+		if _, err := k.NewNamespace(path); err != nil {
+			t.Fatal(err)
+		}
+		pods[i] = veth.Pod{Key: "default.c-" + strconv.Itoa(i), NetNS: path,
+			Addrs: []netip.Prefix{netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 244, 2, byte(i + 1)}), 32)}}
+	}
+	ctx := context.Background()
+	run := func(f func(veth.Pod) error) {
+		var wg sync.WaitGroup
+		errs := make(chan error, n)
+		for _, pod := range pods {
+			wg.Go(func() { errs <- f(pod) })
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	run(func(pod veth.Pod) error { _, err := p.Setup(ctx, pod); return err })
+	run(func(pod veth.Pod) error { return p.Check(ctx, pod) })
+	run(func(pod veth.Pod) error { return p.Teardown(ctx, pod.Key) })
+	for i := range pods {
+		must(t, k.DeleteNamespace("/var/run/netns/c"+strconv.Itoa(i)))
+	}
+	if got := k.Dump(); got != pristine {
+		t.Fatalf("left behind:\n%s", got)
+	}
 }

@@ -108,3 +108,38 @@ func TestInputErrorMessage(t *testing.T) {
 		t.Fatalf("got %v\nwant %s", err, want)
 	}
 }
+
+// Whatever the input, Setup either rejects it with an *InputError before
+// touching anything, or gets as far as opening the namespace.
+func FuzzSetupInput(f *testing.F) {
+	f.Add("default.web-0", "eth0", "10.244.0.5/32", 0)
+	f.Add("", "eth0", "10.244.0.5/32", 1500)
+	f.Add("k", "..", "10.244.0.5/32", 0)
+	f.Add("k", "eth0", "2001:db8::5/128", 9000)
+	f.Add("k", "eth0", "::ffff:10.0.0.1/128", 0)
+	f.Add("k", "a b", "224.0.0.1/32", 67)
+	f.Fuzz(func(t *testing.T, key, ifname, addr string, mtu int) {
+		p, err := veth.New(nopNetlink{}, &veth.Config{
+			Open: func(string) (veth.PodNetNS, error) { return nil, errTouched },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pod := veth.Pod{Key: key, NetNS: "/var/run/netns/x", IfName: ifname, MTU: mtu}
+		if pr, err := netip.ParsePrefix(addr); err == nil {
+			pod.Addrs = []netip.Prefix{pr}
+		}
+		_, err = p.Setup(context.Background(), pod)
+		var ie *veth.InputError
+		if !errors.As(err, &ie) && !errors.Is(err, errTouched) {
+			t.Fatalf("Setup(%+v) = %v", pod, err)
+		}
+		if errors.Is(err, errTouched) {
+			// Accepted: then it must really be valid.
+			if key == "" || veth.ValidateIfName(pod.IfName) != nil && pod.IfName != "" ||
+				len(pod.Addrs) != 1 || !pod.Addrs[0].IsSingleIP() || (mtu != 0 && (mtu < 68 || mtu > 65535)) {
+				t.Fatalf("accepted %+v", pod)
+			}
+		}
+	})
+}

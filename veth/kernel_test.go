@@ -395,9 +395,17 @@ func (w failSysctl) SetSysctl(k, v string) error {
 
 // A failure at every write, on the real kernel, leaves nothing behind.
 func TestKernelInjectedFailures(t *testing.T) {
+	t.Run("IPv4", func(t *testing.T) { injectedFailures(t, "10.244.0.11/32") })
+	t.Run("dual stack", func(t *testing.T) { injectedFailures(t, "10.244.0.11/32", "2001:db8:244::11/128") })
+}
+
+func injectedFailures(t *testing.T, addrs ...string) {
 	node := kerneltest.NewNS(t, "vnode")
 	pod := kerneltest.NewNS(t, "vpod")
-	spec := veth.Pod{Key: "default.fail-0", NetNS: pod.Path, Addrs: []netip.Prefix{netip.MustParsePrefix("10.244.0.11/32")}}
+	spec := veth.Pod{Key: "default.fail-0", NetNS: pod.Path}
+	for _, a := range addrs {
+		spec.Addrs = append(spec.Addrs, netip.MustParsePrefix(a))
+	}
 	ctx := context.Background()
 	for fail := 1; ; fail++ {
 		f := &failing{fail: fail}
