@@ -50,7 +50,7 @@ type e2eNode struct {
 // routes between 10.4.7.0/24 and 192.0.2.0/24 (its addresses .1), and
 // nodes with the given underlay addresses, each with a default route via
 // its subnet's .1 (kernel proxy ARP for 169.254.1.1 needs a route out).
-func e2eCluster(t *testing.T, store datastore.Store, mode vxlan.Mode, hold time.Duration, unders ...string) []*e2eNode {
+func e2eCluster(t *testing.T, store func() datastore.Store, mode vxlan.Mode, hold time.Duration, unders ...string) []*e2eNode {
 	t.Helper()
 	ctx := context.Background()
 	sw := kerneltest.NewNS(t, "sw")
@@ -115,9 +115,9 @@ func e2eCluster(t *testing.T, store datastore.Store, mode vxlan.Mode, hold time.
 }
 
 // start announces the node and follows its peers into the manager.
-func (n *e2eNode) start(t *testing.T, store datastore.Store, hold time.Duration) {
+func (n *e2eNode) start(t *testing.T, store func() datastore.Store, hold time.Duration) {
 	t.Helper()
-	r, err := reflector.New(store, &reflector.Config{HoldTime: hold})
+	r, err := reflector.New(store(), &reflector.Config{HoldTime: hold})
 	if err != nil {
 		t.Fatal(err)
 	}
