@@ -655,7 +655,9 @@ func testListThenWatch(t *testing.T, ctx context.Context, s datastore.Store, o O
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := 0; ; i++ {
+			// At most 40 writes each, so that a store with a small history
+			// does not compact under the watcher.
+			for i := 0; i < 40; i++ {
 				select {
 				case <-stop:
 					return

@@ -1,10 +1,3 @@
-// Package etcdtest starts a real, single-member etcd server in the test
-// process (go.etcd.io/etcd/server/v3/embed) on 127.0.0.1 with free ports and
-// a temporary data directory, for the tests of datastore/etcd, ipam,
-// reflector and the examples. It logs only errors and skips fsync.
-//
-// It owns the server it starts; t.Cleanup stops it. A Server is safe for
-// concurrent use.
 package etcdtest
 
 import (
