@@ -2,8 +2,10 @@ package ipam
 
 import (
 	"context"
+	"encoding/json"
 	"math/rand/v2"
 	"net/netip"
+	"reflect"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -108,9 +110,21 @@ func TestBlockRecord(t *testing.T) {
 	if a, seq, ok := b.takeOrd(1, "h", "n", nil, now); !ok || a.String() != "10.0.0.1" || seq != 5 {
 		t.Fatalf("takeOrd = %v %d %v", a, seq, ok)
 	}
+	b.Allocs[2].Attrs = map[string]string{"pod": "web", "ns": "default"}
+	b.EmptySince, b.SeenEmpty = now.UTC(), true
 	back, err := decodeBlock(encode(b))
-	if err != nil || back.check() != nil || len(back.Allocs) != 4 {
-		t.Fatalf("round trip: %v", err)
+	if err != nil || !reflect.DeepEqual(back, b) {
+		t.Fatalf("binary round trip: %v\n%+v\n%+v", err, back, b)
+	}
+	j, _ := json.Marshal(b)
+	if back, err = decodeBlock(j); err != nil || !reflect.DeepEqual(back, b) {
+		t.Fatalf("JSON decode: %v", err)
+	}
+	enc := encode(b)
+	for i := range enc {
+		if _, err := decodeBlock(enc[:i]); err == nil {
+			t.Fatalf("truncated block (%d of %d bytes) accepted", i, len(enc))
+		}
 	}
 	for _, bad := range []string{
 		`{`, `{}`, `{"cidr":"10.0.0.1/30","free":[0,1,2,3]}`,
@@ -280,6 +294,12 @@ func FuzzDecodeBlock(f *testing.F) {
 	b := newBlock("p", netip.MustParsePrefix("10.0.0.0/29"), "n")
 	b.take("h", "n", map[string]string{"k": "v"}, time.Unix(1, 0))
 	f.Add(encode(b))
+	j, _ := json.Marshal(b)
+	f.Add(j)
+	b6 := newBlock("v6", netip.MustParsePrefix("fd00::/124"), "")
+	b6.take("h", "n", nil, time.Unix(1, 0))
+	b6.release(0, "", 0, time.Unix(3, 0))
+	f.Add(encode(b6))
 	f.Add([]byte(`{"cidr":"10.0.0.0/30","free":[3,1,0],"seq":4,"allocs":{"2":{"handle":"h","seq":4}}}`))
 	f.Add([]byte(`{"cidr":"fd00::/126","free":[0,1,2,3]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {

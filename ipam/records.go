@@ -210,9 +210,17 @@ func (b *blockRec) check() error {
 }
 
 func decodeBlock(v []byte) (*blockRec, error) {
-	var b blockRec
-	if err := json.Unmarshal(v, &b); err != nil {
-		return nil, fmt.Errorf("%w: block: %v", ErrCorrupt, err)
+	var b *blockRec
+	if len(v) > 0 && v[0] == blockFormat {
+		var err error
+		if b, err = unmarshalBlock(v); err != nil {
+			return nil, err
+		}
+	} else {
+		b = &blockRec{}
+		if err := json.Unmarshal(v, b); err != nil {
+			return nil, fmt.Errorf("%w: block: %v", ErrCorrupt, err)
+		}
 	}
 	if err := b.check(); err != nil {
 		return nil, err
@@ -220,7 +228,7 @@ func decodeBlock(v []byte) (*blockRec, error) {
 	if b.Allocs == nil {
 		b.Allocs = map[int]*allocRec{}
 	}
-	return &b, nil
+	return b, nil
 }
 
 // hostBlock is one affinity of a host. Pending is true between the two
@@ -283,6 +291,9 @@ func decode[T any](what string, v []byte) (*T, error) {
 }
 
 func encode(v any) []byte {
+	if b, ok := v.(*blockRec); ok {
+		return b.marshal()
+	}
 	b, err := json.Marshal(v)
 	if err != nil {
 		// Only plain structs are encoded; this cannot happen.

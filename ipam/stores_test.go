@@ -55,6 +55,14 @@ func child(role, path, id, nstr string) error {
 	}
 	w := bufio.NewWriter(os.Stdout)
 	host := "node-" + id
+	if role == "bench" {
+		// Ready: wait for the parent's start signal on stdin.
+		fmt.Fprintln(w, "ready")
+		w.Flush()
+		if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+			return err
+		}
+	}
 	for i := 0; n <= 0 || i < n; i++ {
 		h := fmt.Sprintf("p%s-%d", id, i)
 		as, err := m.AutoAssign(ctx, ipam.AutoAssignArgs{Handle: h, Host: host, Num4: 1 + i%2,
