@@ -37,7 +37,8 @@ var (
 )
 
 // ValidationError says which input was rejected and why. Unwrap returns the
-// sentinel (ErrInvalidPrefix, ErrWrongFamily, ...).
+// sentinel (ErrInvalidPrefix, ErrWrongFamily, ...). Immutable once returned;
+// safe for concurrent use.
 type ValidationError struct {
 	Field string // "Pools[2].CIDR", "VXLANPeers[0]", ...
 	Value string // the offending value as given
@@ -50,7 +51,8 @@ func (e *ValidationError) Error() string {
 
 func (e *ValidationError) Unwrap() error { return e.Err }
 
-// Config is the static part of a Manager. A nil *Config means defaults.
+// Config is the static part of a Manager. A nil *Config means defaults. New
+// copies it; a plain value, not safe for concurrent mutation.
 type Config struct {
 	// Table is the name of the one nftables table (family ip) the Manager
 	// owns. Default "tabby".
@@ -73,13 +75,15 @@ type Config struct {
 	// PortGuardMark is the one packet-mark bit tabby's NAT rules set on the
 	// packet that creates a translation, so that the port guard after NAT
 	// can tell tabby's flows from other tools' (see doc.go). The guard
-	// clears it again. Default DefaultPortGuardMark; it must be one bit.
+	// clears it again on every packet that carries it, so the bit must be
+	// reserved for tabby on the node. Default DefaultPortGuardMark; it must
+	// be one bit.
 	PortGuardMark uint32
 	// Logger receives debug records of every applied change; nil discards.
 	Logger *slog.Logger
 }
 
-// Pool is one IP pool.
+// Pool is one IP pool. A plain value.
 type Pool struct {
 	CIDR netip.Prefix
 	// NATOutgoing: traffic from this pool to destinations outside all pools
@@ -88,13 +92,16 @@ type Pool struct {
 }
 
 // Workload is one pod interface on this node and the addresses the pod may
-// send from. A workload listed without addresses may send nothing.
+// send from. A workload listed without addresses may send nothing. A plain
+// value.
 type Workload struct {
 	Interface string // host-side interface name, e.g. "cali6ff8e3ade03"
 	Addrs     []netip.Addr
 }
 
-// Desired is the whole intended state. Slices are copied by SetDesired.
+// Desired is the whole intended state. SetDesired copies what it needs, so
+// the caller may reuse the slices afterwards; not safe for concurrent
+// mutation while SetDesired runs.
 type Desired struct {
 	// Pools, at least one. Traffic between pool addresses is never NATed.
 	Pools []Pool

@@ -26,7 +26,7 @@ type Conn struct {
 	handles uint64
 }
 
-// Stats counts what reached the fake kernel.
+// Stats counts what reached the fake kernel. A plain value.
 type Stats struct {
 	Flushes  int // Flush calls with at least one queued message
 	Messages int // queued write messages sent by those Flushes
