@@ -8,6 +8,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/tabbynet/tabby/netlinktest/internal/abi"
 )
 
 const lifetimeForever = 0xFFFFFFFF
@@ -38,10 +40,10 @@ func (a *addr) view(l *link) netlink.Addr {
 	}
 	flags := a.flags
 	if a.valid == lifetimeForever {
-		flags |= unix.IFA_F_PERMANENT
+		flags |= abi.IFA_F_PERMANENT
 	}
 	if a.secondary {
-		flags |= unix.IFA_F_SECONDARY
+		flags |= abi.IFA_F_SECONDARY
 	}
 	out.Flags = flags
 	if a.ip.Is4() {
@@ -129,7 +131,7 @@ func (k *Kernel) addrModify(op string, lk netlink.Link, a *netlink.Addr, replace
 			}
 			ones -= 96
 		}
-		na := &addr{ip: ip, bits: ones, scope: a.Scope, flags: a.Flags &^ (unix.IFA_F_PERMANENT | unix.IFA_F_SECONDARY),
+		na := &addr{ip: ip, bits: ones, scope: a.Scope, flags: a.Flags &^ (abi.IFA_F_PERMANENT | abi.IFA_F_SECONDARY),
 			valid: lifetimeForever, preferred: lifetimeForever}
 		if a.ValidLft > 0 || a.PreferedLft > 0 {
 			na.valid, na.preferred = uint32(a.ValidLft), uint32(a.PreferedLft)
@@ -220,7 +222,7 @@ func (k *Kernel) AddrDel(lk netlink.Link, a *netlink.Addr) error {
 }
 
 // AddrList lists addresses of lk (nil: of every link) of a family
-// (netlink.FAMILY_ALL, FAMILY_V4, FAMILY_V6), in link then insertion order.
+// (abi.FAMILY_ALL, FAMILY_V4, FAMILY_V6), in link then insertion order.
 func (k *Kernel) AddrList(lk netlink.Link, family int) ([]netlink.Addr, error) {
 	var out []netlink.Addr
 	err := k.read("AddrList", func() error {
@@ -229,8 +231,8 @@ func (k *Kernel) AddrList(lk netlink.Link, family int) ([]netlink.Addr, error) {
 			k.ns.ensureIndex(lk.Attrs())
 			filter = lk.Attrs().Index
 		}
-		for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-			if family != netlink.FAMILY_ALL && family != fam {
+		for _, fam := range []int{abi.FAMILY_V4, abi.FAMILY_V6} {
+			if family != abi.FAMILY_ALL && family != fam {
 				continue
 			}
 			for _, l := range k.ns.sortedLinks() {
@@ -238,7 +240,7 @@ func (k *Kernel) AddrList(lk netlink.Link, family int) ([]netlink.Addr, error) {
 					continue
 				}
 				for _, a := range l.addrs {
-					if a.ip.Is4() == (fam == netlink.FAMILY_V4) {
+					if a.ip.Is4() == (fam == abi.FAMILY_V4) {
 						out = append(out, a.view(l))
 					}
 				}
@@ -254,21 +256,21 @@ func (k *Kernel) AddrList(lk netlink.Link, family int) ([]netlink.Addr, error) {
 func ipv6Scope(ip netip.Addr) int {
 	switch {
 	case ip.IsLoopback():
-		return unix.RT_SCOPE_HOST
+		return abi.RT_SCOPE_HOST
 	case ip.IsLinkLocalUnicast(), ip.IsLinkLocalMulticast(), ip.IsInterfaceLocalMulticast():
-		return unix.RT_SCOPE_LINK
+		return abi.RT_SCOPE_LINK
 	case netip.MustParsePrefix("fec0::/10").Contains(ip):
-		return unix.RT_SCOPE_SITE
+		return abi.RT_SCOPE_SITE
 	}
-	return unix.RT_SCOPE_UNIVERSE
+	return abi.RT_SCOPE_UNIVERSE
 }
 
 // addLoopbackAddrs adds 127.0.0.1/8 and ::1/128 to lo as the kernel does
 // when lo goes up.
 func (ns *namespace) addLoopbackAddrs(l *link) {
 	want := []*addr{
-		{ip: netip.MustParseAddr("127.0.0.1"), bits: 8, label: l.name, scope: int(netlink.SCOPE_HOST), valid: lifetimeForever, preferred: lifetimeForever},
-		{ip: netip.IPv6Loopback(), bits: 128, scope: int(netlink.SCOPE_HOST), valid: lifetimeForever, preferred: lifetimeForever, loopback: true},
+		{ip: netip.MustParseAddr("127.0.0.1"), bits: 8, label: l.name, scope: int(netlink.Scope(abi.RT_SCOPE_HOST)), valid: lifetimeForever, preferred: lifetimeForever},
+		{ip: netip.IPv6Loopback(), bits: 128, scope: int(netlink.Scope(abi.RT_SCOPE_HOST)), valid: lifetimeForever, preferred: lifetimeForever, loopback: true},
 	}
 	for _, w := range want {
 		have := false

@@ -1,3 +1,5 @@
+//go:build linux
+
 package netlinktest_test
 
 // The contract suite: one set of behaviour checks, run against the fake

@@ -5,7 +5,7 @@ import (
 	"sort"
 	"strings"
 
-	"golang.org/x/sys/unix"
+	"github.com/tabbynet/tabby/netlinktest/internal/abi"
 )
 
 // Dump returns a deterministic text description of the whole machine for
@@ -126,7 +126,7 @@ func (ns *namespace) dump(b *strings.Builder) {
 		b.WriteString("  route " + ns.routeString(r) + "\n")
 	}
 	for _, n := range ns.sortedNeighs() {
-		if n.family == unix.AF_BRIDGE {
+		if n.family == abi.AF_BRIDGE {
 			fmt.Fprintf(b, "  fdb %s dev %s", n.mac, ns.linkName(n.link))
 			if n.ip.IsValid() {
 				fmt.Fprintf(b, " dst %s", n.ip)
@@ -156,7 +156,7 @@ func (ns *namespace) linkName(i int) string {
 
 func (ns *namespace) routeString(r *route) string {
 	var b strings.Builder
-	if r.typ != unix.RTN_UNICAST {
+	if r.typ != abi.RTN_UNICAST {
 		b.WriteString(typeName(r.typ) + " ")
 	}
 	if r.dst.Bits() == 0 {
@@ -188,7 +188,7 @@ func (ns *namespace) routeString(r *route) string {
 	if r.onlink {
 		b.WriteString(" onlink")
 	}
-	if l := ns.links[r.link]; l != nil && r.is4() && r.typ != unix.RTN_LOCAL && l.up && !l.carrier() {
+	if l := ns.links[r.link]; l != nil && r.is4() && r.typ != abi.RTN_LOCAL && l.up && !l.carrier() {
 		b.WriteString(" linkdown")
 	}
 	return b.String()
@@ -196,23 +196,23 @@ func (ns *namespace) routeString(r *route) string {
 
 func typeName(t int) string {
 	switch t {
-	case unix.RTN_UNICAST:
+	case abi.RTN_UNICAST:
 		return "unicast"
-	case unix.RTN_LOCAL:
+	case abi.RTN_LOCAL:
 		return "local"
-	case unix.RTN_BROADCAST:
+	case abi.RTN_BROADCAST:
 		return "broadcast"
-	case unix.RTN_ANYCAST:
+	case abi.RTN_ANYCAST:
 		return "anycast"
-	case unix.RTN_MULTICAST:
+	case abi.RTN_MULTICAST:
 		return "multicast"
-	case unix.RTN_BLACKHOLE:
+	case abi.RTN_BLACKHOLE:
 		return "blackhole"
-	case unix.RTN_UNREACHABLE:
+	case abi.RTN_UNREACHABLE:
 		return "unreachable"
-	case unix.RTN_PROHIBIT:
+	case abi.RTN_PROHIBIT:
 		return "prohibit"
-	case unix.RTN_THROW:
+	case abi.RTN_THROW:
 		return "throw"
 	}
 	return fmt.Sprintf("type%d", t)
@@ -232,11 +232,11 @@ func tableName(t int) string {
 
 func protoName(p int) string {
 	switch p {
-	case unix.RTPROT_KERNEL:
+	case abi.RTPROT_KERNEL:
 		return "kernel"
-	case unix.RTPROT_BOOT:
+	case abi.RTPROT_BOOT:
 		return "boot"
-	case unix.RTPROT_STATIC:
+	case abi.RTPROT_STATIC:
 		return "static"
 	}
 	return fmt.Sprint(p)
@@ -244,15 +244,15 @@ func protoName(p int) string {
 
 func scopeName(s int) string {
 	switch s {
-	case unix.RT_SCOPE_UNIVERSE:
+	case abi.RT_SCOPE_UNIVERSE:
 		return "global"
-	case unix.RT_SCOPE_LINK:
+	case abi.RT_SCOPE_LINK:
 		return "link"
-	case unix.RT_SCOPE_HOST:
+	case abi.RT_SCOPE_HOST:
 		return "host"
-	case unix.RT_SCOPE_SITE:
+	case abi.RT_SCOPE_SITE:
 		return "site"
-	case unix.RT_SCOPE_NOWHERE:
+	case abi.RT_SCOPE_NOWHERE:
 		return "nowhere"
 	}
 	return fmt.Sprint(s)

@@ -9,6 +9,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/tabbynet/tabby/netlinktest/internal/abi"
 )
 
 const (
@@ -70,16 +72,16 @@ func (l *link) rawFlags() uint32 {
 	var f uint32
 	switch l.kind {
 	case kindLoopback:
-		f = unix.IFF_LOOPBACK
+		f = abi.IFF_LOOPBACK
 	case kindDummy:
-		f = unix.IFF_BROADCAST | unix.IFF_NOARP
+		f = abi.IFF_BROADCAST | abi.IFF_NOARP
 	default:
-		f = unix.IFF_BROADCAST | unix.IFF_MULTICAST
+		f = abi.IFF_BROADCAST | abi.IFF_MULTICAST
 	}
 	if l.up {
-		f |= unix.IFF_UP
+		f |= abi.IFF_UP
 		if l.carrier() {
-			f |= unix.IFF_RUNNING | unix.IFF_LOWER_UP
+			f |= abi.IFF_RUNNING | abi.IFF_LOWER_UP
 		}
 	}
 	return f
@@ -131,7 +133,7 @@ func (l *link) view() netlink.Link {
 		GSOIPv4MaxSize: 65536,
 		GROIPv4MaxSize: 65536,
 	}
-	if raw&unix.IFF_MULTICAST != 0 {
+	if raw&abi.IFF_MULTICAST != 0 {
 		a.Multi = 1
 	}
 	if len(l.hw) > 0 && !allZero(l.hw) {
@@ -187,22 +189,22 @@ func (l *link) view() netlink.Link {
 
 func netFlags(raw uint32) net.Flags {
 	var f net.Flags
-	if raw&unix.IFF_UP != 0 {
+	if raw&abi.IFF_UP != 0 {
 		f |= net.FlagUp
 	}
-	if raw&unix.IFF_BROADCAST != 0 {
+	if raw&abi.IFF_BROADCAST != 0 {
 		f |= net.FlagBroadcast
 	}
-	if raw&unix.IFF_LOOPBACK != 0 {
+	if raw&abi.IFF_LOOPBACK != 0 {
 		f |= net.FlagLoopback
 	}
-	if raw&unix.IFF_POINTOPOINT != 0 {
+	if raw&abi.IFF_POINTOPOINT != 0 {
 		f |= net.FlagPointToPoint
 	}
-	if raw&unix.IFF_MULTICAST != 0 {
+	if raw&abi.IFF_MULTICAST != 0 {
 		f |= net.FlagMulticast
 	}
-	if raw&unix.IFF_RUNNING != 0 {
+	if raw&abi.IFF_RUNNING != 0 {
 		f |= net.FlagRunning
 	}
 	return f
@@ -310,7 +312,7 @@ func (ns *namespace) register(l *link, want int) {
 	}
 	ns.links[l.index] = l
 	ns.addLinkSysctls(l)
-	ns.notifyLink(l, unix.RTM_NEWLINK)
+	ns.notifyLink(l, abi.RTM_NEWLINK)
 }
 
 // unregister removes l from ns with everything that depends on it: its
@@ -318,7 +320,7 @@ func (ns *namespace) register(l *link, want int) {
 // device, and (if move is false) its veth peer.
 func (ns *namespace) unregister(l *link) {
 	ns.detach(l)
-	ns.notifyLink(l, unix.RTM_DELLINK)
+	ns.notifyLink(l, abi.RTM_DELLINK)
 	if p := l.peer; p != nil {
 		l.peer = nil
 		p.peer = nil
@@ -338,7 +340,7 @@ func (ns *namespace) detach(l *link) {
 	for _, o := range ns.sortedLinks() {
 		if o.master == l.index {
 			o.master = 0
-			ns.notifyLink(o, unix.RTM_NEWLINK)
+			ns.notifyLink(o, abi.RTM_NEWLINK)
 		}
 		if o.kind == kindVxlan && o.vx.vtepDev == l.index {
 			if ns.links[o.index] == o {
@@ -698,9 +700,9 @@ func (ns *namespace) setUp(l *link, up bool) {
 		}
 		l.addrs = kept
 	}
-	ns.notifyLink(l, unix.RTM_NEWLINK)
+	ns.notifyLink(l, abi.RTM_NEWLINK)
 	if p := l.peer; p != nil {
-		p.ns.notifyLink(p, unix.RTM_NEWLINK) // its carrier changed
+		p.ns.notifyLink(p, abi.RTM_NEWLINK) // its carrier changed
 	}
 }
 
@@ -718,7 +720,7 @@ func (k *Kernel) LinkSetMTU(lk netlink.Link, mtu int) error {
 		if l.mtu != mtu {
 			l.mtu = mtu
 			l.sysctl[ipv6MTUKey] = fmt.Sprint(mtu)
-			k.ns.notifyLink(l, unix.RTM_NEWLINK)
+			k.ns.notifyLink(l, abi.RTM_NEWLINK)
 		}
 		return nil
 	})
@@ -738,7 +740,7 @@ func (k *Kernel) LinkSetHardwareAddr(lk netlink.Link, hw net.HardwareAddr) error
 			return err
 		}
 		l.hw = append(net.HardwareAddr(nil), hw...)
-		k.ns.notifyLink(l, unix.RTM_NEWLINK)
+		k.ns.notifyLink(l, abi.RTM_NEWLINK)
 		return nil
 	})
 }
@@ -754,7 +756,7 @@ func (k *Kernel) LinkSetAlias(lk netlink.Link, alias string) error {
 			return unix.EINVAL
 		}
 		l.alias = alias
-		k.ns.notifyLink(l, unix.RTM_NEWLINK)
+		k.ns.notifyLink(l, abi.RTM_NEWLINK)
 		return nil
 	})
 }
@@ -783,7 +785,7 @@ func (k *Kernel) LinkSetName(lk netlink.Link, name string) error {
 			}
 		}
 		l.name = name
-		k.ns.notifyLink(l, unix.RTM_NEWLINK)
+		k.ns.notifyLink(l, abi.RTM_NEWLINK)
 		return nil
 	})
 }
@@ -817,7 +819,7 @@ func (k *Kernel) setMaster(lk netlink.Link, idx int, op string) error {
 		if idx == 0 {
 			if l.master != 0 {
 				l.master = 0
-				k.ns.notifyLink(l, unix.RTM_NEWLINK)
+				k.ns.notifyLink(l, abi.RTM_NEWLINK)
 			}
 			return nil
 		}
@@ -841,7 +843,7 @@ func (k *Kernel) setMaster(lk netlink.Link, idx int, op string) error {
 			return unix.EBUSY
 		}
 		l.master = idx
-		k.ns.notifyLink(l, unix.RTM_NEWLINK)
+		k.ns.notifyLink(l, abi.RTM_NEWLINK)
 		return nil
 	})
 }
@@ -872,15 +874,15 @@ func (k *Kernel) LinkSetNsFd(lk netlink.Link, fd int) error {
 		if l.up {
 			l.up = false
 			if p := l.peer; p != nil {
-				p.ns.notifyLink(p, unix.RTM_NEWLINK)
+				p.ns.notifyLink(p, abi.RTM_NEWLINK)
 			}
 		}
 		from.detach(l)
 		l.master = 0
-		from.notifyLink(l, unix.RTM_DELLINK)
+		from.notifyLink(l, abi.RTM_DELLINK)
 		to.register(l, l.index)
 		if p := l.peer; p != nil {
-			p.ns.notifyLink(p, unix.RTM_NEWLINK) // its link-netnsid changed
+			p.ns.notifyLink(p, abi.RTM_NEWLINK) // its link-netnsid changed
 		}
 		return nil
 	})

@@ -8,10 +8,12 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/tabbynet/tabby/netlinktest/internal/abi"
 )
 
-const nudValid = netlink.NUD_PERMANENT | netlink.NUD_NOARP | netlink.NUD_REACHABLE |
-	netlink.NUD_PROBE | netlink.NUD_STALE | netlink.NUD_DELAY
+const nudValid = abi.NUD_PERMANENT | abi.NUD_NOARP | abi.NUD_REACHABLE |
+	abi.NUD_PROBE | abi.NUD_STALE | abi.NUD_DELAY
 
 // neigh is an ARP/NDP entry (family AF_INET/AF_INET6) or an FDB entry
 // (family AF_BRIDGE, one per remote).
@@ -51,7 +53,7 @@ func (ns *namespace) sortedNeighs() []*neigh {
 		if a.link != b.link {
 			return a.link < b.link
 		}
-		if c := bytes.Compare(a.mac, b.mac); c != 0 && a.family == unix.AF_BRIDGE {
+		if c := bytes.Compare(a.mac, b.mac); c != 0 && a.family == abi.AF_BRIDGE {
 			return c < 0
 		}
 		if c := a.ip.Compare(b.ip); c != 0 {
@@ -68,7 +70,7 @@ func (ns *namespace) flushNeighs(l *link, gone bool) {
 	kept := ns.neighs[:0]
 	for _, n := range ns.neighs {
 		if n.link == l.index {
-			if n.family != unix.AF_BRIDGE || gone || n.state&(netlink.NUD_PERMANENT|netlink.NUD_NOARP) == 0 {
+			if n.family != abi.AF_BRIDGE || gone || n.state&(abi.NUD_PERMANENT|abi.NUD_NOARP) == 0 {
 				continue
 			}
 		}
@@ -103,9 +105,9 @@ func neighFamily(n *netlink.Neigh) int {
 		return n.Family
 	}
 	if n.IP.To4() != nil {
-		return unix.AF_INET
+		return abi.AF_INET
 	}
-	return unix.AF_INET6
+	return abi.AF_INET6
 }
 
 func (k *Kernel) neighModify(op string, n *netlink.Neigh, mode neighMode) error {
@@ -114,7 +116,7 @@ func (k *Kernel) neighModify(op string, n *netlink.Neigh, mode neighMode) error 
 	}
 	return k.do(op, func() error {
 		fam := neighFamily(n)
-		if fam == unix.AF_BRIDGE {
+		if fam == abi.AF_BRIDGE {
 			return k.ns.fdbModify(n, mode)
 		}
 		return k.ns.arpModify(n, fam, mode)
@@ -122,7 +124,7 @@ func (k *Kernel) neighModify(op string, n *netlink.Neigh, mode neighMode) error 
 }
 
 func (ns *namespace) arpModify(n *netlink.Neigh, fam int, mode neighMode) error {
-	if fam != unix.AF_INET && fam != unix.AF_INET6 {
+	if fam != abi.AF_INET && fam != abi.AF_INET6 {
 		return unix.EAFNOSUPPORT
 	}
 	if n.LinkIndex == 0 {
@@ -133,7 +135,7 @@ func (ns *namespace) arpModify(n *netlink.Neigh, fam int, mode neighMode) error 
 		return unix.ENODEV
 	}
 	ip, ok := toAddr(n.IP)
-	if !ok || ip.Is4() != (fam == unix.AF_INET) {
+	if !ok || ip.Is4() != (fam == abi.AF_INET) {
 		return unix.EINVAL
 	}
 	if n.HardwareAddr != nil && len(n.HardwareAddr) < 6 && l.kind != kindLoopback {
@@ -154,10 +156,10 @@ func (ns *namespace) arpModify(n *netlink.Neigh, fam int, mode neighMode) error 
 		if n.HardwareAddr != nil {
 			o.mac = append(net.HardwareAddr(nil), n.HardwareAddr...)
 		}
-		o.state, o.flags = n.State, n.Flags&^netlink.NTF_SELF
+		o.state, o.flags = n.State, n.Flags&^abi.NTF_SELF
 		return nil
 	}
-	nn := &neigh{family: fam, link: l.index, ip: ip, state: n.State, flags: n.Flags &^ netlink.NTF_SELF,
+	nn := &neigh{family: fam, link: l.index, ip: ip, state: n.State, flags: n.Flags &^ abi.NTF_SELF,
 		mac: append(net.HardwareAddr(nil), n.HardwareAddr...), typ: ns.addrType(ip)}
 	ns.m.seq++
 	nn.seq = uint64(ns.m.seq)
@@ -169,13 +171,13 @@ func (ns *namespace) arpModify(n *netlink.Neigh, fam int, mode neighMode) error 
 // local table; RTN_BROADCAST when that table does not exist yet.
 func (ns *namespace) addrType(ip netip.Addr) int {
 	if ip.Is6() {
-		return unix.RTN_UNICAST
+		return abi.RTN_UNICAST
 	}
 	if ip.IsUnspecified() || ip == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
-		return unix.RTN_BROADCAST
+		return abi.RTN_BROADCAST
 	}
 	if ip.IsMulticast() {
-		return unix.RTN_MULTICAST
+		return abi.RTN_MULTICAST
 	}
 	haveLocal := false
 	for _, r := range ns.routes {
@@ -185,7 +187,7 @@ func (ns *namespace) addrType(ip netip.Addr) int {
 		}
 	}
 	if !haveLocal {
-		return unix.RTN_BROADCAST
+		return abi.RTN_BROADCAST
 	}
 	var best *route
 	for _, r := range ns.routes {
@@ -196,7 +198,7 @@ func (ns *namespace) addrType(ip netip.Addr) int {
 	if best != nil {
 		return best.typ
 	}
-	return unix.RTN_UNICAST
+	return abi.RTN_UNICAST
 }
 
 func isZeroOrMulticast(mac net.HardwareAddr) bool {
@@ -218,31 +220,31 @@ func (ns *namespace) fdbModify(n *netlink.Neigh, mode neighMode) error {
 		// ndo_dflt_fdb_add: the address joins the device's unicast or
 		// multicast list; no remote.
 		for _, o := range ns.neighs {
-			if o.family == unix.AF_BRIDGE && o.link == l.index && bytes.Equal(o.mac, n.HardwareAddr) {
+			if o.family == abi.AF_BRIDGE && o.link == l.index && bytes.Equal(o.mac, n.HardwareAddr) {
 				if mode == neighAdd {
 					return unix.EEXIST
 				}
 				return nil
 			}
 		}
-		ns.addNeigh(&neigh{family: unix.AF_BRIDGE, link: l.index, mac: append(net.HardwareAddr(nil), n.HardwareAddr...),
-			state: netlink.NUD_PERMANENT, flags: netlink.NTF_SELF})
+		ns.addNeigh(&neigh{family: abi.AF_BRIDGE, link: l.index, mac: append(net.HardwareAddr(nil), n.HardwareAddr...),
+			state: abi.NUD_PERMANENT, flags: abi.NTF_SELF})
 		return nil
 	}
 	ip, ok := toAddr(n.IP)
 	if !ok {
 		return unix.EAFNOSUPPORT
 	}
-	if n.State&(netlink.NUD_PERMANENT|netlink.NUD_REACHABLE) == 0 {
+	if n.State&(abi.NUD_PERMANENT|abi.NUD_REACHABLE) == 0 {
 		return unix.EINVAL
 	}
 	var entry []*neigh
 	for _, o := range ns.neighs {
-		if o.family == unix.AF_BRIDGE && o.link == l.index && bytes.Equal(o.mac, n.HardwareAddr) {
+		if o.family == abi.AF_BRIDGE && o.link == l.index && bytes.Equal(o.mac, n.HardwareAddr) {
 			entry = append(entry, o)
 		}
 	}
-	flags := netlink.NTF_SELF | (n.Flags & netlink.NTF_ROUTER)
+	flags := abi.NTF_SELF | (n.Flags & abi.NTF_ROUTER)
 	if len(entry) > 0 {
 		switch mode {
 		case neighAdd:
@@ -261,21 +263,21 @@ func (ns *namespace) fdbModify(n *netlink.Neigh, mode neighMode) error {
 					}
 				}
 				if !have {
-					ns.addNeigh(&neigh{family: unix.AF_BRIDGE, link: l.index, ip: ip,
+					ns.addNeigh(&neigh{family: abi.AF_BRIDGE, link: l.index, ip: ip,
 						mac: append(net.HardwareAddr(nil), n.HardwareAddr...), state: entry[0].state,
-						flags: entry[0].flags, typ: unix.RTN_UNICAST})
+						flags: entry[0].flags, typ: abi.RTN_UNICAST})
 				}
 			}
 		}
 		for _, e := range ns.neighs {
-			if e.family == unix.AF_BRIDGE && e.link == l.index && bytes.Equal(e.mac, n.HardwareAddr) {
+			if e.family == abi.AF_BRIDGE && e.link == l.index && bytes.Equal(e.mac, n.HardwareAddr) {
 				e.state, e.flags = n.State, flags
 			}
 		}
 		return nil
 	}
-	ns.addNeigh(&neigh{family: unix.AF_BRIDGE, link: l.index, ip: ip, mac: append(net.HardwareAddr(nil), n.HardwareAddr...),
-		state: n.State, flags: flags, typ: unix.RTN_UNICAST})
+	ns.addNeigh(&neigh{family: abi.AF_BRIDGE, link: l.index, ip: ip, mac: append(net.HardwareAddr(nil), n.HardwareAddr...),
+		state: n.State, flags: flags, typ: abi.RTN_UNICAST})
 	return nil
 }
 
@@ -302,7 +304,7 @@ func (k *Kernel) NeighDel(n *netlink.Neigh) error {
 		if l == nil {
 			return unix.ENODEV
 		}
-		if fam == unix.AF_BRIDGE {
+		if fam == abi.AF_BRIDGE {
 			if len(n.HardwareAddr) != 6 {
 				return unix.EINVAL
 			}
@@ -317,7 +319,7 @@ func (k *Kernel) NeighDel(n *netlink.Neigh) error {
 			found := false
 			kept := ns.neighs[:0]
 			for _, o := range ns.neighs {
-				if o.family == unix.AF_BRIDGE && o.link == l.index && bytes.Equal(o.mac, n.HardwareAddr) {
+				if o.family == abi.AF_BRIDGE && o.link == l.index && bytes.Equal(o.mac, n.HardwareAddr) {
 					found = true
 					if l.kind != kindVxlan || ip.IsUnspecified() || o.ip == ip {
 						continue
@@ -346,7 +348,7 @@ func (k *Kernel) NeighDel(n *netlink.Neigh) error {
 }
 
 // NeighList lists neighbours of linkIndex (0: all links) and family (0:
-// all; netlink.FAMILY_V4, FAMILY_V6, or unix.AF_BRIDGE for the FDB).
+// all; abi.FAMILY_V4, FAMILY_V6, or abi.AF_BRIDGE for the FDB).
 // Entries come sorted by family, link, (FDB: MAC,) address; the kernel's
 // order is its hash order.
 func (k *Kernel) NeighList(linkIndex, family int) ([]netlink.Neigh, error) {
@@ -359,7 +361,7 @@ func (k *Kernel) NeighList(linkIndex, family int) ([]netlink.Neigh, error) {
 			if family != 0 && n.family != family {
 				continue
 			}
-			if family == 0 && n.family == unix.AF_BRIDGE {
+			if family == 0 && n.family == abi.AF_BRIDGE {
 				continue // a dump of AF_UNSPEC covers the neighbour tables only
 			}
 			out = append(out, n.view())

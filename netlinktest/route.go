@@ -8,14 +8,16 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/tabbynet/tabby/netlinktest/internal/abi"
 )
 
 const (
-	tableLocal        = unix.RT_TABLE_LOCAL
-	tableMain         = unix.RT_TABLE_MAIN
-	tableDefault      = unix.RT_TABLE_DEFAULT
-	protoKernel       = unix.RTPROT_KERNEL
-	protoBoot         = unix.RTPROT_BOOT
+	tableLocal        = abi.RT_TABLE_LOCAL
+	tableMain         = abi.RT_TABLE_MAIN
+	tableDefault      = abi.RT_TABLE_DEFAULT
+	protoKernel       = abi.RTPROT_KERNEL
+	protoBoot         = abi.RTPROT_BOOT
 	ip6RtPrioUser     = 1024
 	ip6RtPrioAddrconf = 256
 )
@@ -61,17 +63,17 @@ func (ns *namespace) view(r *route) netlink.Route {
 		Type:      r.typ,
 		Tos:       r.tos,
 		MTU:       r.mtu,
-		Family:    netlink.FAMILY_V4,
+		Family:    abi.FAMILY_V4,
 	}
 	if !r.is4() {
-		out.Family = netlink.FAMILY_V6
+		out.Family = abi.FAMILY_V6
 	}
 	if r.onlink {
-		out.Flags |= unix.RTNH_F_ONLINK
+		out.Flags |= abi.RTNH_F_ONLINK
 	}
-	if r.is4() && r.typ != unix.RTN_LOCAL {
+	if r.is4() && r.typ != abi.RTN_LOCAL {
 		if l := ns.links[r.link]; l != nil && l.up && !l.carrier() {
-			out.Flags |= unix.RTNH_F_LINKDOWN
+			out.Flags |= abi.RTNH_F_LINKDOWN
 		}
 	}
 	bits := r.dst.Addr().BitLen()
@@ -152,10 +154,10 @@ func (ns *namespace) addAddrRoutes(l *link, a *addr) {
 		if !l.up {
 			return
 		}
-		ns.addKernelRoute(&route{dst: netip.PrefixFrom(a.ip, 128), table: tableLocal, typ: unix.RTN_LOCAL,
+		ns.addKernelRoute(&route{dst: netip.PrefixFrom(a.ip, 128), table: tableLocal, typ: abi.RTN_LOCAL,
 			proto: protoKernel, link: l.index})
-		if a.flags&unix.IFA_F_NOPREFIXROUTE == 0 && !a.loopback {
-			ns.addKernelRoute(&route{dst: a.prefix(), table: tableMain, typ: unix.RTN_UNICAST,
+		if a.flags&abi.IFA_F_NOPREFIXROUTE == 0 && !a.loopback {
+			ns.addKernelRoute(&route{dst: a.prefix(), table: tableMain, typ: abi.RTN_UNICAST,
 				proto: protoKernel, link: l.index, priority: ip6RtPrioAddrconf})
 		}
 		return
@@ -166,26 +168,26 @@ func (ns *namespace) addAddrRoutes(l *link, a *addr) {
 			src = p.ip
 		}
 	}
-	ns.addKernelRoute(&route{dst: netip.PrefixFrom(a.ip, 32), table: tableLocal, typ: unix.RTN_LOCAL,
-		proto: protoKernel, scope: unix.RT_SCOPE_HOST, link: l.index, src: src})
+	ns.addKernelRoute(&route{dst: netip.PrefixFrom(a.ip, 32), table: tableLocal, typ: abi.RTN_LOCAL,
+		proto: protoKernel, scope: abi.RT_SCOPE_HOST, link: l.index, src: src})
 	if !l.up {
 		return
 	}
 	if a.bcast.IsValid() && a.bcast != netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
-		ns.addKernelRoute(&route{dst: netip.PrefixFrom(a.bcast, 32), table: tableLocal, typ: unix.RTN_BROADCAST,
-			proto: protoKernel, scope: unix.RT_SCOPE_LINK, link: l.index, src: src})
+		ns.addKernelRoute(&route{dst: netip.PrefixFrom(a.bcast, 32), table: tableLocal, typ: abi.RTN_BROADCAST,
+			proto: protoKernel, scope: abi.RT_SCOPE_LINK, link: l.index, src: src})
 	}
 	p := a.prefix()
 	if a.secondary || p.Addr().IsUnspecified() || (p.Addr() == a.ip && a.bits == 32) {
 		return
 	}
-	if a.flags&unix.IFA_F_NOPREFIXROUTE != 0 {
+	if a.flags&abi.IFA_F_NOPREFIXROUTE != 0 {
 		return
 	}
-	r := &route{dst: p, table: tableMain, typ: unix.RTN_UNICAST, proto: protoKernel,
-		scope: unix.RT_SCOPE_LINK, link: l.index, src: a.ip}
+	r := &route{dst: p, table: tableMain, typ: abi.RTN_UNICAST, proto: protoKernel,
+		scope: abi.RT_SCOPE_LINK, link: l.index, src: a.ip}
 	if l.kind == kindLoopback {
-		r.table, r.typ, r.scope = tableLocal, unix.RTN_LOCAL, unix.RT_SCOPE_HOST
+		r.table, r.typ, r.scope = tableLocal, abi.RTN_LOCAL, abi.RT_SCOPE_HOST
 	}
 	ns.addKernelRoute(r)
 	if a.bits < 31 {
@@ -195,8 +197,8 @@ func (ns *namespace) addAddrRoutes(l *link, a *addr) {
 		for i := a.bits; i < 32; i++ {
 			b[i/8] |= 0x80 >> (i % 8)
 		}
-		ns.addKernelRoute(&route{dst: netip.PrefixFrom(netip.AddrFrom4(b), 32), table: tableLocal, typ: unix.RTN_BROADCAST,
-			proto: protoKernel, scope: unix.RT_SCOPE_LINK, link: l.index, src: a.ip})
+		ns.addKernelRoute(&route{dst: netip.PrefixFrom(netip.AddrFrom4(b), 32), table: tableLocal, typ: abi.RTN_BROADCAST,
+			proto: protoKernel, scope: abi.RT_SCOPE_LINK, link: l.index, src: a.ip})
 	}
 }
 
@@ -219,7 +221,7 @@ func (ns *namespace) delAddrRoutes(l *link, a *addr) {
 	for _, r := range ns.routes {
 		drop := false
 		if a.ip.Is4() {
-			if r.link == l.index && r.table == tableLocal && r.typ == unix.RTN_LOCAL && r.dst == netip.PrefixFrom(a.ip, 32) {
+			if r.link == l.index && r.table == tableLocal && r.typ == abi.RTN_LOCAL && r.dst == netip.PrefixFrom(a.ip, 32) {
 				drop = true
 			}
 			if !a.secondary && r.proto == protoKernel && r.link == l.index && r.src == a.ip {
@@ -266,7 +268,7 @@ func (ns *namespace) loopbackIndex() int {
 func (ns *namespace) flushRoutes(l *link, all bool) {
 	kept := ns.routes[:0]
 	for _, r := range ns.routes {
-		if r.link == l.index && (all || !r.is4() || r.typ != unix.RTN_LOCAL) {
+		if r.link == l.index && (all || !r.is4() || r.typ != abi.RTN_LOCAL) {
 			continue
 		}
 		kept = append(kept, r)
@@ -322,9 +324,9 @@ func buildRoute(r *netlink.Route, del bool) (*route, error) {
 		return nil, fmt.Errorf("either Dst.IP, Src.IP or Gw must be set")
 	}
 	out := &route{table: tableMain, priority: r.Priority, tos: r.Tos, scope: int(r.Scope),
-		link: r.LinkIndex, mtu: r.MTU, onlink: r.Flags&unix.RTNH_F_ONLINK != 0}
+		link: r.LinkIndex, mtu: r.MTU, onlink: r.Flags&abi.RTNH_F_ONLINK != 0}
 	if !del {
-		out.proto, out.typ = protoBoot, unix.RTN_UNICAST
+		out.proto, out.typ = protoBoot, abi.RTN_UNICAST
 	}
 	if r.Table > 0 {
 		out.table = r.Table
@@ -441,14 +443,14 @@ func (k *Kernel) routeModify(op string, nr *netlink.Route, replace bool) error {
 
 // checkRoute validates r like fib_create_info and resolves its device.
 func (ns *namespace) checkRoute(r *route) error {
-	if r.typ <= unix.RTN_UNSPEC || r.typ > unix.RTN_XRESOLVE || r.scope > unix.RT_SCOPE_NOWHERE {
+	if r.typ <= abi.RTN_UNSPEC || r.typ > abi.RTN_XRESOLVE || r.scope > abi.RT_SCOPE_NOWHERE {
 		return unix.EINVAL
 	}
-	if r.is4() && r.scope > unix.RT_SCOPE_HOST {
+	if r.is4() && r.scope > abi.RT_SCOPE_HOST {
 		return unix.EINVAL
 	}
 	switch r.typ {
-	case unix.RTN_BLACKHOLE, unix.RTN_UNREACHABLE, unix.RTN_PROHIBIT, unix.RTN_THROW:
+	case abi.RTN_BLACKHOLE, abi.RTN_UNREACHABLE, abi.RTN_PROHIBIT, abi.RTN_THROW:
 		if r.gw.IsValid() || r.link != 0 {
 			return unix.EINVAL
 		}
@@ -482,7 +484,7 @@ func (ns *namespace) checkRoute(r *route) error {
 	}
 	switch {
 	case r.gw.IsValid() && r.onlink:
-		if r.scope >= unix.RT_SCOPE_LINK {
+		if r.scope >= abi.RT_SCOPE_LINK {
 			return unix.EINVAL
 		}
 		if dev == nil {
@@ -496,14 +498,14 @@ func (ns *namespace) checkRoute(r *route) error {
 		}
 	case r.gw.IsValid():
 		scope := r.scope + 1
-		if scope < unix.RT_SCOPE_LINK {
-			scope = unix.RT_SCOPE_LINK
+		if scope < abi.RT_SCOPE_LINK {
+			scope = abi.RT_SCOPE_LINK
 		}
 		res := ns.lookup(r.gw, scope, r.link, r.table)
 		if res == nil {
 			return unix.ENETUNREACH
 		}
-		if res.typ != unix.RTN_UNICAST && res.typ != unix.RTN_LOCAL {
+		if res.typ != abi.RTN_UNICAST && res.typ != abi.RTN_LOCAL {
 			return unix.EINVAL
 		}
 		dev = ns.links[res.link]
@@ -521,7 +523,7 @@ func (ns *namespace) checkRoute(r *route) error {
 		if dev == nil {
 			return unix.ENODEV
 		}
-		if !dev.up && r.typ != unix.RTN_LOCAL {
+		if !dev.up && r.typ != abi.RTN_LOCAL {
 			return unix.ENETDOWN
 		}
 	}
@@ -532,7 +534,7 @@ func (ns *namespace) checkPrefsrc(r *route) error {
 	if !r.src.IsValid() {
 		return nil
 	}
-	if r.typ == unix.RTN_LOCAL && r.dst.Bits() == r.dst.Addr().BitLen() && r.dst.Addr() == r.src {
+	if r.typ == abi.RTN_LOCAL && r.dst.Bits() == r.dst.Addr().BitLen() && r.dst.Addr() == r.src {
 		return nil
 	}
 	if !ns.hasLocal(r.src) {
@@ -600,7 +602,7 @@ func (k *Kernel) routeList(op string, family int, filter *netlink.Route, mask ui
 	err := k.read(op, func() error {
 		for _, r := range k.ns.sortedRoutes() {
 			v := k.ns.view(r)
-			if family != netlink.FAMILY_ALL && v.Family != family {
+			if family != abi.FAMILY_ALL && v.Family != family {
 				continue
 			}
 			if v.Table != tableMain && (filter == nil || mask&netlink.RT_FILTER_TABLE == 0) {
@@ -618,7 +620,7 @@ func (k *Kernel) routeList(op string, family int, filter *netlink.Route, mask ui
 
 func routeMatches(r netlink.Route, f *netlink.Route, mask uint64, family int) bool {
 	switch {
-	case mask&netlink.RT_FILTER_TABLE != 0 && f.Table != unix.RT_TABLE_UNSPEC && r.Table != f.Table:
+	case mask&netlink.RT_FILTER_TABLE != 0 && f.Table != abi.RT_TABLE_UNSPEC && r.Table != f.Table:
 		return false
 	case mask&netlink.RT_FILTER_PROTOCOL != 0 && r.Protocol != f.Protocol:
 		return false
@@ -642,9 +644,9 @@ func routeMatches(r netlink.Route, f *netlink.Route, mask uint64, family int) bo
 		d := f.Dst
 		if d == nil {
 			switch family {
-			case netlink.FAMILY_V4:
+			case abi.FAMILY_V4:
 				d = &net.IPNet{IP: net.IPv4zero, Mask: net.CIDRMask(0, 32)}
-			case netlink.FAMILY_V6:
+			case abi.FAMILY_V6:
 				d = &net.IPNet{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)}
 			}
 		}

@@ -6,6 +6,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
+
+	"github.com/tabbynet/tabby/netlinktest/internal/abi"
 )
 
 // subscription delivers link updates of one namespace to one channel, in
@@ -111,14 +113,14 @@ func (ns *namespace) notifyLink(l *link, typ uint16) {
 	}
 	ns.subs = live
 	ns.m.seq++
-	arphrd := uint16(unix.ARPHRD_ETHER)
+	arphrd := uint16(abi.ARPHRD_ETHER)
 	if l.kind == kindLoopback {
-		arphrd = unix.ARPHRD_LOOPBACK
+		arphrd = abi.ARPHRD_LOOPBACK
 	}
 	for _, s := range ns.subs {
 		u := netlink.LinkUpdate{
 			IfInfomsg: nl.IfInfomsg{IfInfomsg: unix.IfInfomsg{
-				Family: unix.AF_UNSPEC,
+				Family: abi.AF_UNSPEC,
 				Type:   arphrd,
 				Index:  int32(l.index),
 				Flags:  l.rawFlags(),
