@@ -21,6 +21,10 @@ import (
 //	pod:  MTU, up, <podIP>/32, "169.254.1.1 dev eth0 scope link",
 //	      "default via 169.254.1.1 dev eth0"
 //
+// and for IPv6 addresses: host fe80::ecee:eeff:feee:eeee/64 (nodad),
+// "<podIP>/128 dev caliX proto 80"; pod <podIP>/128 (nodad),
+// "default via fe80::ecee:eeff:feee:eeee dev eth0".
+//
 // Setup is idempotent: when everything is already as it would make it,
 // it writes nothing and returns the same Result. Otherwise a stale host
 // interface of that name is deleted (with its peer) and the pair is made
