@@ -28,11 +28,6 @@ func (s *Store) Watch(ctx context.Context, prefix string, after int64) (<-chan d
 	if after < 0 {
 		return nil, fmt.Errorf("bolt: watch from revision %d: %w", after, datastore.ErrInvalid)
 	}
-	// Read the first batch now so that ErrCompacted is returned directly.
-	batch, next, more, err := s.readLog(ctx, prefix, after)
-	if err != nil {
-		return nil, err
-	}
 	notify := make(chan struct{}, 1)
 	s.mu.Lock()
 	if s.closed {
@@ -41,6 +36,14 @@ func (s *Store) Watch(ctx context.Context, prefix string, after int64) (<-chan d
 	}
 	s.watchers[notify] = struct{}{}
 	s.mu.Unlock()
+	// Read the first batch now so that ErrCompacted is returned directly.
+	batch, next, more, err := s.readLog(ctx, prefix, after)
+	if err != nil {
+		s.mu.Lock()
+		delete(s.watchers, notify)
+		s.mu.Unlock()
+		return nil, err
+	}
 	out := make(chan datastore.Event, s.opts.WatchBuffer)
 	go s.run(ctx, prefix, next, batch, more, notify, out)
 	return out, nil
