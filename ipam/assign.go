@@ -154,10 +154,6 @@ func (m *IPAM) autoAssignOnce(ctx context.Context, args AutoAssignArgs, strict b
 	if err != nil {
 		return nil, err
 	}
-	sel, err := selectPools(pr, args.Pools, true)
-	if err != nil {
-		return nil, err
-	}
 	c := m.newChange()
 	lh, err := c.handle(ctx, args.Handle)
 	if err != nil {
@@ -165,6 +161,10 @@ func (m *IPAM) autoAssignOnce(ctx context.Context, args AutoAssignArgs, strict b
 	}
 	if held := heldV4(lh.rec); len(held) > 0 {
 		return held, nil
+	}
+	sel, err := selectPools(pr, args.Pools, true)
+	if err != nil {
+		return nil, err
 	}
 	hr, hrev, err := m.loadHost(ctx, args.Host)
 	if err != nil {

@@ -8,7 +8,9 @@
 // # What it owns
 //
 // Every key under its prefix (Config.Prefix, default "tabby/ipam/") in the
-// store. Values are JSON:
+// store. Values are JSON, except blocks, which are read and written on every
+// assignment and use a compact versioned binary form (first byte 0xB1; see
+// blockcodec.go):
 //
 //	tabby/ipam/pools                        all pools, in one record
 //	tabby/ipam/blocks/<pool>/<addr>-<bits>  one block: affinity, free list,

@@ -706,3 +706,24 @@ func TestMultipleAddressesAcrossBlocks(t *testing.T) {
 	}
 	e.clean(nil)
 }
+
+// A retried ADD gets its addresses back even after their pool was disabled
+// (the addresses stay valid until released).
+func TestRetryAfterPoolDisabled(t *testing.T) {
+	e := newEnv(t, nil)
+	a := e.assign("pod", "n1", 1)[0]
+	p, _ := e.m.GetPool(e.ctx, "default")
+	p.Disabled = true
+	if err := e.m.UpdatePool(e.ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if b := e.assign("pod", "n1", 1)[0]; b != a {
+		t.Fatalf("retry after disable: %+v, want %+v", b, a)
+	}
+	if _, err := e.m.AutoAssign(e.ctx, ipam.AutoAssignArgs{Handle: "new", Host: "n1", Num4: 1}); !errors.Is(err, ipam.ErrExhausted) {
+		t.Fatalf("new handle in disabled pool: %v", err)
+	}
+	if rel, err := e.m.ReleaseByHandle(e.ctx, "pod"); err != nil || len(rel) != 1 {
+		t.Fatalf("release in disabled pool: %v %v", rel, err)
+	}
+}
