@@ -1,5 +1,6 @@
 // Package veth plumbs pods the way Calico does: one veth pair per pod, no
-// bridge, the host routing each pod's /32 to the pod's host interface.
+// bridge, the host routing each pod's /32 (or /128) to the pod's host
+// interface.
 //
 // For a pod with key "default.web-0" and address 10.244.235.135, Setup
 // leaves (seed Q3–Q6):

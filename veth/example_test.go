@@ -94,3 +94,33 @@ func ExampleInputError() {
 	// true true address
 	// veth: invalid pod address: address "10.244.0.0/26": not a single host address (want /32)
 }
+
+// A dual-stack pod: IPv6 goes through the host interface's own link-local
+// address, so no proxy is involved.
+func Example_dualStack() {
+	k := netlinktest.New()
+	if _, err := k.NewNamespace("/var/run/netns/pod"); err != nil {
+		log.Fatal(err)
+	}
+	p, err := veth.New(k, &veth.Config{Open: veth.Opener(k.NamespaceAt)})
+	if err != nil {
+		log.Fatal(err)
+	}
+	res, err := p.Setup(context.Background(), veth.Pod{
+		Key:   "default.web-0",
+		NetNS: "/var/run/netns/pod",
+		Addrs: []netip.Prefix{
+			netip.MustParsePrefix("10.244.0.5/32"),
+			netip.MustParsePrefix("2001:db8:244::5/128"),
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, ip := range res.IPs {
+		fmt.Println(ip.Address, "via", ip.Gateway)
+	}
+	// Output:
+	// 10.244.0.5/32 via 169.254.1.1
+	// 2001:db8:244::5/128 via fe80::ecee:eeff:feee:eeee
+}

@@ -99,11 +99,11 @@ func TestKernelDualStack(t *testing.T) {
 	udpEcho(t, pod2, pod1, b6, a6)
 	// Idempotent for both families.
 	for _, s := range specs {
-		before := node.Dump()
+		before := snapshot(t, node.Handle, node.Sysctl(), p.HostIfName(s.Key))
 		if _, err := p.Setup(ctx, s); err != nil {
 			t.Fatal(err)
 		}
-		if node.Dump() != before {
+		if snapshot(t, node.Handle, node.Sysctl(), p.HostIfName(s.Key)) != before {
 			t.Fatal("second Setup changed the node")
 		}
 	}
