@@ -32,7 +32,7 @@ func benchPeers(n int) []Peer {
 	return peers
 }
 
-func benchManager(b *testing.B) (*kerneltest.NS, *Manager) {
+func benchManager(b testing.TB) (*kerneltest.NS, *Manager) {
 	b.Helper()
 	ns := kerneltest.NewNS(b, "vxb")
 	other := kerneltest.NewNS(b, "vxbo")

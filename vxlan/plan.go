@@ -89,6 +89,13 @@ type state struct {
 // used in CrossSubnet mode).
 func desiredState(mode Mode, subnet netip.Prefix, peers []Peer, local []netip.Prefix, vxlanIdx, parentIdx int) state {
 	var s state
+	n := len(local)
+	for _, p := range peers {
+		n += len(p.Blocks) + len(p.Addrs)
+	}
+	s.Routes = make([]route, 0, n)
+	s.Neighs = make([]neigh, 0, len(peers))
+	s.FDB = make([]fdb, 0, len(peers))
 	for _, p := range peers {
 		direct := mode == ModeCrossSubnet && subnet.Contains(p.NodeIP)
 		r := route{Kind: kindVXLAN, Gw: p.TunnelIP, LinkIndex: vxlanIdx, Onlink: true, Peer: p.Name}
