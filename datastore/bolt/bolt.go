@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -37,7 +38,8 @@ type Options struct {
 	LockTimeout time.Duration
 	// LogSize is how many change events the file keeps for Watch (default
 	// 10000). Older ones are trimmed; a watch that needs them gets
-	// ErrCompacted. The log holds between LogSize and 1.25*LogSize events.
+	// ErrCompacted. The log holds between LogSize and 1.25*LogSize events,
+	// or more while the newest transaction alone is larger.
 	LogSize int
 	// PollInterval is how often a watch checks for writes made by other
 	// processes (default 100ms). Writes made through this Store wake its
@@ -426,7 +428,7 @@ func (s *Store) txn(ctx context.Context, single bool, ops []datastore.Op) (int64
 		count := getMeta(tx, metaLogCount) + int64(seq)
 		if max := int64(s.opts.LogSize); count > max+max/4 {
 			var err error
-			if count, err = trimLog(tx, count, count-max, 0); err != nil {
+			if count, err = trimLog(tx, count, count-max, 0, rev); err != nil {
 				return err
 			}
 		}
@@ -488,14 +490,15 @@ func decodeEvent(k, v []byte) (datastore.Event, error) {
 }
 
 // trimLog deletes at least n of the oldest log events, always whole
-// revisions, and at least everything up to upTo. It returns the new count
-// and records the compaction revision.
-func trimLog(tx *bbolt.Tx, count, n, upTo int64) (int64, error) {
+// revisions, and at least everything up to upTo, but never an event at
+// keep or later. It returns the new count and records the compaction
+// revision.
+func trimLog(tx *bbolt.Tx, count, n, upTo, keep int64) (int64, error) {
 	c := tx.Bucket(bucketLog).Cursor()
 	last := getMeta(tx, metaCompacted)
 	for k, _ := c.First(); k != nil; k, _ = c.First() {
 		rev := u64(k[:8])
-		if n <= 0 && rev > upTo && rev != last {
+		if rev >= keep || (n <= 0 && rev > upTo && rev != last) {
 			break
 		}
 		if err := c.Delete(); err != nil {
@@ -525,7 +528,7 @@ func (s *Store) Compact(ctx context.Context, rev int64) error {
 		if rev <= getMeta(tx, metaCompacted) {
 			return nil
 		}
-		count, err := trimLog(tx, getMeta(tx, metaLogCount), 0, rev)
+		count, err := trimLog(tx, getMeta(tx, metaLogCount), 0, rev, math.MaxInt64)
 		if err != nil {
 			return err
 		}

@@ -293,3 +293,54 @@ func TestOpenCreatesDirAndRejectsEmptyPath(t *testing.T) {
 		t.Fatalf("empty path: %v", err)
 	}
 }
+
+func TestSlowWatcherCompacted(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := bolt.Open(ctx, filepath.Join(t.TempDir(), "tabby.db"), &bolt.Options{NoSync: true, LogSize: 10, WatchBuffer: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ch, err := s.Watch(ctx, "/", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 600; i++ { // never waits for the watcher
+		if _, err := s.Create(ctx, fmt.Sprintf("/k/%d", i), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A transaction larger than the whole log is trimmed as a unit.
+	var ops []datastore.Op
+	for i := 0; i < 30; i++ {
+		ops = append(ops, datastore.Create(fmt.Sprintf("/t/%d", i), nil))
+	}
+	rev, err := s.Txn(ctx, ops...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last datastore.Event
+	for ev := range ch {
+		last = ev
+	}
+	if !errors.Is(last.Err, datastore.ErrCompacted) {
+		t.Fatalf("last event %+v", last)
+	}
+	if _, err := s.Watch(ctx, "/", 5); !errors.Is(err, datastore.ErrCompacted) {
+		t.Fatalf("watch from a trimmed revision: %v", err)
+	}
+	if err := s.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The log keeps whole transactions, and always the newest one.
+	w, err := s.Watch(ctx, "/t/", rev-1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 30; i++ {
+		if ev := <-w; ev.Err != nil || ev.Revision != rev {
+			t.Fatalf("event %d: %+v", i, ev)
+		}
+	}
+}

@@ -22,7 +22,8 @@ type Options struct {
 	// start from an older revision and for slow watchers to catch up
 	// (default 10000). Older revisions are compacted: a watch that needs them
 	// gets ErrCompacted. The history holds between HistorySize and
-	// 1.25*HistorySize events (it is trimmed in steps).
+	// 1.25*HistorySize events (it is trimmed in steps), or more while the
+	// newest transaction alone is larger.
 	HistorySize int
 	// WatchBuffer is the capacity of each watch channel (default 64).
 	WatchBuffer int
@@ -234,16 +235,25 @@ func (s *Store) apply(ops []datastore.Op) (int64, error) {
 	return rev, nil
 }
 
-// trim drops at least n of the oldest events, always whole revisions.
-// s.mu is held.
+// trim drops at least n of the oldest events, always whole revisions, but
+// never the newest revision (so a transaction larger than the history can
+// still be watched from just before it). s.mu is held.
 func (s *Store) trim(n int) {
 	if n <= 0 || len(s.hist) == 0 {
 		return
 	}
+	newest := s.hist[len(s.hist)-1].Revision
 	if n > len(s.hist) {
 		n = len(s.hist)
 	}
 	last := s.hist[n-1].Revision
+	if last == newest {
+		n = sort.Search(len(s.hist), func(i int) bool { return s.hist[i].Revision == newest })
+		if n == 0 {
+			return
+		}
+		last = s.hist[n-1].Revision
+	}
 	for n < len(s.hist) && s.hist[n].Revision == last {
 		n++
 	}

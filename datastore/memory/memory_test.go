@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -198,5 +201,82 @@ func TestConcurrentCAS(t *testing.T) {
 	wg.Wait()
 	if kv, _ := s.Get(ctx, "n"); string(kv.Value) != "1600" {
 		t.Fatalf("counter %s", kv.Value)
+	}
+}
+
+// TestTreeModel checks the ordered tree against a map under random
+// operations.
+func TestTreeModel(t *testing.T) {
+	ctx := ctxT(t)
+	s := New(&Options{HistorySize: 4})
+	defer s.Close()
+	model := map[string]int64{}
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 5000; i++ {
+		key := fmt.Sprintf("m/%03d", r.IntN(300))
+		if rev, ok := model[key]; ok {
+			if r.IntN(2) == 0 {
+				if err := s.Delete(ctx, key, rev); err != nil {
+					t.Fatal(err)
+				}
+				delete(model, key)
+			} else {
+				nrev, err := s.Update(ctx, key, nil, rev)
+				if err != nil {
+					t.Fatal(err)
+				}
+				model[key] = nrev
+			}
+		} else {
+			rev, err := s.Create(ctx, key, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			model[key] = rev
+		}
+		if i%500 == 0 {
+			kvs, _, _ := s.List(ctx, "m/")
+			keys := slices.Sorted(maps.Keys(model))
+			if len(kvs) != len(keys) {
+				t.Fatalf("step %d: %d keys, model %d", i, len(kvs), len(keys))
+			}
+			for j, kv := range kvs {
+				if kv.Key != keys[j] || kv.Revision != model[kv.Key] {
+					t.Fatalf("step %d: list[%d] = %+v, model %s@%d", i, j, kv, keys[j], model[keys[j]])
+				}
+			}
+		}
+	}
+	if s.Len() != len(model) {
+		t.Fatalf("Len %d, model %d", s.Len(), len(model))
+	}
+}
+
+// TestTrimWholeTransactions: a Txn larger than the history is kept or
+// dropped as a unit.
+func TestTrimWholeTransactions(t *testing.T) {
+	ctx := ctxT(t)
+	s := New(&Options{HistorySize: 4})
+	defer s.Close()
+	var ops []datastore.Op
+	for i := 0; i < 10; i++ {
+		ops = append(ops, datastore.Create(fmt.Sprintf("t/%d", i), nil))
+	}
+	rev, _ := s.Txn(ctx, ops...)
+	ch, err := s.Watch(ctx, "t/", rev-1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ {
+		if ev := <-ch; ev.Revision != rev {
+			t.Fatalf("event %d: %+v", i, ev)
+		}
+	}
+	s.Create(ctx, "x", nil) // trims the 10-event revision
+	if _, err := s.Watch(ctx, "t/", rev-1); !errors.Is(err, datastore.ErrCompacted) {
+		t.Fatalf("watch from before the trimmed Txn: %v", err)
+	}
+	if _, err := s.Watch(ctx, "t/", rev); err != nil {
+		t.Fatalf("watch from the trimmed Txn's revision: %v", err)
 	}
 }
