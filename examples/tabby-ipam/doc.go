@@ -7,12 +7,16 @@
 //	  {"type": "ptp", "ipam": {"type": "tabby-ipam",
 //	     "pools": ["10.244.0.0/16"], "blockSize": 26,
 //	     "nodeName": "worker1", "datastore": "bolt:///var/lib/tabby/tabby.db",
-//	     "gateway": "169.254.1.1", "routes": ["0.0.0.0/0"]}}]}
+//	     "gateway": "169.254.1.1", "routes": [], "prefixLength": 26}}]}
 //
 // nodeName, datastore and stateDir may be given in the ipam section or at
 // the top level (the ipam section wins); defaults as for the tabby plugin.
-// ADD returns one IPv4 address as a /32 with the gateway (default
-// 169.254.1.1) and the routes (default 0.0.0.0/0); a repeated ADD returns
+// ADD returns one IPv4 address, as a /32 unless prefixLength says otherwise,
+// with the gateway (default 169.254.1.1) and the routes (absent: 0.0.0.0/0).
+// ptp needs "prefixLength" shorter than 32 (it deletes the address's subnet
+// route) and "routes": [] (it installs the result's routes before the
+// gateway's link route, so a default route via 169.254.1.1 is not reachable
+// yet; ptp routes the pod's subnet through the gateway itself); a repeated ADD returns
 // the same address. DEL releases the handle "<network>.<containerID>.<ifname>"
 // (a single datastore transaction, independent of how many addresses are
 // allocated). CHECK verifies the handle holds prevResult's addresses. GC

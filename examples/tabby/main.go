@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"os"
+	"strings"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
 
@@ -12,9 +14,21 @@ import (
 	"github.com/tabbynet/tabby/examples/internal/storeurl/etcdurl"
 )
 
+// stallEnv is for tests only: "<point>:<file>" makes ADD create file at
+// point ("assigned" or "plumbed") and then wait to be killed.
+const stallEnv = "TABBY_CNI_TEST_STALL"
+
 func main() {
-	p := cni.New(cni.Env{OpenStore: func(ctx context.Context, url string) (datastore.Store, error) {
+	env := cni.Env{OpenStore: func(ctx context.Context, url string) (datastore.Store, error) {
 		return storeurl.Open(ctx, url, &storeurl.Options{Etcd: etcdurl.Open})
-	}})
-	skel.PluginMainFuncs(cni.Funcs(p, os.Stdout), cni.VersionInfo(), "tabby: Calico-style pod networking (block IPAM, veth, no bridge)")
+	}}
+	if point, file, ok := strings.Cut(os.Getenv(stallEnv), ":"); ok {
+		env.Hook = func(p string) {
+			if p == point {
+				_ = os.WriteFile(file, []byte(p), 0o600)
+				time.Sleep(10 * time.Minute)
+			}
+		}
+	}
+	skel.PluginMainFuncs(cni.Funcs(cni.New(env), os.Stdout), cni.VersionInfo(), "tabby: Calico-style pod networking (block IPAM, veth, no bridge)")
 }

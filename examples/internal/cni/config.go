@@ -52,8 +52,15 @@ type IPAMConf struct {
 	StateDir  string   `json:"stateDir,omitempty"`
 	// Gateway returned by the standalone tabby-ipam (default 169.254.1.1).
 	Gateway string `json:"gateway,omitempty"`
-	// Routes returned by the standalone tabby-ipam (default 0.0.0.0/0).
-	Routes []string `json:"routes,omitempty"`
+	// Routes returned by the standalone tabby-ipam; absent means
+	// 0.0.0.0/0, an empty list means none (ptp: its pods cannot reach a
+	// /32's gateway before ptp adds the gateway's link route itself).
+	Routes []string `json:"routes"`
+
+	// PrefixLength of the addresses the standalone tabby-ipam returns
+	// (default 32; ptp needs a shorter one, such as the block size,
+	// because it deletes the address's subnet route).
+	PrefixLength int `json:"prefixLength,omitempty"`
 
 	// Resolved values.
 	PoolPrefixes []netip.Prefix `json:"-"`
@@ -242,6 +249,12 @@ func (i *IPAMConf) resolve() error {
 		}
 		i.PoolPrefixes = append(i.PoolPrefixes, p)
 	}
+	if i.PrefixLength == 0 {
+		i.PrefixLength = 32
+	}
+	if i.PrefixLength < 1 || i.PrefixLength > 32 {
+		return confErr("ipam.prefixLength", "%d is outside 1..32", i.PrefixLength)
+	}
 	i.GatewayAddr = veth.Gateway4()
 	if i.Gateway != "" {
 		a, err := netip.ParseAddr(i.Gateway)
@@ -250,7 +263,7 @@ func (i *IPAMConf) resolve() error {
 		}
 		i.GatewayAddr = a
 	}
-	if len(i.Routes) == 0 {
+	if i.Routes == nil {
 		i.RoutePrefix = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}
 	}
 	for _, s := range i.Routes {

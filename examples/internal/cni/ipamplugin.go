@@ -44,7 +44,7 @@ func (ip *IPAMPlugin) Add(args *skel.CmdArgs) (types.Result, error) {
 	res := &types100.Result{CNIVersion: types100.ImplementedSpecVersion}
 	for _, p := range a.addrs {
 		res.IPs = append(res.IPs, &types100.IPConfig{
-			Address: net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())},
+			Address: net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(c.conf.IPAM.PrefixLength, 32)},
 			Gateway: gw.AsSlice(),
 		})
 	}

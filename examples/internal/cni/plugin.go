@@ -78,6 +78,10 @@ type Env struct {
 	Stderr io.Writer
 	// Timeout bounds one command (default 60s).
 	Timeout time.Duration
+	// Hook, if set, is called by ADD at named points ("assigned": the
+	// address is allocated, "plumbed": the veth pair is made), for tests
+	// that kill the plugin there.
+	Hook func(point string)
 }
 
 // Plugin implements the tabby CNI plugin's commands. It holds no state
@@ -187,6 +191,12 @@ func (c *call) plumber() (*veth.Plumber, error) {
 		Sysctl: c.p.env.Sysctl,
 		Logger: c.log,
 	})
+}
+
+func (c *call) hook(point string) {
+	if c.p.env.Hook != nil {
+		c.p.env.Hook(point)
+	}
 }
 
 func (c *call) hostLink() veth.Netlink { return c.host }
@@ -320,6 +330,7 @@ func (p *Plugin) Add(args *skel.CmdArgs) (types.Result, error) {
 			return nil, err
 		}
 	}
+	c.hook("assigned")
 	vr, err := pl.Setup(ctx, veth.Pod{Key: c.key, NetNS: args.Netns, IfName: args.IfName, Addrs: a.addrs, MTU: c.conf.MTU})
 	if err != nil {
 		a.undo()
@@ -328,6 +339,7 @@ func (p *Plugin) Add(args *skel.CmdArgs) (types.Result, error) {
 		}
 		return nil, err
 	}
+	c.hook("plumbed")
 	c.log.Info("added", "key", c.key, "host", vr.HostIfName, "addrs", a.addrs)
 	res := vethResult(c.conf.CNIVersion, vr)
 	res.DNS = a.dns
@@ -587,7 +599,9 @@ func (p *Plugin) GC(args *skel.CmdArgs) error {
 
 func (c *call) gc(ctx context.Context, m *ipam.IPAM, pl *veth.Plumber) error {
 	if !c.conf.HasAttachments {
-		return confErr("cni.dev/valid-attachments", "missing: GC needs the list of valid attachments")
+		// libcni sends no list when its caller gave none (cnitool gc):
+		// nothing is valid.
+		c.log.Warn("GC without cni.dev/valid-attachments: every attachment of the network on this node is stale")
 	}
 	valid := map[string]bool{}
 	for _, a := range c.conf.Attachments() {
