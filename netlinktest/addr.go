@@ -26,6 +26,7 @@ type addr struct {
 	valid     uint32
 	preferred uint32
 	loopback  bool // ::1 added by the kernel: no prefix route
+	auto      bool // EUI-64 link-local made by IPv6 autoconfiguration
 }
 
 func (a *addr) prefix() netip.Prefix { return netip.PrefixFrom(a.ip, a.bits).Masked() }
@@ -295,4 +296,55 @@ func (ns *namespace) hasLocal(ip netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// autoconf is addrconf_dev_config: once a non-loopback link is up with
+// carrier (and IPv6 is enabled on it), it gets its EUI-64 link-local
+// address (unless it has it already), fe80::/64 and ff00::/8. The fake
+// skips duplicate address detection: the address is never tentative.
+func (ns *namespace) autoconf(l *link) {
+	if l.autoconf || !l.up || !l.carrier() || l.kind == kindLoopback || len(l.hw) != 6 {
+		return
+	}
+	if l.sysctl["net/ipv6/conf/%s/disable_ipv6"] != "0" || ns.sysctl["net/ipv6/conf/all/disable_ipv6"] != "0" {
+		return
+	}
+	l.autoconf = true
+	ns.addKernelRoute(&route{dst: netip.MustParsePrefix("ff00::/8"), table: tableLocal, typ: abi.RTN_MULTICAST,
+		proto: protoKernel, link: l.index, priority: ip6RtPrioAddrconf, auto: true})
+	if l.sysctl["net/ipv6/conf/%s/addr_gen_mode"] == "1" {
+		return // IN6_ADDR_GEN_MODE_NONE
+	}
+	var b [16]byte
+	b[0], b[1] = 0xfe, 0x80
+	b[8], b[9], b[10], b[11] = l.hw[0]^0x02, l.hw[1], l.hw[2], 0xff
+	b[12], b[13], b[14], b[15] = 0xfe, l.hw[3], l.hw[4], l.hw[5]
+	ip := netip.AddrFrom16(b)
+	for _, a := range l.addrs {
+		if a.ip == ip {
+			return
+		}
+	}
+	a := &addr{ip: ip, bits: 64, scope: abi.RT_SCOPE_LINK, valid: lifetimeForever, preferred: lifetimeForever, auto: true}
+	l.addrs = append(l.addrs, a)
+	ns.addAddrRoutes(l, a)
+}
+
+// dropIPv6 removes a link's IPv6 addresses and routes (addrconf_ifdown).
+func (ns *namespace) dropIPv6(l *link) {
+	kept := l.addrs[:0]
+	for _, a := range l.addrs {
+		if a.ip.Is4() {
+			kept = append(kept, a)
+		}
+	}
+	l.addrs = kept
+	rs := ns.routes[:0]
+	for _, r := range ns.routes {
+		if r.link != l.index || r.is4() {
+			rs = append(rs, r)
+		}
+	}
+	ns.routes = rs
+	l.autoconf = false
 }

@@ -5,6 +5,7 @@ package netlinktest_test
 import (
 	"fmt"
 	"net"
+	"slices"
 	"testing"
 
 	"github.com/vishvananda/netlink"
@@ -125,4 +126,59 @@ func contractIPv6(t *testing.T, w world) {
 		"table=254 type=6 fd03::/64 dev=lo proto=80 scope=0 metric=1024",
 	})
 	sameSet(t, "IPv6 addresses after link down (keep_addr_on_down=0)", addrs6(t, n, va), nil)
+}
+
+// linkLocal renders the IPv6 state autoconfiguration makes for one link.
+func linkLocal(t *testing.T, n *testNS, l netlink.Link) []string {
+	t.Helper()
+	var out []string
+	as, err := n.h.AddrList(l, netlink.FAMILY_V6)
+	ok(t, err, "AddrList")
+	for _, a := range as {
+		out = append(out, fmt.Sprintf("addr %s scope=%d flags=%#x", a.IPNet, a.Scope, a.Flags))
+	}
+	rs, err := n.h.RouteListFiltered(netlink.FAMILY_V6, &netlink.Route{Table: unix.RT_TABLE_UNSPEC, LinkIndex: l.Attrs().Index}, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_OIF)
+	ok(t, err, "routes")
+	return append(out, renderRoutes(t, n, rs)...)
+}
+
+func contractIPv6Autoconf(t *testing.T, w world) {
+	n := w(t)
+	hw := net.HardwareAddr{0xee, 0xee, 0xee, 0xee, 0xee, 0xee}
+	ok(t, n.h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "va", HardwareAddr: hw}, PeerName: "vb"}), "veth")
+	va, vb := link(t, n, "va"), link(t, n, "vb")
+	ok(t, n.h.LinkSetUp(va), "up va")
+	sameSet(t, "no carrier, no link-local", linkLocal(t, n, va), nil)
+	ok(t, n.h.LinkSetUp(vb), "up vb")
+	want := []string{
+		"addr fe80::ecee:eeff:feee:eeee/64 scope=253 flags=0x80",
+		"table=254 type=1 fe80::/64 dev=va proto=2 scope=0 metric=256",
+		"table=255 type=2 fe80::ecee:eeff:feee:eeee/128 dev=va proto=2 scope=0",
+		"table=255 type=5 ff00::/8 dev=va proto=2 scope=0 metric=256",
+	}
+	eventually(t, func() error { // the kernel's duplicate address detection takes a second or two
+		if got := linkLocal(t, n, va); !slices.Equal(got, want) {
+			return fmt.Errorf("link-local state of va: %v", got)
+		}
+		return nil
+	})
+	ok(t, n.h.LinkSetHardwareAddr(va, net.HardwareAddr{0xee, 0xee, 0xee, 0xee, 0xee, 0x01}), "new MAC")
+	ok(t, n.h.LinkSetDown(vb), "peer down")
+	sameSet(t, "link-local after a MAC change and carrier loss", linkLocal(t, n, va), want)
+	ok(t, n.h.LinkSetDown(va), "down")
+	sameSet(t, "link-local after link down", linkLocal(t, n, va), nil)
+	ok(t, n.sys.SetSysctl("net/ipv6/conf/va/disable_ipv6", "1"), "disable IPv6")
+	ok(t, n.h.LinkSetUp(va), "up")
+	ok(t, n.h.LinkSetUp(vb), "up")
+	eventually(t, func() error {
+		if len(linkLocal(t, n, vb)) != 4 {
+			return fmt.Errorf("vb: %v", linkLocal(t, n, vb))
+		}
+		return nil
+	})
+	sameSet(t, "with IPv6 disabled", linkLocal(t, n, va), nil)
+	sameSet(t, "lo", linkLocal(t, n, link(t, n, "lo")), []string{
+		"addr ::1/128 scope=254 flags=0x80",
+		"table=255 type=2 ::1/128 dev=lo proto=2 scope=0",
+	})
 }

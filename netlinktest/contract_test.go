@@ -93,6 +93,7 @@ var contracts = []struct {
 	{"Sysctls", contractSysctls},
 	{"LinkSubscribe", contractSubscribe},
 	{"IPv6", contractIPv6},
+	{"IPv6Autoconf", contractIPv6Autoconf},
 }
 
 func TestContract(t *testing.T) {

@@ -44,6 +44,9 @@ type link struct {
 	vx     *vxlanConf // vxlan only
 	addrs  []*addr
 	sysctl map[string]string // per-link keys by template ("net/ipv4/conf/%s/forwarding")
+	// autoconf is set once IPv6 autoconfiguration ran since the link
+	// last went up.
+	autoconf bool
 }
 
 // vxlanConf holds the vxlan attributes the kernel keeps and reports.
@@ -313,6 +316,7 @@ func (ns *namespace) register(l *link, want int) {
 	ns.links[l.index] = l
 	ns.addLinkSysctls(l)
 	ns.notifyLink(l, abi.RTM_NEWLINK)
+	ns.autoconf(l)
 }
 
 // unregister removes l from ns with everything that depends on it: its
@@ -692,17 +696,13 @@ func (ns *namespace) setUp(l *link, up bool) {
 		ns.flushRoutes(l, false)
 		ns.flushNeighs(l, false)
 		// addrconf_ifdown: IPv6 addresses go too (keep_addr_on_down=0).
-		kept := l.addrs[:0]
-		for _, a := range l.addrs {
-			if a.ip.Is4() {
-				kept = append(kept, a)
-			}
-		}
-		l.addrs = kept
+		ns.dropIPv6(l)
 	}
 	ns.notifyLink(l, abi.RTM_NEWLINK)
+	ns.autoconf(l)
 	if p := l.peer; p != nil {
 		p.ns.notifyLink(p, abi.RTM_NEWLINK) // its carrier changed
+		p.ns.autoconf(p)
 	}
 }
 
@@ -879,6 +879,7 @@ func (k *Kernel) LinkSetNsFd(lk netlink.Link, fd int) error {
 		}
 		from.detach(l)
 		l.master = 0
+		l.autoconf = false
 		from.notifyLink(l, abi.RTM_DELLINK)
 		to.register(l, l.index)
 		if p := l.peer; p != nil {

@@ -37,6 +37,7 @@ type route struct {
 	src      netip.Addr
 	mtu      int
 	seq      uint64
+	auto     bool // made by IPv6 autoconfiguration (left out of Dump)
 }
 
 func (r *route) is4() bool { return r.dst.Addr().Is4() }
@@ -71,7 +72,7 @@ func (ns *namespace) view(r *route) netlink.Route {
 	if r.onlink {
 		out.Flags |= abi.RTNH_F_ONLINK
 	}
-	if r.is4() && r.typ != abi.RTN_LOCAL {
+	if r.typ != abi.RTN_LOCAL {
 		if l := ns.links[r.link]; l != nil && l.up && !l.carrier() {
 			out.Flags |= abi.RTNH_F_LINKDOWN
 		}
@@ -138,7 +139,8 @@ func (ns *namespace) insertRoute(r *route) {
 // identical one exists (fib_magic appends).
 func (ns *namespace) addKernelRoute(r *route) {
 	for _, o := range ns.routes {
-		if *o == *r || (o.sameKey(r) && o.link == r.link && o.typ == r.typ && o.src == r.src && o.gw == r.gw) {
+		if o.sameKey(r) && o.link == r.link && o.typ == r.typ && o.src == r.src && o.gw == r.gw {
+			o.auto = o.auto && r.auto
 			return
 		}
 	}
@@ -155,10 +157,10 @@ func (ns *namespace) addAddrRoutes(l *link, a *addr) {
 			return
 		}
 		ns.addKernelRoute(&route{dst: netip.PrefixFrom(a.ip, 128), table: tableLocal, typ: abi.RTN_LOCAL,
-			proto: protoKernel, link: l.index})
+			proto: protoKernel, link: l.index, auto: a.auto})
 		if a.flags&abi.IFA_F_NOPREFIXROUTE == 0 && !a.loopback {
 			ns.addKernelRoute(&route{dst: a.prefix(), table: tableMain, typ: abi.RTN_UNICAST,
-				proto: protoKernel, link: l.index, priority: ip6RtPrioAddrconf})
+				proto: protoKernel, link: l.index, priority: ip6RtPrioAddrconf, auto: a.auto})
 		}
 		return
 	}

@@ -111,6 +111,13 @@ func (k *Kernel) SetSysctl(key, value string) error {
 		v := strconv.Itoa(n)
 		if l != nil {
 			l.sysctl[tmpl] = v
+			if tmpl == "net/ipv6/conf/%s/disable_ipv6" {
+				if v != "0" {
+					ns.dropIPv6(l)
+				} else {
+					ns.autoconf(l)
+				}
+			}
 			return nil
 		}
 		ns.sysctl[kk] = v
