@@ -30,7 +30,8 @@ const (
 	DefaultWatchBuffer  = 64
 )
 
-// Options tunes a Store. A nil *Options means defaults.
+// Options tunes a Store. A nil *Options means defaults. It is a plain value,
+// read only by Open.
 type Options struct {
 	// LockTimeout bounds how long an operation waits for the file lock
 	// (another process's operation) on top of the caller's context deadline

@@ -42,7 +42,8 @@ func (k Kind) String() string {
 // DefaultBoltURL is the embedded default store.
 const DefaultBoltURL = "bolt:///var/lib/tabby/tabby.db"
 
-// Spec is a parsed store URL. Only the fields of its Kind are set.
+// Spec is a parsed store URL. Only the fields of its Kind are set. It is a
+// plain value.
 type Spec struct {
 	Kind Kind
 	// Bolt: the absolute file path and options from the query
@@ -56,7 +57,7 @@ type Spec struct {
 	PasswordFile string
 }
 
-// Options for Open. A nil *Options means defaults.
+// Options for Open. A nil *Options means defaults. It is a plain value.
 type Options struct {
 	// Logger is passed to the store. Nil discards.
 	Logger *slog.Logger

@@ -30,7 +30,8 @@ const (
 	DefaultWatchBuffer    = 64
 )
 
-// Config says how to reach etcd. Only Endpoints is required.
+// Config says how to reach etcd. Only Endpoints is required. It is a plain
+// value, read only by New.
 type Config struct {
 	// Endpoints are "host:port" (or URLs) of the cluster members.
 	Endpoints []string

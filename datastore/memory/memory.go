@@ -16,7 +16,8 @@ const (
 	DefaultWatchBuffer = 64
 )
 
-// Options tunes a Store. A nil *Options means defaults.
+// Options tunes a Store. A nil *Options means defaults. It is a plain value,
+// read only by New.
 type Options struct {
 	// HistorySize is how many change events the store keeps for Watch to
 	// start from an older revision and for slow watchers to catch up
@@ -325,15 +326,9 @@ func (s *Store) run(ctx context.Context, w *watcher, out chan<- datastore.Event)
 		s.mu.Unlock()
 	}()
 	fail := func(err error) {
-		// Non-blocking: a consumer that stopped reading must not keep this
-		// goroutine alive after Close.
 		select {
 		case out <- datastore.Event{Err: err}:
-		default:
-			select {
-			case out <- datastore.Event{Err: err}:
-			case <-ctx.Done():
-			}
+		case <-ctx.Done():
 		}
 	}
 	for {

@@ -22,7 +22,7 @@ type Compacter interface {
 	Compact(ctx context.Context, rev int64) error
 }
 
-// Options tunes Run. A nil *Options means defaults.
+// Options tunes RunWith. A nil *Options means defaults. It is a plain value.
 type Options struct {
 	// Workers and Increments size the compare-and-swap race: Workers
 	// goroutines each add Increments to one counter (defaults 8 and 50).
