@@ -18,6 +18,10 @@ import (
 const (
 	DefaultPrefix = "cali"
 	DefaultRescan = 10 * time.Second
+
+	// retryBackoff is how long an interface that failed to open, or
+	// whose server failed, waits before it is tried again.
+	retryBackoff = time.Second
 )
 
 // DefaultGateway is the address every pod's default route points at.
@@ -348,7 +352,7 @@ func (r *Responder) reconcile(ctx context.Context, changed chan<- struct{}) {
 		}
 		if s.exited() {
 			// Failed by itself: do not reopen in a tight loop.
-			r.retry[idx] = time.Now().Add(time.Second)
+			r.retry[idx] = time.Now().Add(retryBackoff)
 		}
 		stop = append(stop, s)
 		delete(r.servers, idx)
@@ -375,7 +379,7 @@ func (r *Responder) reconcile(ctx context.Context, changed chan<- struct{}) {
 		r.mu.Lock()
 		if err != nil {
 			r.openErrs++
-			r.retry[idx] = now.Add(time.Second)
+			r.retry[idx] = now.Add(retryBackoff)
 			r.mu.Unlock()
 			// Typically the interface vanished between list and open.
 			r.log.Debug("proxyarp: open interface", "iface", l.Name, "err", err)
@@ -393,7 +397,13 @@ func (r *Responder) reconcile(ctx context.Context, changed chan<- struct{}) {
 			delete(r.retry, idx)
 		}
 	}
+	pending := len(r.retry) > 0
 	r.mu.Unlock()
+	if pending {
+		// Come back when the back-off is over rather than at the next
+		// rescan.
+		time.AfterFunc(retryBackoff, func() { notify(changed) })
+	}
 }
 
 // retire folds s's counters into the totals; r.mu must be held.
