@@ -126,14 +126,23 @@ func Open(ctx context.Context, path string, opts *Options) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(s.path), 0o700); err != nil {
 		return nil, fmt.Errorf("bolt: open %s: %w", s.path, err)
 	}
-	err := s.do(ctx, "open", true, func(tx *bbolt.Tx, _ *lock) error {
-		for _, b := range [][]byte{bucketMeta, bucketKV, bucketLog} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
+	// Usually the buckets exist: check without a write transaction (whose
+	// commit would cost an fsync on every CNI plugin start).
+	ready := false
+	err := s.do(ctx, "open", false, func(tx *bbolt.Tx, _ *lock) error {
+		ready = tx.Bucket(bucketMeta) != nil && tx.Bucket(bucketKV) != nil && tx.Bucket(bucketLog) != nil
 		return nil
 	})
+	if err == nil && !ready {
+		err = s.do(ctx, "open", true, func(tx *bbolt.Tx, _ *lock) error {
+			for _, b := range [][]byte{bucketMeta, bucketKV, bucketLog} {
+				if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
 	if err != nil {
 		return nil, err
 	}
