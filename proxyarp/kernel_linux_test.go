@@ -164,6 +164,30 @@ func TestKernelResponder(t *testing.T) {
 	}
 }
 
+// Answering every target must not answer the host's own requests (for the
+// pods' addresses, sent out of the cali interfaces): they never reach the
+// responder, so pods still reach each other through the host.
+func TestKernelAnswerAll(t *testing.T) {
+	tp := newTopology(t, 2)
+	r := runResponder(t, &proxyarp.Config{Netns: tp.host.Path, AnswerAll: true})
+	waitServed(t, r, tp.cali...)
+	tp.pods[0].MustPing(t, tp.ips[1])
+	tp.pods[1].MustPing(t, tp.ips[0])
+	c, err := kerneltest.NewARPClient(tp.pods[0], "eth0", tp.ips[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if mac, _, err := c.Query(tp.ips[1], 2*time.Second); err != nil || !bytes.Equal(mac, hostMAC) {
+		t.Fatalf("any target: %v, %v", mac, err)
+	}
+	// The host resolved both pods itself; none of its requests was seen.
+	eventually(t, "every request answered", func() bool {
+		s := r.Stats()
+		return s.Requests == s.Replies && s.Requests >= 3
+	})
+}
+
 // With a realtime priority the reader threads run SCHED_FIFO and answer
 // as usual.
 func TestKernelRealtimeResponder(t *testing.T) {
