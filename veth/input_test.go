@@ -1,3 +1,5 @@
+//go:build linux
+
 package veth_test
 
 import (
@@ -7,30 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/vishvananda/netlink"
-
 	"github.com/tabbynet/tabby/veth"
 )
-
-// nopNetlink fails every call: validation must reject bad input before
-// touching the kernel.
-type nopNetlink struct{}
-
-var errTouched = errors.New("kernel touched")
-
-func (nopNetlink) LinkAdd(netlink.Link) error                         { return errTouched }
-func (nopNetlink) LinkDel(netlink.Link) error                         { return errTouched }
-func (nopNetlink) LinkByName(string) (netlink.Link, error)            { return nil, errTouched }
-func (nopNetlink) LinkSetUp(netlink.Link) error                       { return errTouched }
-func (nopNetlink) AddrAdd(netlink.Link, *netlink.Addr) error          { return errTouched }
-func (nopNetlink) AddrList(netlink.Link, int) ([]netlink.Addr, error) { return nil, errTouched }
-func (nopNetlink) RouteAdd(*netlink.Route) error                      { return errTouched }
-func (nopNetlink) RouteReplace(*netlink.Route) error                  { return errTouched }
-func (nopNetlink) RouteList(netlink.Link, int) ([]netlink.Route, error) {
-	return nil, errTouched
-}
-func (nopNetlink) SetSysctl(string, string) error { return errTouched }
-func (nopNetlink) Sysctl(string) (string, error)  { return "", errTouched }
 
 // Bad input gets a typed error before anything is opened or written.
 func TestSetupBadInput(t *testing.T) {
