@@ -98,6 +98,7 @@ func (k *NetlinkLinks) Watch(ctx context.Context, changed chan<- struct{}) error
 		for range updates { // the receiver closes it once its socket is closed
 		}
 	}()
+	notify(changed)
 	for {
 		select {
 		case <-ctx.Done():

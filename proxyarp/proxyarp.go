@@ -54,8 +54,10 @@ type LinkSource interface {
 	// Links returns every interface currently present.
 	Links() ([]Link, error)
 	// Watch sends on changed (without blocking when changed is full)
-	// whenever interfaces may have been added, removed or changed, until
-	// ctx is done (it then returns nil) or watching fails.
+	// once it is watching, and then whenever interfaces may have been
+	// added, removed or changed, until ctx is done (it then returns nil)
+	// or watching fails. The first send covers changes that raced with
+	// the start.
 	Watch(ctx context.Context, changed chan<- struct{}) error
 }
 
