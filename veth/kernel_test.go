@@ -455,3 +455,35 @@ func injectedFailures(t *testing.T, addrs ...string) {
 		}
 	}
 }
+
+// The control for Q5: in userspace proxy-ARP mode nothing answers the
+// pod's ARP for 169.254.1.1 until something does (here the kernel sysctls
+// set by hand, standing in for tabby's proxyarp responder).
+func TestKernelUserspaceARPModeNeedsAResponder(t *testing.T) {
+	node, p := newKernelNode(t, veth.Config{ARP: veth.ARPUserspace})
+	gw := kerneltest.NewNS(t, "vgw")
+	kerneltest.Veth(t, node, "ens33", gw, "eth0")
+	node.AddAddr(t, "ens33", "10.4.7.61/24")
+	node.AddRoute(t, &netlink.Route{Dst: kerneltest.IPNet("0.0.0.0/0"), Gw: net.IPv4(10, 4, 7, 1)})
+	pod1, pod2 := kerneltest.NewNS(t, "vpod1"), kerneltest.NewNS(t, "vpod2")
+	ip2 := netip.MustParseAddr("10.244.235.140")
+	ctx := context.Background()
+	for _, x := range []struct {
+		ns  *kerneltest.NS
+		key string
+		ip  string
+	}{{pod1, "default.web-0", "10.244.235.135/32"}, {pod2, "default.web-1", "10.244.235.140/32"}} {
+		if _, err := p.Setup(ctx, veth.Pod{Key: x.key, NetNS: x.ns.Path, Addrs: []netip.Prefix{netip.MustParsePrefix(x.ip)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := pod1.Ping(ip2, 3e8); err == nil {
+		t.Fatal("ping went through with nothing answering ARP for 169.254.1.1")
+	}
+	for _, key := range []string{"default.web-0", "default.web-1"} {
+		h := p.HostIfName(key)
+		node.SetSysctl(t, "net/ipv4/neigh/"+h+"/proxy_delay", "0")
+		node.SetSysctl(t, "net/ipv4/conf/"+h+"/proxy_arp", "1")
+	}
+	pod1.MustPing(t, ip2)
+}
