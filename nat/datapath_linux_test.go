@@ -385,7 +385,7 @@ func TestKernelPortGuard(t *testing.T) {
 			forced := listenUDP(t, tp.inet, "198.51.100.2:6000")
 			sentinel := listenUDP(t, tp.inet, "198.51.100.2:5000")
 			sendUDP(t, tp.pod1, "10.244.1.2:4100", "198.51.100.2:6000", "forced")
-			sendUDP(t, tp.pod1, "10.244.1.2:4101", "198.51.100.2:5000", "sentinel")
+			sendUDP(t, tp.pod1, "10.244.1.2:4101", "198.51.100.2:5000", "sentinel", "sentinel") // twice: see TestKernelMasquerade
 			if msg, from := recvUDP(t, sentinel); msg != "sentinel" || from.Addr() != addr("192.0.2.1") || from.Port() == 4789 {
 				t.Fatalf("sentinel: %q from %s", msg, from)
 			}
