@@ -306,13 +306,13 @@ func (ns *namespace) autoconf(l *link) {
 	if l.autoconf || !l.up || !l.carrier() || l.kind == kindLoopback || len(l.hw) != 6 {
 		return
 	}
-	if l.sysctl["net/ipv6/conf/%s/disable_ipv6"] != "0" || ns.sysctl["net/ipv6/conf/all/disable_ipv6"] != "0" {
+	if l.getSysctl("net/ipv6/conf/%s/disable_ipv6") != "0" || ns.getSysctl("net/ipv6/conf/all/disable_ipv6") != "0" {
 		return
 	}
 	l.autoconf = true
 	ns.addKernelRoute(&route{dst: netip.MustParsePrefix("ff00::/8"), table: tableLocal, typ: abi.RTN_MULTICAST,
 		proto: protoKernel, link: l.index, priority: ip6RtPrioAddrconf, auto: true})
-	if l.sysctl["net/ipv6/conf/%s/addr_gen_mode"] == "1" {
+	if l.getSysctl("net/ipv6/conf/%s/addr_gen_mode") == "1" {
 		return // IN6_ADDR_GEN_MODE_NONE
 	}
 	var b [16]byte

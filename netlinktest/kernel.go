@@ -83,9 +83,6 @@ func (m *machine) newNamespace(path string) *namespace {
 		nsids:     map[*namespace]int{},
 	}
 	m.nextFd++
-	for k, v := range m.sysctls.global {
-		ns.sysctl[k] = v
-	}
 	m.byPath[path] = ns
 	m.byFd[ns.fd] = ns
 	m.all = append(m.all, ns)

@@ -43,7 +43,7 @@ type link struct {
 	peer   *link      // veth only
 	vx     *vxlanConf // vxlan only
 	addrs  []*addr
-	sysctl map[string]string // per-link keys by template ("net/ipv4/conf/%s/forwarding")
+	sysctl map[string]string // per-link keys that differ from the defaults, by template ("net/ipv4/conf/%s/forwarding")
 	// autoconf is set once IPv6 autoconfiguration ran since the link
 	// last went up.
 	autoconf bool
@@ -719,7 +719,7 @@ func (k *Kernel) LinkSetMTU(lk netlink.Link, mtu int) error {
 		}
 		if l.mtu != mtu {
 			l.mtu = mtu
-			l.sysctl[ipv6MTUKey] = fmt.Sprint(mtu)
+			delete(l.sysctl, ipv6MTUKey) // addrconf follows the link MTU
 			k.ns.notifyLink(l, abi.RTM_NEWLINK)
 		}
 		return nil

@@ -96,32 +96,31 @@ func (ns *namespace) view(r *route) netlink.Route {
 	return out
 }
 
-// sortRoutes orders routes like a kernel dump: IPv4 first, then by table,
+// routeLess orders routes like a kernel dump: IPv4 first, then by table,
 // destination, longer prefixes first, TOS, metric, age.
-func sortRoutes(rs []*route) {
-	sort.SliceStable(rs, func(i, j int) bool {
-		a, b := rs[i], rs[j]
-		if a.is4() != b.is4() {
-			return a.is4()
-		}
-		if a.table != b.table {
-			return a.table < b.table
-		}
-		if c := a.dst.Addr().Compare(b.dst.Addr()); c != 0 {
-			return c < 0
-		}
-		if a.dst.Bits() != b.dst.Bits() {
-			return a.dst.Bits() > b.dst.Bits()
-		}
-		if a.tos != b.tos {
-			return a.tos > b.tos
-		}
-		if a.priority != b.priority {
-			return a.priority < b.priority
-		}
-		return a.seq < b.seq
-	})
+func routeLess(a, b *route) bool {
+	if a.is4() != b.is4() {
+		return a.is4()
+	}
+	if a.table != b.table {
+		return a.table < b.table
+	}
+	if c := a.dst.Addr().Compare(b.dst.Addr()); c != 0 {
+		return c < 0
+	}
+	if a.dst.Bits() != b.dst.Bits() {
+		return a.dst.Bits() > b.dst.Bits()
+	}
+	if a.tos != b.tos {
+		return a.tos > b.tos
+	}
+	if a.priority != b.priority {
+		return a.priority < b.priority
+	}
+	return a.seq < b.seq
 }
+
+func sortRoutes(rs []*route) { sort.Slice(rs, func(i, j int) bool { return routeLess(rs[i], rs[j]) }) }
 
 func (ns *namespace) sortedRoutes() []*route {
 	rs := append([]*route(nil), ns.routes...)
@@ -283,7 +282,7 @@ func (ns *namespace) flushRoutes(l *link, all bool) {
 func (ns *namespace) lookup(dst netip.Addr, scope, oif, table int) *route {
 	try := func(tables ...int) *route {
 		var best *route
-		for _, r := range ns.sortedRoutes() {
+		for _, r := range ns.routes {
 			in := false
 			for _, t := range tables {
 				if r.table == t {
@@ -296,7 +295,7 @@ func (ns *namespace) lookup(dst netip.Addr, scope, oif, table int) *route {
 			if oif != 0 && r.link != oif {
 				continue
 			}
-			if best == nil || r.dst.Bits() > best.dst.Bits() {
+			if best == nil || r.dst.Bits() > best.dst.Bits() || (r.dst.Bits() == best.dst.Bits() && routeLess(r, best)) {
 				best = r
 			}
 		}
@@ -555,7 +554,8 @@ func (k *Kernel) RouteDel(nr *netlink.Route) error {
 	}
 	return k.do("RouteDel", func() error {
 		ns := k.ns
-		for _, r := range ns.sortedRoutes() {
+		var victim *route
+		for _, r := range ns.routes {
 			if r.table != q.table || r.dst != q.dst || r.is4() != q.is4() {
 				continue
 			}
@@ -569,15 +569,20 @@ func (k *Kernel) RouteDel(nr *netlink.Route) error {
 				(q.gw.IsValid() && r.gw != q.gw) {
 				continue
 			}
-			for i, o := range ns.routes {
-				if o == r {
-					ns.routes = append(ns.routes[:i:i], ns.routes[i+1:]...)
-					break
-				}
+			if victim == nil || routeLess(r, victim) {
+				victim = r // the first match in kernel order
 			}
-			return nil
 		}
-		return unix.ESRCH
+		if victim == nil {
+			return unix.ESRCH
+		}
+		for i, o := range ns.routes {
+			if o == victim {
+				ns.routes = append(ns.routes[:i:i], ns.routes[i+1:]...)
+				break
+			}
+		}
+		return nil
 	})
 }
 

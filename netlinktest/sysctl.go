@@ -60,7 +60,7 @@ func (ns *namespace) sysctlSlot(key string) (l *link, tmpl string, ok bool) {
 		l = ns.linkByName(parts[3])
 		return l, tmpl, l != nil
 	}
-	_, known := ns.sysctl[key]
+	_, known := ns.m.sysctls.global[key]
 	return nil, "", known
 }
 
@@ -79,9 +79,9 @@ func (k *Kernel) Sysctl(key string) (string, error) {
 			return fmt.Errorf("netlinktest: sysctl: get %s: %w", key, unix.ENOENT)
 		}
 		if l != nil {
-			v = l.sysctl[tmpl]
+			v = l.getSysctl(tmpl)
 		} else {
-			v = k.ns.sysctl[kk]
+			v = k.ns.getSysctl(kk)
 		}
 		return nil
 	})
@@ -110,7 +110,7 @@ func (k *Kernel) SetSysctl(key, value string) error {
 		}
 		v := strconv.Itoa(n)
 		if l != nil {
-			l.sysctl[tmpl] = v
+			l.setSysctl(tmpl, v)
 			if tmpl == "net/ipv6/conf/%s/disable_ipv6" {
 				if v != "0" {
 					ns.dropIPv6(l)
@@ -120,59 +120,89 @@ func (k *Kernel) SetSysctl(key, value string) error {
 			}
 			return nil
 		}
-		ns.sysctl[kk] = v
+		ns.setSysctl(kk, v)
 		switch kk {
 		case "net/ipv4/ip_forward", "net/ipv4/conf/all/forwarding":
-			ns.sysctl["net/ipv4/ip_forward"] = v
-			ns.sysctl["net/ipv4/conf/all/forwarding"] = v
-			ns.sysctl["net/ipv4/conf/default/forwarding"] = v
+			ns.setSysctl("net/ipv4/ip_forward", v)
+			ns.setSysctl("net/ipv4/conf/all/forwarding", v)
+			ns.setSysctl("net/ipv4/conf/default/forwarding", v)
 			for _, l := range ns.links {
-				l.sysctl["net/ipv4/conf/%s/forwarding"] = v
+				l.setSysctl("net/ipv4/conf/%s/forwarding", v)
 			}
 		case "net/ipv6/conf/all/forwarding":
-			ns.sysctl["net/ipv6/conf/default/forwarding"] = v
+			ns.setSysctl("net/ipv6/conf/default/forwarding", v)
 			for _, l := range ns.links {
-				l.sysctl["net/ipv6/conf/%s/forwarding"] = v
+				l.setSysctl("net/ipv6/conf/%s/forwarding", v)
 			}
 		}
 		return nil
 	})
 }
 
+// getSysctl reads a namespace-wide key; ns.sysctl holds only the values
+// that differ from a fresh namespace's.
+func (ns *namespace) getSysctl(key string) string {
+	if v, ok := ns.sysctl[key]; ok {
+		return v
+	}
+	return ns.m.sysctls.global[key]
+}
+
+func (ns *namespace) setSysctl(key, v string) {
+	if v == ns.m.sysctls.global[key] {
+		delete(ns.sysctl, key)
+		return
+	}
+	ns.sysctl[key] = v
+}
+
+// getSysctl reads a per-link key; l.sysctl holds only the values that
+// differ from the kernel's defaults.
+func (l *link) getSysctl(tmpl string) string {
+	if v, ok := l.sysctl[tmpl]; ok {
+		return v
+	}
+	if tmpl == ipv6MTUKey {
+		return strconv.Itoa(l.mtu)
+	}
+	return l.ns.m.sysctls.link[tmpl]
+}
+
+func (l *link) setSysctl(tmpl, v string) {
+	def := l.ns.m.sysctls.link[tmpl]
+	if tmpl == ipv6MTUKey {
+		def = strconv.Itoa(l.mtu)
+	}
+	if v == def {
+		delete(l.sysctl, tmpl)
+		return
+	}
+	l.sysctl[tmpl] = v
+}
+
 // addLinkSysctls gives a new link its keys, copied from the namespace's
 // "default" ones like the kernel does.
 func (ns *namespace) addLinkSysctls(l *link) {
 	t := ns.m.sysctls
-	l.sysctl = make(map[string]string, len(t.link))
-	for tmpl, def := range t.link {
-		v := def
-		if src, ok := ns.sysctl[strings.Replace(tmpl, "%s", "default", 1)]; ok {
-			v = src
+	l.sysctl = map[string]string{}
+	for _, tmpl := range t.linkSeq {
+		if src, ok := ns.sysctl[strings.Replace(tmpl, "%s", "default", 1)]; ok && src != t.link[tmpl] && tmpl != ipv6MTUKey {
+			// conf/default differs from the kernel's default: copy it.
+			l.sysctl[tmpl] = src
 		}
-		l.sysctl[tmpl] = v
 	}
-	l.sysctl[ipv6MTUKey] = strconv.Itoa(l.mtu)
 }
 
 // nonDefaultSysctls lists "key=value" for every key whose value differs
 // from a fresh namespace's, sorted by key.
 func (ns *namespace) nonDefaultSysctls() []string {
-	t := ns.m.sysctls
 	var out []string
 	for k, v := range ns.sysctl {
-		if t.global[k] != v {
-			out = append(out, k+"="+v)
-		}
+		out = append(out, k+"="+v)
 	}
 	for _, l := range ns.links {
 		for tmpl, v := range l.sysctl {
-			def := t.link[tmpl]
-			if tmpl == ipv6MTUKey {
-				def = strconv.Itoa(l.mtu)
-			}
-			if v != def {
-				out = append(out, strings.Replace(tmpl, "%s", l.name, 1)+"="+v)
-			}
+			out = append(out, strings.Replace(tmpl, "%s", l.name, 1)+"="+v)
 		}
 	}
 	sort.Strings(out)
