@@ -241,6 +241,11 @@ func TestKilledWriterLeavesConsistentFile(t *testing.T) {
 func TestLockTimeoutIsUnavailable(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tabby.db")
 	s := openT(t, path)
+	s2, err := bolt.Open(context.Background(), path, &bolt.Options{LockTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
 	// Another "process" holds the lock: an independent open file description.
 	f, err := os.OpenFile(path+".lock", os.O_RDWR, 0)
 	if err != nil {
@@ -265,17 +270,12 @@ func TestLockTimeoutIsUnavailable(t *testing.T) {
 	}
 
 	// LockTimeout bounds the wait even without a caller deadline.
-	s2, err := bolt.Open(ctx2, path, &bolt.Options{LockTimeout: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s2.Close()
 	syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
 	if _, err := s2.Create(context.Background(), "/k", nil); !errors.Is(err, datastore.ErrUnavailable) {
 		t.Fatalf("Create with LockTimeout while locked: %v", err)
 	}
 	syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-	if _, err := s2.Get(ctx2, "/k"); !errors.Is(err, datastore.ErrNotFound) {
+	if _, err := s.Get(ctx2, "/k"); !errors.Is(err, datastore.ErrNotFound) {
 		t.Fatalf("timed-out Create wrote: %v", err)
 	}
 }
