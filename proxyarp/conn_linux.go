@@ -45,10 +45,12 @@ func RequestFilter() ([]bpf.RawInstruction, error) { return bpf.Assemble(request
 // The socket is created and bound by github.com/mdlayher/packet. It is then
 // served outside Go's netpoller: the Conn's Read blocks its own OS thread
 // in poll(2) on the socket and an eventfd (Close writes the eventfd), so an
-// arriving request wakes exactly the thread that answers it. Going through
-// the netpoller costs an extra scheduler hand-off per request (about ten
-// times the kernel's own proxy-ARP latency); see bench/proxyarp. Idle
-// interfaces cost no CPU: nothing wakes up until a request or Close.
+// arriving request wakes exactly the thread that answers it, which reads,
+// answers and goes back to sleep without involving Go's scheduler. In
+// bench/proxyarp this answers back-to-back requests in 9–11 µs on average
+// where the same responder reading through the netpoller took 11–34 µs
+// (kernel proxy ARP: 2.4 µs). Idle interfaces cost no CPU: nothing wakes up
+// until a request or Close.
 func ListenPacket(netnsPath string) ListenFunc {
 	return func(ctx context.Context, l Link) (Conn, error) {
 		if err := ctx.Err(); err != nil {
