@@ -100,7 +100,9 @@ func startChild(t *testing.T, role, path, id string) *exec.Cmd {
 
 func openT(t *testing.T, path string) *bolt.Store {
 	t.Helper()
-	s, err := bolt.Open(context.Background(), path, nil)
+	// A generous lock wait: this process competes with busy children on a
+	// loaded machine; the bound itself is tested separately.
+	s, err := bolt.Open(context.Background(), path, &bolt.Options{LockTimeout: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
