@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -290,6 +291,36 @@ func testList(t *testing.T, ctx context.Context, s datastore.Store, _ Options) {
 	kvs, _, _ = s.List(ctx, "/st/nothing/")
 	if len(kvs) != 0 {
 		t.Fatalf("List(nothing) = %v", kvs)
+	}
+	// The empty prefix lists everything (the store may hold other keys).
+	all, _, err := s.List(ctx, "")
+	if err != nil {
+		t.Fatalf("List(\"\"): %v", err)
+	}
+	n := 0
+	for _, kv := range all {
+		if strings.HasPrefix(kv.Key, "/st/") {
+			n++
+		}
+	}
+	if n != len(keys) || !slices.IsSortedFunc(all, func(a, b datastore.KV) int { return strings.Compare(a.Key, b.Key) }) {
+		t.Fatalf("List(\"\") = %v", all)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ch, err := s.Watch(wctx, "", last)
+	if err != nil {
+		t.Fatalf("Watch(\"\"): %v", err)
+	}
+	r := must[int64](t, "Create")(s.Create(ctx, "/st/zz", nil))
+	for {
+		ev := next(t, ctx, ch)
+		if ev.Err != nil {
+			t.Fatalf("Watch(\"\"): %v", ev.Err)
+		}
+		if ev.Key == "/st/zz" && ev.Revision == r {
+			break
+		}
 	}
 }
 
