@@ -10,7 +10,7 @@ import (
 )
 
 // Reason says why a frame that reached the responder was not answered.
-// The zero value is invalid.
+// The zero value is invalid. A plain value, safe to share.
 type Reason int
 
 // Reasons for ignoring a frame. Every frame the responder reads is either

@@ -40,7 +40,8 @@ var (
 	ErrInvalidInterface = errors.New("proxyarp: invalid interface name")
 )
 
-// Link is one network interface as the responder sees it.
+// Link is one network interface as the responder sees it. A plain value;
+// do not modify MAC while a Responder may use it.
 type Link struct {
 	Index int
 	Name  string
@@ -73,12 +74,14 @@ type Conn interface {
 	Close() error
 }
 
-// ListenFunc opens the packet connection for one interface.
+// ListenFunc opens the packet connection for one interface. It may be
+// called from the responder's goroutine while earlier connections serve.
 type ListenFunc func(ctx context.Context, l Link) (Conn, error)
 
 // Selector chooses the interfaces the responder serves. An interface is
 // served when its name is in Names or starts with Prefix (when Prefix is
-// not empty). The zero Selector means Prefix "cali".
+// not empty). The zero Selector means Prefix "cali". Read-only once given
+// to New; safe for concurrent Match calls.
 type Selector struct {
 	Prefix string
 	Names  []string
@@ -95,7 +98,8 @@ func (s Selector) Match(name string) bool {
 	return slices.Contains(s.Names, name)
 }
 
-// Config configures a Responder. A nil *Config means all defaults.
+// Config configures a Responder. A nil *Config means all defaults. New
+// copies what it needs; the Config may be reused afterwards.
 type Config struct {
 	// Netns is the path of the network namespace served
 	// (/var/run/netns/x, /proc/<pid>/ns/net); empty is the caller's own.
@@ -128,7 +132,7 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Stats is a snapshot of a Responder's counters. Every frame the responder
+// Stats is a snapshot of a Responder's counters, owned by the caller. Every frame the responder
 // read is counted in Requests and in exactly one of Replies, WriteErrors or
 // Ignored.
 type Stats struct {
@@ -211,7 +215,7 @@ func New(cfg *Config) (*Responder, error) {
 		return nil, fmt.Errorf("%w: negative rescan interval %v", ErrInvalidConfig, cfg.Rescan)
 	}
 	r := &Responder{
-		sel:     cfg.Selector,
+		sel:     Selector{Prefix: cfg.Selector.Prefix, Names: slices.Clone(cfg.Selector.Names)},
 		pol:     pol,
 		rescan:  cfg.Rescan,
 		links:   cfg.Links,
