@@ -72,9 +72,8 @@
 // # The VXLAN port is never a translated source port (Calico #12244)
 //
 // In Calico a masqueraded flow (host traffic into the tunnel) could be given
-// source port 4789; its replies,
-// not tracked because of a NOTRACK rule for VXLAN, then hit the VXLAN
-// allow-list and were dropped. The fix there is a port range without 4789.
+// source port 4789; its replies, not tracked because of a NOTRACK rule for
+// VXLAN, then hit the VXLAN allow-list and were dropped. The fix there is a port range without 4789.
 // tabby cannot write that range for masquerade: github.com/google/nftables
 // v0.3.0 encodes a masq expression either with flags or with port
 // registers, never both, and without the NF_NAT_RANGE_PROTO_SPECIFIED flag
@@ -92,13 +91,18 @@
 //     translated source. Other tools' translations (no mark) are not
 //     touched, even if they keep an original source port 4789.
 //
+// TestKernelPortGuard forces a translation onto port 4789 (with and without
+// the mark) to check both cases; TestKernelMasquerade checks that a pod
+// sending from port 4789 leaves from another one.
+//
 // # Reconciling
 //
 // SetDesired validates (typed *ValidationError wrapping ErrInvalidPrefix,
 // ErrWrongFamily, ErrNoPools, ErrInvalidInterface) and stores the state in
 // memory; invalid input changes nothing. Sync reads the table back (sets,
-// elements, chains, rules; rules are recognised by a comment carrying a
-// hash of their text) and sends one transaction:
+// elements, chains, rules; a rule is recognised by its comment, which
+// carries a hash of its text, and by its expressions) and sends one
+// transaction:
 //   - nothing differs: nothing is sent (no Flush at all);
 //   - only set contents differ: just the added and removed elements;
 //   - anything else differs (missing table, a changed rule or chain, a
@@ -110,13 +114,16 @@
 //
 // # Namespaces, seam and tests
 //
-// Dial(fd) opens a connection in the network namespace fd refers to
-// (nftables.WithNetNSFd); the caller's threads never change namespace. The
+// Open(fd, cfg), or New over Dial(fd), works in the network namespace fd
+// refers to (nftables.WithNetNSFd); the caller's threads never change
+// namespace. The
 // Manager uses the Conn interface, the few *nftables.Conn methods it calls;
 // nattest.Conn is an in-memory, transactional implementation for tests that
 // run without root. Render prints the intended table and Dump the kernel's
 // (decoded from its rule expressions), both in `nft list table` style;
 // kernel tests check that they are equal.
+//
+// Other systems than Linux get stubs returning ErrUnsupported.
 //
 // # IPv6
 //
