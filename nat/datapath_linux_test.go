@@ -217,7 +217,7 @@ func TestKernelMasquerade(t *testing.T) {
 	}
 	tp.pod1.MustPing(t, internet)
 	sendUDP(t, tp.pod1, "10.244.1.2:4789", "198.51.100.2:5000", "snat")
-	lo, hi := nat.MasqueradePortRange(nat.DefaultVXLANPort)
+	lo, hi := nat.SNATPortRange(nat.DefaultVXLANPort)
 	if msg, from := recvUDP(t, ln); msg != "snat" || from.Addr() != addr("192.0.2.1") || from.Port() < lo || from.Port() > hi {
 		t.Fatalf("SNAT: got %q from %s", msg, from)
 	}

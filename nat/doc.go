@@ -50,7 +50,7 @@
 // every pool and outside Desired.ExcludeDestinations is masqueraded with
 // fully random source ports (which avoids the SNAT port race of concurrent
 // UDP flows). With Desired.SNATTo it is SNAT to that address instead, UDP
-// with the port range of MasqueradePortRange.
+// with the port range of SNATPortRange.
 //
 // VXLAN allow-list: UDP to the VXLAN port of this node (input hook) is
 // dropped unless it comes from an address in Desired.VXLANPeers, the
@@ -79,7 +79,7 @@
 // registers, never both, and without the NF_NAT_RANGE_PROTO_SPECIFIED flag
 // the kernel ignores the registers. So:
 //   - SNAT to a fixed address (the nat expression carries both) uses the
-//     range MasqueradePortRange(VXLANPort) for UDP, e.g. 4790-65535.
+//     range SNATPortRange(VXLANPort) for UDP, e.g. 4790-65535.
 //   - Masquerade stays fully random and tabby's rule sets PortGuardMark on
 //     the packet that creates the translation. The chain nat_port_guard,
 //     right after source NAT, drops such a packet if it now leaves with UDP

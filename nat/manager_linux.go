@@ -79,7 +79,7 @@ func New(conn Conn, cfg *Config) (*Manager, error) {
 		c.VXLANPort = DefaultVXLANPort
 	}
 	if c.VXLANPort < 1024 {
-		// The masquerade port range [VXLANPort+1, 65535] or
+		// The SNAT port range [VXLANPort+1, 65535] or
 		// [1024, VXLANPort-1] must stay within unprivileged ports.
 		return nil, &ValidationError{Field: "Config.VXLANPort", Value: fmt.Sprint(c.VXLANPort), Err: ErrInvalidConfig}
 	}

@@ -483,7 +483,7 @@ func poolRules(cfg Config, snat netip.Addr) []ruleModel {
 	}
 	// SNAT to a fixed address: the nat expression carries both a port range
 	// and flags, so UDP gets a range without the VXLAN port.
-	lo, hi := MasqueradePortRange(cfg.VXLANPort)
+	lo, hi := SNATPortRange(cfg.VXLANPort)
 	a := snat.As4()
 	udp := newRule("nat-udp", func(sets map[string]*nftables.Set) []expr.Any {
 		return append(natMatch(sets, cfg.PortGuardMark),

@@ -135,10 +135,10 @@ const (
 	ChainPrerouting  = "prerouting"     // filter, raw: workload source guard
 )
 
-// MasqueradePortRange returns the source ports SNAT to a fixed address may
+// SNATPortRange returns the source ports SNAT to a fixed address may
 // pick for UDP: every unprivileged port on the far side of vxlanPort, so that
 // a translated flow can never use the VXLAN port (Calico #12244).
-func MasqueradePortRange(vxlanPort uint16) (lo, hi uint16) {
+func SNATPortRange(vxlanPort uint16) (lo, hi uint16) {
 	if vxlanPort < 32768 {
 		return vxlanPort + 1, 65535
 	}

@@ -376,9 +376,9 @@ func TestConfigChangeRebuilds(t *testing.T) {
 	}
 }
 
-func TestMasqueradePortRangeExcludesVXLANPort(t *testing.T) {
+func TestSNATPortRangeExcludesVXLANPort(t *testing.T) {
 	for _, p := range []uint16{1024, 4789, 8472, 32767, 32768, 65535} {
-		lo, hi := nat.MasqueradePortRange(p)
+		lo, hi := nat.SNATPortRange(p)
 		if lo > hi || (p >= lo && p <= hi) || lo < 1024 {
 			t.Errorf("port %d: range %d-%d", p, lo, hi)
 		}
