@@ -8,7 +8,6 @@ import (
 	"net/netip"
 
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // ensureDevice makes sure the VXLAN device exists with the configured
@@ -147,14 +146,14 @@ func (m *Manager) ensureAddr(link netlink.Link) (int, error) {
 		if p.Addr().IsLinkLocalUnicast() {
 			continue
 		}
-		if err := m.nl.AddrDel(link, &a); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+		if err := m.nl.AddrDel(link, &a); err != nil && !isErrno(err, errAddrNotAvail) {
 			errs = append(errs, fmt.Errorf("vxlan: remove stale address %s from %s: %w", p, m.cfg.Device, err))
 			continue
 		}
 		writes++
 	}
 	if !found {
-		if err := m.nl.AddrAdd(link, &netlink.Addr{IPNet: ipNet(want)}); err != nil && !errors.Is(err, unix.EEXIST) {
+		if err := m.nl.AddrAdd(link, &netlink.Addr{IPNet: ipNet(want)}); err != nil && !isErrno(err, errExist) {
 			errs = append(errs, fmt.Errorf("vxlan: add address %s to %s: %w", want, m.cfg.Device, err))
 		} else if err == nil {
 			writes++
@@ -182,5 +181,5 @@ func prefixOfAddr(n *net.IPNet) (netip.Prefix, bool) {
 
 func isNotFound(err error) bool {
 	var lnf netlink.LinkNotFoundError
-	return errors.As(err, &lnf) || errors.Is(err, unix.ENODEV) || errors.Is(err, unix.ENOENT)
+	return errors.As(err, &lnf) || isErrno(err, errNoDev, errNoEnt)
 }

@@ -180,7 +180,7 @@ func TestFakeStaleFromEarlierRun(t *testing.T) {
 	vx, _ := k.LinkByName("vxlan.calico")
 	eth0, _ := k.LinkByName("eth0")
 	foreign := []*netlink.Route{
-		{Dst: ipnet("10.99.0.0/16"), Gw: net.ParseIP("10.4.7.1"), LinkIndex: eth0.Attrs().Index, Protocol: unix.RTPROT_BOOT},
+		{Dst: ipnet("10.99.0.0/16"), Gw: net.ParseIP("10.4.7.1"), LinkIndex: eth0.Attrs().Index, Protocol: 3 /* RTPROT_BOOT */},
 		{Dst: ipnet("10.244.235.130/32"), LinkIndex: eth0.Attrs().Index, Scope: netlink.SCOPE_LINK, Protocol: vxlan.DefaultRouteProtocol},
 	}
 	for _, r := range foreign {

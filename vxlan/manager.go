@@ -11,7 +11,6 @@ import (
 	"sync"
 
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // Netlink is the part of *netlink.Handle the Manager uses. Both
@@ -42,8 +41,6 @@ var _ Netlink = (*netlink.Handle)(nil)
 type routeIterator interface {
 	RouteListFilteredIter(family int, filter *netlink.Route, filterMask uint64, f func(netlink.Route) bool) error
 }
-
-var _ routeIterator = (*netlink.Handle)(nil)
 
 // Result describes the last Sync: what it wrote and what is in place.
 type Result struct {
@@ -409,7 +406,7 @@ func (m *Manager) apply(s step) error {
 		}
 	case addRoute:
 		err = m.nl.RouteAdd(m.nlRoute(s.Route))
-		if errors.Is(err, unix.EEXIST) {
+		if isErrno(err, errExist) {
 			err = fmt.Errorf("%w: %w", ErrRouteConflict, err)
 		}
 	case replaceRoute:
@@ -429,7 +426,7 @@ func (m *Manager) apply(s step) error {
 }
 
 func isGone(err error) bool {
-	return errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESRCH) || errors.Is(err, unix.ENODEV)
+	return isErrno(err, errNoEnt, errSrch, errNoDev)
 }
 
 func cmpString(a, b string) int {
