@@ -13,7 +13,8 @@ import (
 )
 
 // Announcement is what one node tells the others: where its pod blocks and
-// borrowed addresses live and how to reach its VXLAN endpoint.
+// borrowed addresses live and how to reach its VXLAN endpoint. It is a plain
+// value (Announce and Watch copy it); not safe for concurrent mutation.
 type Announcement struct {
 	// Node is the node name: 1-253 bytes of [a-z0-9.-_] (case-insensitive
 	// letters allowed), no "/".

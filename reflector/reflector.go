@@ -26,12 +26,14 @@ const (
 // Validator checks that node owns what it announces: every block must be
 // affine to node in IPAM and every address assigned to it. It returns nil
 // if all is owned, an error saying what is not otherwise. The examples wire
-// it to ipam; tests use a map.
+// it to ipam; tests use a map. Every watching Reflector calls it from its
+// own goroutine, so implementations must be safe for concurrent use.
 type Validator interface {
 	Owns(ctx context.Context, node string, blocks []netip.Prefix, addrs []netip.Addr) error
 }
 
-// ValidatorFunc adapts a function to Validator.
+// ValidatorFunc adapts a function to Validator (as safe for concurrent use as
+// the function).
 type ValidatorFunc func(ctx context.Context, node string, blocks []netip.Prefix, addrs []netip.Addr) error
 
 // Owns calls f.
@@ -39,7 +41,7 @@ func (f ValidatorFunc) Owns(ctx context.Context, node string, blocks []netip.Pre
 	return f(ctx, node, blocks, addrs)
 }
 
-// Config configures a Reflector. A nil *Config means defaults.
+// Config configures a Reflector. A nil *Config means defaults. New copies it.
 type Config struct {
 	// Prefix of the announcement keys; default DefaultPrefix. Must end in
 	// "/".
@@ -126,8 +128,9 @@ type Announcer struct {
 
 // Announce writes a and keeps it alive with heartbeats until Stop. The
 // first write happens before Announce returns (its error is returned and
-// nothing keeps running). A record left by an earlier run of the same node
-// is taken over.
+// nothing keeps running); ctx bounds that write only, Stop ends the
+// heartbeats. A record left by an earlier run of the same node is taken
+// over.
 func (r *Reflector) Announce(ctx context.Context, a Announcement) (*Announcer, error) {
 	na, err := a.normalize()
 	if err != nil {

@@ -12,7 +12,8 @@ import (
 	"github.com/tabbynet/tabby/datastore"
 )
 
-// Snapshot is the set of live, validated peers at one point.
+// Snapshot is the set of live, validated peers at one point. Each delivery is
+// a fresh deep copy owned by the reader.
 type Snapshot struct {
 	// Peers sorted by node name, without the watching node itself.
 	Peers []Announcement

@@ -14,7 +14,8 @@ import (
 )
 
 // Netlink is the part of *netlink.Handle the Manager uses. Both
-// *netlink.Handle and *netlinktest.Kernel satisfy it.
+// *netlink.Handle and *netlinktest.Kernel satisfy it. The Manager calls it
+// from Sync only, one call at a time.
 type Netlink interface {
 	LinkByName(name string) (netlink.Link, error)
 	LinkAdd(link netlink.Link) error
@@ -42,7 +43,8 @@ type routeIterator interface {
 	RouteListFilteredIter(family int, filter *netlink.Route, filterMask uint64, f func(netlink.Route) bool) error
 }
 
-// Result describes the last Sync: what it wrote and what is in place.
+// Result describes the last Sync: what it wrote and what is in place. It is a
+// copy, safe to keep and read from any goroutine.
 type Result struct {
 	// Writes is the number of successful kernel writes.
 	Writes int

@@ -47,7 +47,7 @@ var (
 )
 
 // Mode says how peers are reached. The zero value is invalid; in a Config
-// zero means ModeAlways.
+// zero means ModeAlways. Values are safe for concurrent use.
 type Mode int
 
 const (
@@ -80,7 +80,8 @@ func ParseMode(s string) (Mode, error) {
 }
 
 // ChecksumOffload selects the TX checksum-offload workaround. The zero value
-// is invalid; in a Config zero means ChecksumAuto.
+// is invalid; in a Config zero means ChecksumAuto. Values are safe for
+// concurrent use.
 type ChecksumOffload int
 
 const (
@@ -108,14 +109,15 @@ func (c ChecksumOffload) String() string {
 
 // Offloader sets TX checksum offload on a device. The default uses the
 // SIOCETHTOOL ioctl (ETHTOOL_STXCSUM) inside Config.Namespace; tests inject
-// their own.
+// their own. A Manager calls it from Sync, one call at a time.
 type Offloader interface {
 	SetTxChecksum(device string, on bool) error
 }
 
 // Peer is another node as seen by this one. For one Manager (one address
 // family) NodeIP may be of either family, TunnelIP, Blocks and Addrs are of
-// the Manager's family.
+// the Manager's family. A Peer is a plain value: SetPeers copies it, so the
+// caller may reuse it; it is not safe for concurrent mutation.
 type Peer struct {
 	// Name is the node name, unique among peers.
 	Name string
@@ -134,7 +136,8 @@ type Peer struct {
 }
 
 // Config configures a Manager. A nil *Config is invalid (Parent, LocalAddr
-// and TunnelAddr have no defaults); zero fields get defaults.
+// and TunnelAddr have no defaults); zero fields get defaults. New copies it;
+// it is not safe for concurrent mutation while New reads it.
 type Config struct {
 	// Device is the VXLAN device name; default DefaultDevice
 	// (DefaultDeviceV6 for an IPv6 TunnelAddr).
