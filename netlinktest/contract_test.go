@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/tabbynet/tabby/internal/kerneltest"
@@ -36,6 +37,7 @@ type testNS struct {
 	fd        int
 	sys       sysctler
 	subscribe func(ch chan<- netlink.LinkUpdate, done <-chan struct{}) error
+	destroy   func() // deletes the namespace (like `ip netns del` with nothing else holding it)
 }
 
 // world makes namespaces: fresh ones with lo up, all on one machine.
@@ -58,7 +60,8 @@ func fakeWorld(t *testing.T) world {
 		if err := k.LinkSetUp(lo); err != nil {
 			t.Fatal(err)
 		}
-		return &testNS{h: k, fd: k.Fd(), sys: k, subscribe: k.LinkSubscribe}
+		return &testNS{h: k, fd: k.Fd(), sys: k, subscribe: k.LinkSubscribe,
+			destroy: func() { ok(t, m.DeleteNamespace(k.Path()), "delete namespace") }}
 	}
 }
 
@@ -71,6 +74,15 @@ func kernelWorld(t *testing.T) world {
 			h: ns.Handle, fd: int(ns.NS), sys: ns.Sysctl(),
 			subscribe: func(ch chan<- netlink.LinkUpdate, done <-chan struct{}) error {
 				return netlink.LinkSubscribeAt(ns.NS, ch, done)
+			},
+			destroy: func() {
+				// Drop every reference so that the kernel destroys it;
+				// kerneltest's cleanup then finds nothing left to do.
+				ns.Handle.Close()
+				ns.Handle = nil
+				ok(t, ns.NS.Close(), "close namespace")
+				ns.NS = netns.None()
+				ok(t, netns.DeleteNamed(ns.Name), "unbind namespace")
 			},
 		}
 	}
@@ -92,6 +104,7 @@ var contracts = []struct {
 	{"VxlanAndFDB", contractVxlanFDB},
 	{"Sysctls", contractSysctls},
 	{"LinkSubscribe", contractSubscribe},
+	{"NamespaceDeletion", contractNamespaceDeletion},
 	{"IPv6", contractIPv6},
 	{"IPv6Autoconf", contractIPv6Autoconf},
 }
@@ -444,6 +457,12 @@ func contractVethAcrossNS(t *testing.T, w world) {
 		t.Fatalf("same-namespace pair made elsewhere: netnsid %d", l.Attrs().NetNsID)
 	}
 	link(t, b, "nsv3")
+
+	// Moving an end back next to its peer: no link-netnsid any more.
+	ok(t, b.h.LinkSetNsFd(link(t, b, "mvb"), a.fd), "move back")
+	if l := link(t, a, "mvb"); l.Attrs().NetNsID != -1 || link(t, a, "mva").Attrs().NetNsID != -1 {
+		t.Fatalf("after moving back: netnsid %d / %d", l.Attrs().NetNsID, link(t, a, "mva").Attrs().NetNsID)
+	}
 
 	// Deleting either end deletes the pair.
 	ok(t, b.h.LinkDel(pod), "delete the pod end")
@@ -940,4 +959,23 @@ func contractSubscribe(t *testing.T, w world) {
 	waitFor("RTM_DELLINK sb", func(u netlink.LinkUpdate) bool {
 		return u.Header.Type == unix.RTM_DELLINK && u.Link.Attrs().Name == "sb"
 	})
+}
+
+func contractNamespaceDeletion(t *testing.T, w world) {
+	a, b := w(t), w(t)
+	ok(t, a.h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "host0"}, PeerName: "eth0", PeerNamespace: netlink.NsFd(b.fd)}), "veth")
+	ok(t, a.h.LinkAdd(veth("keep0", "keep1")), "a pair that stays")
+	host0 := link(t, a, "host0")
+	ok(t, a.h.RouteAdd(&netlink.Route{Dst: ipnet("10.244.1.0/24"), Type: unix.RTN_BLACKHOLE}), "unrelated route")
+	ok(t, a.h.LinkSetUp(host0), "up")
+	ok(t, a.h.RouteAdd(&netlink.Route{LinkIndex: host0.Attrs().Index, Dst: ipnet("10.244.2.5/32"), Scope: netlink.SCOPE_LINK}), "route via host0")
+	b.destroy()
+	eventually(t, func() error { // the kernel destroys namespaces in a workqueue
+		if _, err := a.h.LinkByName("host0"); err == nil {
+			return fmt.Errorf("host0 still there after its peer's namespace went")
+		}
+		return nil
+	})
+	link(t, a, "keep0")
+	sameSet(t, "routes after the peer namespace went", routes(t, a), withLo("table=254 type=6 10.244.1.0/24 dev=- proto=3 scope=0"))
 }
