@@ -41,7 +41,10 @@ func TestTLSAndAuth(t *testing.T) {
 	srv := etcdtest.New(t, &etcdtest.Options{TLS: true})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	tlsCfg := etcd.Config{Endpoints: srv.Endpoints(), CAFile: srv.CAFile(), CertFile: srv.CertFile(), KeyFile: srv.KeyFile()}
+	// A generous DialTimeout: with a username New authenticates, and the
+	// machine running the tests may be loaded.
+	tlsCfg := etcd.Config{Endpoints: srv.Endpoints(), CAFile: srv.CAFile(), CertFile: srv.CertFile(), KeyFile: srv.KeyFile(),
+		DialTimeout: 30 * time.Second}
 	admin := newStore(t, tlsCfg)
 	if _, err := admin.Create(ctx, "/tls/a", []byte("1")); err != nil {
 		t.Fatalf("create over TLS: %v", err)

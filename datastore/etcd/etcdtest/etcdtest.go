@@ -108,6 +108,7 @@ func (s *Server) start() error {
 	cfg.AdvertisePeerUrls = []url.URL{peer}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
 	cfg.UnsafeNoFsync = true
+	cfg.BcryptCost = 4 // bcrypt.MinCost: auth tests stay quick
 	cfg.TickMs = 20
 	cfg.ElectionMs = 200
 	cfg.LogLevel = "error"
