@@ -767,6 +767,24 @@ func contractNeighbours(t *testing.T, w world) {
 	isErr(t, n.h.NeighDel(&netlink.Neigh{LinkIndex: idx, IP: net.ParseIP("10.244.3.0")}), unix.ENOENT, "delete again")
 	isErr(t, n.h.NeighAdd(&netlink.Neigh{LinkIndex: 9999, State: netlink.NUD_PERMANENT, IP: ip, HardwareAddr: mac1}), unix.ENODEV, "missing link")
 	isErr(t, n.h.NeighAdd(&netlink.Neigh{State: netlink.NUD_PERMANENT, IP: ip, HardwareAddr: mac1}), unix.EINVAL, "no link")
+	// Carrier loss keeps only permanent entries (asynchronously on the
+	// kernel: linkwatch).
+	ok(t, n.h.NeighAdd(&netlink.Neigh{LinkIndex: idx, State: netlink.NUD_REACHABLE, IP: net.ParseIP("10.244.3.0"), HardwareAddr: mac1}), "reachable")
+	ok(t, n.h.NeighAdd(&netlink.Neigh{LinkIndex: idx, State: netlink.NUD_STALE, IP: net.ParseIP("10.244.4.0"), HardwareAddr: mac1}), "stale")
+	ok(t, n.h.LinkSetDown(link(t, n, "vb")), "peer down")
+	eventually(t, func() error {
+		if got := neighs(t, n, idx, netlink.FAMILY_V4); !slices.Equal(got, one(mac2)) {
+			return fmt.Errorf("neighbours after carrier loss: %v", got)
+		}
+		return nil
+	})
+	ok(t, n.h.LinkSetUp(link(t, n, "vb")), "peer up")
+	// A new MAC address flushes every neighbour, permanent ones too.
+	ok(t, n.h.LinkSetHardwareAddr(va, net.HardwareAddr{0xee, 0xee, 0xee, 0xee, 0xee, 0xee}), "new MAC")
+	sameSet(t, "neighbours after a MAC change", neighs(t, n, idx, netlink.FAMILY_V4), nil)
+	ok(t, n.h.NeighSet(&other), "set again")
+	ok(t, n.h.LinkSetMTU(va, 1400), "MTU change")
+	sameSet(t, "neighbours survive an MTU change", neighs(t, n, idx, netlink.FAMILY_V4), one(mac2))
 	ok(t, n.h.LinkSetDown(va), "down")
 	sameSet(t, "neighbours after link down (permanent ones too)", neighs(t, n, idx, netlink.FAMILY_V4), nil)
 	ok(t, n.h.NeighAdd(ne), "neigh add on a down link")

@@ -1,6 +1,7 @@
 package netlinktest
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -703,6 +704,9 @@ func (ns *namespace) setUp(l *link, up bool) {
 	if p := l.peer; p != nil {
 		p.ns.notifyLink(p, abi.RTM_NEWLINK) // its carrier changed
 		p.ns.autoconf(p)
+		if !up && p.up {
+			p.ns.neighCarrierDown(p)
+		}
 	}
 }
 
@@ -739,7 +743,10 @@ func (k *Kernel) LinkSetHardwareAddr(lk netlink.Link, hw net.HardwareAddr) error
 		if err := validMAC(hw); err != nil {
 			return err
 		}
-		l.hw = append(net.HardwareAddr(nil), hw...)
+		if !bytes.Equal(l.hw, hw) {
+			l.hw = append(net.HardwareAddr(nil), hw...)
+			k.ns.neighChangeAddr(l)
+		}
 		k.ns.notifyLink(l, abi.RTM_NEWLINK)
 		return nil
 	})
@@ -875,6 +882,9 @@ func (k *Kernel) LinkSetNsFd(lk netlink.Link, fd int) error {
 			l.up = false
 			if p := l.peer; p != nil {
 				p.ns.notifyLink(p, abi.RTM_NEWLINK)
+				if p.up {
+					p.ns.neighCarrierDown(p)
+				}
 			}
 		}
 		from.detach(l)

@@ -79,6 +79,32 @@ func (ns *namespace) flushNeighs(l *link, gone bool) {
 	ns.neighs = kept
 }
 
+// neighCarrierDown is neigh_carrier_down: a link that loses carrier keeps
+// only its permanent neighbours.
+func (ns *namespace) neighCarrierDown(l *link) {
+	kept := ns.neighs[:0]
+	for _, n := range ns.neighs {
+		if n.link == l.index && n.family != abi.AF_BRIDGE && n.state&abi.NUD_PERMANENT == 0 {
+			continue
+		}
+		kept = append(kept, n)
+	}
+	ns.neighs = kept
+}
+
+// neighChangeAddr is neigh_changeaddr: a new MAC address flushes every
+// neighbour of the link, permanent ones too (not its FDB).
+func (ns *namespace) neighChangeAddr(l *link) {
+	kept := ns.neighs[:0]
+	for _, n := range ns.neighs {
+		if n.link == l.index && n.family != abi.AF_BRIDGE {
+			continue
+		}
+		kept = append(kept, n)
+	}
+	ns.neighs = kept
+}
+
 type neighMode int
 
 const (
