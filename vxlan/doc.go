@@ -8,8 +8,9 @@
 // record the desired state; Sync lists what the kernel holds, diffs it
 // against that state and writes only the difference: a Sync with nothing to
 // change makes zero kernel writes, one new peer with one block makes three
-// (neighbour, FDB, then the route, so the kernel never ARPs for the
-// gateway). Stale entries are removed even when an earlier run left them.
+// (FDB entry, neighbour, then the route, so the kernel never ARPs for the
+// gateway; FDB first so that a peer's new MAC is reachable before the
+// neighbour points at it). Stale entries are removed even when an earlier run left them.
 //
 // # What the package owns
 //

@@ -229,8 +229,8 @@ func TestFakeInjectedFailures(t *testing.T) {
 		nth  int
 		what string // in the error
 	}{
-		{"NeighSet", 1, "set neigh 10.244.189.64"},   // worker2's neighbour (sorted by IP: 10.244.189 < 10.244.219)
-		{"NeighSet", 3, "set fdb 66:a1:d3:0e:5b:01"}, // master's FDB entry
+		{"NeighSet", 1, "set fdb 66:a1:d3:0e:5b:01"}, // master's FDB entry (FDB first, sorted by MAC)
+		{"NeighSet", 3, "set neigh 10.244.189.64"},   // worker2's neighbour (sorted by IP)
 		{"RouteAdd", 2, "add route"},
 		{"LinkAdd", 1, "add device"},
 		{"AddrAdd", 1, "add address"},

@@ -158,7 +158,7 @@ func (s step) String() string {
 	return fmt.Sprintf("%s %s", s.Action, s.Route)
 }
 
-// plan diffs want against have. Order: neighbours, FDB entries, then routes
+// plan diffs want against have. Order: FDB entries, neighbours, then routes
 // that need them (so the kernel never resolves a gateway by ARP), then
 // deletions: stale routes first, then stale neighbours and FDB entries.
 // Within each group steps are sorted, so plans are deterministic.
@@ -184,7 +184,7 @@ func plan(want, have state) []step {
 		sets = append(sets, step{Action: setNeigh, Peer: n.Peer, Neigh: n})
 	}
 	sortSteps(sets)
-	out = append(out, sets...)
+	neighSets := sets
 
 	// FDB: keyed by (MAC, dst); a MAC may appear with several destinations.
 	haveF := make(map[mac][]netip.Addr, len(have.FDB))
@@ -215,7 +215,10 @@ func plan(want, have state) []step {
 		}
 	}
 	sortSteps(sets)
+	// FDB entries before neighbours: when a peer's MAC changes, the new
+	// MAC is reachable before the neighbour entry points at it.
 	out = append(out, sets...)
+	out = append(out, neighSets...)
 
 	// Routes: keyed by destination.
 	haveR := make(map[netip.Prefix]route, len(have.Routes))

@@ -84,13 +84,13 @@ func TestPlan(t *testing.T) {
 		want state
 		plan string
 	}{
-		{"empty to one peer", want(ModeAlways), want(ModeAlways, p2), `set neigh 10.244.2.0 lladdr 02:00:00:00:00:02
-set fdb 02:00:00:00:00:02 dst 10.4.7.62
+		{"empty to one peer", want(ModeAlways), want(ModeAlways, p2), `set fdb 02:00:00:00:00:02 dst 10.4.7.62
+set neigh 10.244.2.0 lladdr 02:00:00:00:00:02
 add route 10.244.2.0/26 via 10.244.2.0 dev #5 onlink`},
 		{"no-op", want(ModeAlways, p2, p3), want(ModeAlways, p2, p3), ``},
 		{"blackhole from scratch", state{}, want(ModeAlways), `add route blackhole 10.244.1.0/26`},
-		{"mac change", want(ModeAlways, p2), want(ModeAlways, p2b), `set neigh 10.244.2.0 lladdr 02:00:00:00:00:22
-set fdb 02:00:00:00:00:22 dst 10.4.7.62
+		{"mac change", want(ModeAlways, p2), want(ModeAlways, p2b), `set fdb 02:00:00:00:00:22 dst 10.4.7.62
+set neigh 10.244.2.0 lladdr 02:00:00:00:00:22
 del fdb 02:00:00:00:00:02 dst 10.4.7.62`},
 		{"peer removed", want(ModeAlways, p2, p3), want(ModeAlways, p3), `del route 10.244.2.0/26 via 10.244.2.0 dev #5 onlink
 del neigh 10.244.2.0 lladdr 02:00:00:00:00:02
