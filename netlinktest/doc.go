@@ -58,8 +58,11 @@
 //     the found index is stored in the argument).
 //   - Addresses install the kernel's routes: the local route (table local)
 //     always, the prefix and broadcast routes while the link is up;
-//     secondaries, deleting a primary with its secondaries, IPv6 addresses
-//     flushed on link down.
+//     secondaries, deleting a primary with its secondaries. IPv6: the scope
+//     comes from the address, every address gets its prefix route (also
+//     /128), addresses are flushed on link down, and a link with carrier
+//     gets its EUI-64 link-local address, fe80::/64 and ff00::/8 (without
+//     duplicate address detection: never tentative).
 //   - Routes: EEXIST when (table, destination, TOS, metric) is taken, for
 //     any protocol; replace overwrites that slot; delete matches every field
 //     the request carries, the scope always (netlink sends 0 = universe), and
@@ -69,7 +72,8 @@
 //     local ones, link delete removes all; RTNH_F_LINKDOWN is reported while
 //     the device is up without carrier.
 //   - Neighbours: add/set/append semantics (append does not override a
-//     valid entry), all of them flushed on link down; FDB entries on vxlan
+//     valid entry); carrier loss keeps only permanent ones, link down and a
+//     MAC change flush them all; FDB entries on vxlan
 //     devices (Family AF_BRIDGE, NTF_SELF): one remote per unicast MAC, more
 //     with NeighAppend on the all-zeros MAC, permanent ones survive link
 //     down, EOPNOTSUPP for NeighSet on the all-zeros entry.
@@ -81,12 +85,18 @@
 //     link's keys exist while it does, start from conf/default, follow
 //     renames; all/forwarding propagates.
 //
-// Not modelled: IPv6 autoconfiguration (link-local addresses, fe80::/64 and
-// ff00::/8 routes, DAD), per-device multicast FDB entries of non-vxlan
-// devices, neighbour timers and resolution, multipath routes, policy rules,
-// traffic. The kernel may send several link updates for one change where
-// the fake sends one. Dummy devices follow the kernel's driver but cannot be
-// checked on kernels without the dummy module.
+//   - Namespaces: deleting one deletes its links, and with them their veth
+//     peers elsewhere and every route through those.
+//
+// Not modelled: duplicate address detection and neighbour timers and
+// resolution (the fake shows settled state at once, where the kernel gets
+// there asynchronously: carrier, operstate, RTNH_F_LINKDOWN, IPv6 local
+// routes), per-device multicast FDB entries of non-vxlan devices, multipath
+// routes, policy rules, traffic. The kernel may send several link updates
+// for one change where the fake sends one. Dummy devices follow the
+// kernel's driver but cannot be checked on kernels without the dummy
+// module. Off Linux the package builds (Linux semantics) but has no
+// LinkSubscribe.
 //
 // A Kernel is safe for concurrent use: all handles of a machine share one
 // lock. The fake is deterministic: the same calls give the same state,
