@@ -47,6 +47,7 @@
 //     ESRCH, ENETUNREACH, ENETDOWN, EADDRNOTAVAIL, ERANGE, ...), or the
 //     errors netlink itself makes (netlink.LinkNotFoundError from
 //     LinkByName and LinkByIndex, "LinkAttrs.Name cannot be empty").
+//
 //   - Links come back as *netlink.Veth, *netlink.Vxlan, *netlink.Bridge,
 //     *netlink.Dummy or *netlink.Device (lo) with the attributes the kernel
 //     fills: index, name, MTU, TxQLen (netlink sends 0 for a LinkAttrs{}
@@ -56,6 +57,7 @@
 //     namespace; -1 in the same one), MasterIndex, Alias. A link argument is
 //     resolved like netlink does: by Index, or by Name when Index is 0 (and
 //     the found index is stored in the argument).
+//
 //   - Addresses install the kernel's routes: the local route (table local)
 //     always, the prefix and broadcast routes while the link is up;
 //     secondaries, deleting a primary with its secondaries. IPv6: the scope
@@ -63,6 +65,7 @@
 //     /128), addresses are flushed on link down, and a link with carrier
 //     gets its EUI-64 link-local address, fe80::/64 and ff00::/8 (without
 //     duplicate address detection: never tentative).
+//
 //   - Routes: EEXIST when (table, destination, TOS, metric) is taken, for
 //     any protocol; replace overwrites that slot; delete matches every field
 //     the request carries, the scope always (netlink sends 0 = universe), and
@@ -71,16 +74,19 @@
 //     (ENETDOWN); link down removes every route through the link but the
 //     local ones, link delete removes all; RTNH_F_LINKDOWN is reported while
 //     the device is up without carrier.
+//
 //   - Neighbours: add/set/append semantics (append does not override a
 //     valid entry); carrier loss keeps only permanent ones, link down and a
 //     MAC change flush them all; FDB entries on vxlan
 //     devices (Family AF_BRIDGE, NTF_SELF): one remote per unicast MAC, more
 //     with NeighAppend on the all-zeros MAC, permanent ones survive link
 //     down, EOPNOTSUPP for NeighSet on the all-zeros entry.
+//
 //   - Vxlan: attributes kept as given, kernel defaults (port 8472, ageing
 //     300, UDP checksums on), MTU taken from the lower device minus 50 and
 //     clamped to it, EEXIST for a second device with the same VNI and port,
 //     deleted with its lower device.
+//
 //   - Sysctls: the keys and defaults of a fresh namespace on Linux 6.18; a
 //     link's keys exist while it does, start from conf/default, follow
 //     renames; all/forwarding propagates.
