@@ -6,7 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"path/filepath"
+
 	"github.com/tabbynet/tabby/datastore"
+	"github.com/tabbynet/tabby/datastore/bolt"
 	"github.com/tabbynet/tabby/datastore/etcd"
 	"github.com/tabbynet/tabby/datastore/etcd/etcdtest"
 	"github.com/tabbynet/tabby/datastore/memory"
@@ -64,9 +67,27 @@ func etcdStore(t testing.TB) *testStore {
 	return ts
 }
 
-// forStores runs fn on the memory store and on embedded etcd.
+// boltStore: one file, one Store per client (as separate processes on one
+// host would open it); its watches poll for the others' writes.
+func boltStore(t testing.TB) *testStore {
+	path := filepath.Join(t.TempDir(), "tabby.db")
+	return &testStore{
+		name: "bolt",
+		client: func(t testing.TB) datastore.Store {
+			st, err := bolt.Open(context.Background(), path, &bolt.Options{PollInterval: 20 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { st.Close() })
+			return st
+		},
+		compact: func(testing.TB) {}, // bolt trims its log by size only
+	}
+}
+
+// forStores runs fn on the memory store, a bolt file and embedded etcd.
 func forStores(t *testing.T, fn func(*testing.T, *testStore)) {
-	for _, mk := range []func(testing.TB) *testStore{memoryStore, etcdStore} {
+	for _, mk := range []func(testing.TB) *testStore{memoryStore, boltStore, etcdStore} {
 		ts := mk(t)
 		t.Run(ts.name, func(t *testing.T) { fn(t, ts) })
 	}
