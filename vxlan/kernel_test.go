@@ -212,3 +212,57 @@ func TestKernelParentDownUp(t *testing.T) {
 		t.Fatalf("resync: %v %+v", err, m.LastResult())
 	}
 }
+
+// On the real kernel: an incompatible device of the same name (another VNI,
+// learning on) is replaced; compatible drift (MTU, MAC, address, down) is
+// repaired in place.
+func TestKernelDeviceReplaceAndRepair(t *testing.T) {
+	ns := kernelNode(t, "10.4.7.61/24")
+	eth0 := ns.Link(t, "eth0")
+	bad := &netlink.Vxlan{LinkAttrs: netlink.LinkAttrs{Name: "vxlan.calico"}, VxlanId: 1, VtepDevIndex: eth0.Attrs().Index, Port: 4789, Learning: true}
+	if err := ns.Handle.LinkAdd(bad); err != nil {
+		t.Fatal(err)
+	}
+	m, err := New(ns.Handle, &Config{
+		Parent: "eth0", LocalAddr: netip.MustParsePrefix("10.4.7.61/24"),
+		TunnelAddr: netip.MustParseAddr("10.244.235.128"), NodeName: "worker1", Offloader: &fakeOffloader{},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := m.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	v := ns.Link(t, "vxlan.calico").(*netlink.Vxlan)
+	if v.VxlanId != 4096 || v.Learning {
+		t.Fatalf("not replaced: %+v", v)
+	}
+	idx := v.Index
+	want := ns.Dump()
+	if err := ns.Handle.LinkSetMTU(v, 1300); err != nil {
+		t.Fatal(err)
+	}
+	if err := ns.Handle.LinkSetDown(v); err != nil {
+		t.Fatal(err)
+	}
+	if err := ns.Handle.LinkSetHardwareAddr(v, net.HardwareAddr{2, 0, 0, 0, 0, 9}); err != nil {
+		t.Fatal(err)
+	}
+	ns.AddAddr(t, "vxlan.calico", "10.1.2.3/32")
+	if err := ns.Handle.AddrDel(v, &netlink.Addr{IPNet: kerneltest.IPNet("10.244.235.128/32")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := ns.Link(t, "vxlan.calico").Attrs().Index; got != idx {
+		t.Fatalf("compatible drift replaced the device (%d -> %d)", idx, got)
+	}
+	if got := ns.Dump(); got != want {
+		t.Fatalf("not repaired:\n%s\nwant:\n%s", got, want)
+	}
+	if err := m.Sync(ctx); err != nil || m.LastResult().Writes != 0 {
+		t.Fatalf("resync: %v %+v", err, m.LastResult())
+	}
+}
