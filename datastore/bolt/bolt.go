@@ -154,7 +154,8 @@ func (s *Store) Path() string { return s.path }
 
 // lock is the cross-process file lock held for one operation.
 type lock struct {
-	f *os.File
+	f   *os.File
+	rev int64 // set by a committing write: published after the commit
 }
 
 // publish records rev in the lock file so that watches in other processes
@@ -258,6 +259,10 @@ func (s *Store) do(ctx context.Context, op string, write bool, fn func(*bbolt.Tx
 	defer db.Close()
 	if write {
 		err = db.Update(func(tx *bbolt.Tx) error { return fn(tx, l) })
+		if err == nil && l.rev > 0 {
+			// Still under the lock, so revisions are published in order.
+			l.publish(l.rev)
+		}
 	} else {
 		err = db.View(func(tx *bbolt.Tx) error { return fn(tx, l) })
 	}
@@ -446,9 +451,7 @@ func (s *Store) txn(ctx context.Context, single bool, ops []datastore.Op) (int64
 			return err
 		}
 		wrote = true
-		// Written before the commit is visible to anyone else: the lock is
-		// still ours until do returns.
-		l.publish(rev)
+		l.rev = rev
 		return nil
 	})
 	if err != nil {

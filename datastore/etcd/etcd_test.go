@@ -111,7 +111,7 @@ func TestConfigErrors(t *testing.T) {
 // TestUnreachable: nothing listens; every call returns ErrUnavailable by
 // the caller's deadline (or RequestTimeout without one) instead of hanging.
 func TestUnreachable(t *testing.T) {
-	s := newStore(t, etcd.Config{Endpoints: []string{"127.0.0.1:1"}, RequestTimeout: 2 * time.Second})
+	s := newStore(t, etcd.Config{Endpoints: []string{"127.0.0.1:1"}, RequestTimeout: time.Second})
 	deadline := func() context.Context {
 		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 		t.Cleanup(cancel)
