@@ -105,6 +105,7 @@ var contracts = []struct {
 	{"Sysctls", contractSysctls},
 	{"LinkSubscribe", contractSubscribe},
 	{"NamespaceDeletion", contractNamespaceDeletion},
+	{"Bridge", contractBridge},
 	{"IPv6", contractIPv6},
 	{"IPv6Autoconf", contractIPv6Autoconf},
 }
@@ -996,4 +997,41 @@ func contractNamespaceDeletion(t *testing.T, w world) {
 	})
 	link(t, a, "keep0")
 	sameSet(t, "routes after the peer namespace went", routes(t, a), withLo("table=254 type=6 10.244.1.0/24 dev=- proto=3 scope=0"))
+}
+
+func contractBridge(t *testing.T, w world) {
+	n := w(t)
+	ok(t, n.h.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br0"}}), "bridge")
+	br := link(t, n, "br0")
+	ok(t, n.h.LinkSetUp(br), "up")
+	state := func(flags, oper string, mtu int) string {
+		return fmt.Sprintf(`*netlink.Bridge br0 mtu=%d txqlen=0 flags=%s oper=%s parent=0 netnsid=-1 master=0 alias="" encap=ether`, mtu, flags, oper)
+	}
+	expectLink(t, n, "br0", state("up|broadcast|multicast|running", "unknown", 1500))
+	ok(t, n.h.LinkAdd(veth("s0", "s1")), "veth")
+	ok(t, n.h.LinkSetMaster(link(t, n, "s0"), br), "enslave a down port")
+	expectLink(t, n, "br0", state("up|broadcast|multicast", "down", 1500))
+	ok(t, n.h.LinkSetUp(link(t, n, "s0")), "port up")
+	ok(t, n.h.LinkSetUp(link(t, n, "s1")), "port's peer up")
+	expectLink(t, n, "br0", state("up|broadcast|multicast|running", "up", 1500))
+	ok(t, n.h.LinkSetMTU(link(t, n, "s0"), 1400), "port MTU")
+	expectLink(t, n, "br0", state("up|broadcast|multicast|running", "up", 1400))
+	ok(t, n.h.LinkSetDown(link(t, n, "s1")), "port loses carrier")
+	expectLink(t, n, "br0", state("up|broadcast|multicast", "down", 1400))
+	ok(t, n.h.LinkSetUp(link(t, n, "s1")), "port's peer up")
+	ok(t, n.h.LinkSetNoMaster(link(t, n, "s0")), "release the last port")
+	expectLink(t, n, "br0", state("up|broadcast|multicast", "down", 1500))
+	ok(t, n.h.LinkSetMTU(br, 1300), "bridge MTU set by hand")
+	ok(t, n.h.LinkSetMaster(link(t, n, "s0"), br), "enslave")
+	ok(t, n.h.LinkAdd(veth("s2", "s3")), "veth")
+	ok(t, n.h.LinkSetMTU(link(t, n, "s2"), 1200), "small port")
+	ok(t, n.h.LinkSetMaster(link(t, n, "s2"), br), "enslave a smaller port")
+	if m := link(t, n, "br0").Attrs().MTU; m != 1300 {
+		t.Fatalf("bridge MTU %d: a hand-set MTU must stay", m)
+	}
+	ok(t, n.h.LinkSetMTU(br, 1500), "bridge MTU above a port's")
+	ok(t, n.h.LinkDel(link(t, n, "s0")), "delete a port")
+	if m := link(t, n, "s2").Attrs().MasterIndex; m != br.Attrs().Index {
+		t.Fatalf("other port's master %d", m)
+	}
 }

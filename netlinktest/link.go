@@ -48,6 +48,9 @@ type link struct {
 	// autoconf is set once IPv6 autoconfiguration ran since the link
 	// last went up.
 	autoconf bool
+	// Bridges: whether it ever had a port, whether its MTU was set by a
+	// user (then ports do not change it).
+	hadPorts, mtuByUser bool
 }
 
 // vxlanConf holds the vxlan attributes the kernel keeps and reports.
@@ -65,10 +68,59 @@ type vxlanConf struct {
 
 // carrier reports whether the device has carrier (IFF_LOWER_UP when up).
 func (l *link) carrier() bool {
-	if l.kind == kindVeth {
+	switch l.kind {
+	case kindVeth:
 		return l.up && l.peer != nil && l.peer.up
+	case kindBridge:
+		// A bridge has carrier while one of its ports has; before it
+		// ever had a port it keeps the carrier it was born with.
+		ports := l.ns.ports(l)
+		if len(ports) == 0 {
+			return l.up && !l.hadPorts
+		}
+		for _, p := range ports {
+			if p.carrier() {
+				return l.up
+			}
+		}
+		return false
 	}
 	return l.up
+}
+
+// ports lists the links enslaved to br.
+func (ns *namespace) ports(br *link) []*link {
+	var out []*link
+	for _, l := range ns.links {
+		if l.master == br.index && l != br {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// bridgeUpdate follows a change of the ports of bridge index i: its MTU
+// tracks the smallest port MTU unless a user set it (br_mtu_auto_adjust),
+// and carrier may have come.
+func (ns *namespace) bridgeUpdate(i int) {
+	br := ns.links[i]
+	if br == nil || br.kind != kindBridge {
+		return
+	}
+	if !br.mtuByUser {
+		mtu := 1500
+		for j, p := range ns.ports(br) {
+			if j == 0 || p.mtu < mtu {
+				mtu = p.mtu
+			}
+		}
+		if br.mtu != mtu {
+			br.mtu = mtu
+			delete(br.sysctl, ipv6MTUKey)
+		}
+	}
+	ns.notifyLink(br, abi.RTM_NEWLINK)
+	ns.autoconf(br)
 }
 
 // rawFlags are the ifinfomsg flags the kernel reports.
@@ -93,6 +145,15 @@ func (l *link) rawFlags() uint32 {
 
 func (l *link) operState() netlink.LinkOperState {
 	if !l.up {
+		return netlink.OperDown
+	}
+	if l.kind == kindBridge {
+		if len(l.ns.ports(l)) == 0 && !l.hadPorts {
+			return netlink.OperUnknown
+		}
+		if l.carrier() {
+			return netlink.OperUp
+		}
 		return netlink.OperDown
 	}
 	if l.kind == kindVeth {
@@ -342,6 +403,9 @@ func (ns *namespace) detach(l *link) {
 	ns.flushNeighs(l, true)
 	l.addrs = nil
 	delete(ns.links, l.index)
+	if l.master != 0 {
+		defer ns.bridgeUpdate(l.master)
+	}
 	for _, o := range ns.sortedLinks() {
 		if o.master == l.index {
 			o.master = 0
@@ -502,6 +566,7 @@ func (k *Kernel) linkAdd(lk netlink.Link) error {
 			return unix.EINVAL
 		}
 		l.mtu = base.MTU
+		l.mtuByUser = true
 		if l.kind == kindVxlan && l.mtu > hi {
 			l.mtu = hi // vxlan_config_apply clamps to the lower device
 		} else if l.mtu > hi {
@@ -701,12 +766,14 @@ func (ns *namespace) setUp(l *link, up bool) {
 	}
 	ns.notifyLink(l, abi.RTM_NEWLINK)
 	ns.autoconf(l)
+	ns.bridgeUpdate(l.master)
 	if p := l.peer; p != nil {
 		p.ns.notifyLink(p, abi.RTM_NEWLINK) // its carrier changed
 		p.ns.autoconf(p)
 		if !up && p.up {
 			p.ns.neighCarrierDown(p)
 		}
+		p.ns.bridgeUpdate(p.master)
 	}
 }
 
@@ -721,10 +788,14 @@ func (k *Kernel) LinkSetMTU(lk netlink.Link, mtu int) error {
 		if mtu < lo || mtu > hi {
 			return unix.EINVAL
 		}
+		if l.kind == kindBridge {
+			l.mtuByUser = true
+		}
 		if l.mtu != mtu {
 			l.mtu = mtu
 			delete(l.sysctl, ipv6MTUKey) // addrconf follows the link MTU
 			k.ns.notifyLink(l, abi.RTM_NEWLINK)
+			k.ns.bridgeUpdate(l.master)
 		}
 		return nil
 	})
@@ -824,9 +895,10 @@ func (k *Kernel) setMaster(lk netlink.Link, idx int, op string) error {
 			return err
 		}
 		if idx == 0 {
-			if l.master != 0 {
+			if old := l.master; old != 0 {
 				l.master = 0
 				k.ns.notifyLink(l, abi.RTM_NEWLINK)
+				k.ns.bridgeUpdate(old)
 			}
 			return nil
 		}
@@ -850,7 +922,9 @@ func (k *Kernel) setMaster(lk netlink.Link, idx int, op string) error {
 			return unix.EBUSY
 		}
 		l.master = idx
+		m.hadPorts = true
 		k.ns.notifyLink(l, abi.RTM_NEWLINK)
+		k.ns.bridgeUpdate(idx)
 		return nil
 	})
 }
