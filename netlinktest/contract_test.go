@@ -893,14 +893,17 @@ func contractSysctls(t *testing.T, w world) {
 	missing("net/ipv4/conf/va/forwarding")
 	ok(t, n.h.LinkAdd(veth("va", "vb")), "veth add")
 	for key, want := range map[string]string{
-		"net/ipv4/conf/va/forwarding":   "0",
-		"net/ipv4/conf/va/proxy_arp":    "0",
-		"net/ipv4/conf/va/rp_filter":    "0",
-		"net/ipv4/neigh/va/proxy_delay": "80",
-		"net/ipv6/conf/va/accept_ra":    "1",
-		"net/ipv6/conf/va/mtu":          "1500",
-		"net/ipv4/ip_forward":           "0",
-		"net/ipv4/conf/all/forwarding":  "0",
+		"net/ipv4/conf/va/forwarding":       "0",
+		"net/ipv4/conf/va/proxy_arp":        "0",
+		"net/ipv4/conf/va/rp_filter":        "0",
+		"net/ipv4/neigh/va/proxy_delay":     "80",
+		"net/ipv6/conf/va/accept_ra":        "1",
+		"net/ipv6/conf/va/mtu":              "1500",
+		"net/ipv4/ip_forward":               "0",
+		"net/ipv4/conf/all/forwarding":      "0",
+		"net/ipv6/neigh/va/retrans_time_ms": "1000",
+		"net/ipv4/ip_nonlocal_bind":         "0",
+		"net/ipv6/conf/va/disable_ipv6":     "0",
 	} {
 		if got := get(key); got != want {
 			t.Fatalf("%s = %q, want %q", key, got, want)
