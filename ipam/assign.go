@@ -186,10 +186,7 @@ func (m *IPAM) autoAssignOnce(ctx context.Context, args AutoAssignArgs, strict b
 		if lb.rec == nil || need == 0 || len(lb.rec.Free) == 0 {
 			return
 		}
-		if !lb.dirty {
-			lb.rec = lb.rec.clone()
-			lb.dirty = true
-		}
+		lb.dirty = true // records in a change are private copies, decoded for it
 		for need > 0 {
 			a, seq, ok := lb.rec.take(args.Handle, args.Host, args.Attrs, now)
 			if !ok {
@@ -387,7 +384,6 @@ func (m *IPAM) AssignIP(ctx context.Context, args AssignIPArgs) (Assigned, error
 			out = Assigned{Addr: a, Block: bc, Pool: p.Name, Seq: seq}
 			claimedFor = aff
 		} else {
-			lb.rec = lb.rec.clone()
 			lb.dirty = true
 			a, seq, ok := lb.rec.takeOrd(ordinal(bc, args.Addr), args.Handle, args.Host, args.Attrs, m.now())
 			if !ok {

@@ -347,10 +347,7 @@ func (c *change) releaseAddr(ctx context.Context, lb *loadedBlock, a netip.Addr,
 	if al == nil || (handle != "" && al.Handle != handle) || (seq != 0 && al.Seq != seq) {
 		return false, nil
 	}
-	if !lb.dirty {
-		lb.rec = lb.rec.clone()
-		lb.dirty = true
-	}
+	lb.dirty = true // records in a change are private copies, decoded for it
 	lh, err := c.handle(ctx, al.Handle)
 	if err != nil {
 		return false, err

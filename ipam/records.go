@@ -121,16 +121,6 @@ func newBlock(pool string, cidr netip.Prefix, affinity string) *blockRec {
 	return b
 }
 
-func (b *blockRec) clone() *blockRec {
-	c := *b
-	c.Free = slices.Clone(b.Free)
-	c.Allocs = maps.Clone(b.Allocs)
-	if c.Allocs == nil {
-		c.Allocs = map[int]*allocRec{}
-	}
-	return &c
-}
-
 // take allocates the longest-free address.
 func (b *blockRec) take(handle, host string, attrs map[string]string, now time.Time) (netip.Addr, uint64, bool) {
 	if len(b.Free) == 0 {
