@@ -17,6 +17,7 @@ import (
 
 	"go.etcd.io/bbolt"
 	bberrors "go.etcd.io/bbolt/errors"
+	"golang.org/x/sync/semaphore"
 	"golang.org/x/sys/unix"
 
 	"github.com/tabbynet/tabby/datastore"
@@ -64,7 +65,9 @@ type Store struct {
 	opts     Options
 	log      *slog.Logger
 
-	sem  chan struct{} // one operation of this process at a time
+	// sem admits, within this process, one writer or up to maxReaders
+	// readers at a time, in arrival order.
+	sem  *semaphore.Weighted
 	done chan struct{}
 
 	mu       sync.Mutex
@@ -93,7 +96,7 @@ func Open(ctx context.Context, path string, opts *Options) (*Store, error) {
 	}
 	s := &Store{
 		path:     filepath.Clean(path),
-		sem:      make(chan struct{}, 1),
+		sem:      semaphore.NewWeighted(maxReaders),
 		done:     make(chan struct{}),
 		watchers: make(map[chan struct{}]struct{}),
 		opts: Options{
@@ -129,10 +132,13 @@ func Open(ctx context.Context, path string, opts *Options) (*Store, error) {
 	// Usually the buckets exist: check without a write transaction (whose
 	// commit would cost an fsync on every CNI plugin start).
 	ready := false
-	err := s.do(ctx, "open", false, func(tx *bbolt.Tx, _ *lock) error {
-		ready = tx.Bucket(bucketMeta) != nil && tx.Bucket(bucketKV) != nil && tx.Bucket(bucketLog) != nil
-		return nil
-	})
+	var err error
+	if fi, serr := os.Stat(s.path); serr == nil && fi.Size() > 0 {
+		err = s.do(ctx, "open", false, func(tx *bbolt.Tx, _ *lock) error {
+			ready = tx.Bucket(bucketMeta) != nil && tx.Bucket(bucketKV) != nil && tx.Bucket(bucketLog) != nil
+			return nil
+		})
+	}
 	if err == nil && !ready {
 		err = s.do(ctx, "open", true, func(tx *bbolt.Tx, _ *lock) error {
 			for _, b := range [][]byte{bucketMeta, bucketKV, bucketLog} {
@@ -152,10 +158,14 @@ func Open(ctx context.Context, path string, opts *Options) (*Store, error) {
 // Path returns the database file's path.
 func (s *Store) Path() string { return s.path }
 
+// maxReaders is how many reads of one process may run at once.
+const maxReaders = 16
+
 // lock is the cross-process file lock held for one operation.
 type lock struct {
-	f   *os.File
-	rev int64 // set by a committing write: published after the commit
+	f      *os.File
+	weight int64
+	rev    int64 // set by a committing write: published after the commit
 }
 
 // publish records rev in the lock file so that watches in other processes
@@ -166,32 +176,33 @@ func (l *lock) publish(rev int64) {
 	l.f.WriteAt(b[:], 0)
 }
 
-// acquire takes this process's semaphore and then the exclusive flock on
-// the lock file, waiting at most until ctx ends or LockTimeout passes.
-func (s *Store) acquire(ctx context.Context) (*lock, error) {
+// acquire takes this process's semaphore and then the flock on the lock
+// file (exclusive to write, shared to read), waiting at most until ctx ends
+// or LockTimeout passes.
+func (s *Store) acquire(ctx context.Context, write bool) (*lock, error) {
 	lctx, cancel := context.WithTimeout(ctx, s.opts.LockTimeout)
 	defer cancel()
-	select {
-	case s.sem <- struct{}{}:
-	case <-lctx.Done():
-		return nil, unavailable(ctx, "waiting for another operation of this process")
-	case <-s.done:
-		return nil, datastore.ErrClosed
+	weight, how := int64(1), unix.LOCK_SH
+	if write {
+		weight, how = maxReaders, unix.LOCK_EX
+	}
+	if err := s.sem.Acquire(lctx, weight); err != nil {
+		return nil, unavailable(ctx, "waiting for other operations of this process")
 	}
 	f, err := os.OpenFile(s.lockPath, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		<-s.sem
+		s.sem.Release(weight)
 		return nil, err
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err == nil {
-		return &lock{f: f}, nil
+	if err := unix.Flock(int(f.Fd()), how|unix.LOCK_NB); err == nil {
+		return &lock{f: f, weight: weight}, nil
 	}
 	// Block in the kernel (woken as soon as the holder unlocks) on another
 	// goroutine, so that the deadline can still end the wait.
 	res := make(chan error, 1)
 	go func() {
 		for {
-			err := unix.Flock(int(f.Fd()), unix.LOCK_EX)
+			err := unix.Flock(int(f.Fd()), how)
 			if err != unix.EINTR {
 				res <- err
 				return
@@ -202,16 +213,16 @@ func (s *Store) acquire(ctx context.Context) (*lock, error) {
 	case err := <-res:
 		if err != nil {
 			f.Close()
-			<-s.sem
+			s.sem.Release(weight)
 			return nil, err
 		}
-		return &lock{f: f}, nil
+		return &lock{f: f, weight: weight}, nil
 	case <-lctx.Done():
 		// Whoever gets the lock later releases it and the semaphore.
 		go func() {
 			<-res
 			f.Close()
-			<-s.sem
+			s.sem.Release(weight)
 		}()
 		return nil, unavailable(ctx, "waiting for the file lock")
 	}
@@ -219,7 +230,7 @@ func (s *Store) acquire(ctx context.Context) (*lock, error) {
 
 func (s *Store) release(l *lock) {
 	l.f.Close() // drops the flock
-	<-s.sem
+	s.sem.Release(l.weight)
 }
 
 func unavailable(ctx context.Context, what string) error {
@@ -241,14 +252,15 @@ func (s *Store) do(ctx context.Context, op string, write bool, fn func(*bbolt.Tx
 	if closed {
 		return fmt.Errorf("bolt: %s: %w", op, datastore.ErrClosed)
 	}
-	l, err := s.acquire(ctx)
+	l, err := s.acquire(ctx, write)
 	if err != nil {
 		return fmt.Errorf("bolt: %s %s: %w", op, s.path, err)
 	}
 	defer s.release(l)
 	db, err := bbolt.Open(s.path, 0o600, &bbolt.Options{
-		Timeout: s.opts.LockTimeout,
-		NoSync:  s.opts.NoSync,
+		Timeout:  s.opts.LockTimeout,
+		NoSync:   s.opts.NoSync,
+		ReadOnly: !write,
 	})
 	if errors.Is(err, bberrors.ErrTimeout) {
 		return fmt.Errorf("bolt: %s %s: file locked by another program: %w", op, s.path, datastore.ErrUnavailable)

@@ -12,14 +12,16 @@
 // plugin. Instead each operation (Get, List, Txn, a watch's read of the
 // change log) opens the file, runs one bbolt transaction and closes it:
 //
-//  1. Within a process, operations take turns on a semaphore.
-//  2. Across processes they take an exclusive flock on path+".lock". The
-//     wait blocks in the kernel, so the next process runs as soon as the
-//     holder unlocks (bbolt's own lock polls every 50ms), and it is bounded
-//     by the caller's context deadline and Options.LockTimeout (default
-//     5s). Running out is ErrUnavailable and nothing is written.
-//  3. The file is opened, the transaction runs and commits (fsync), the
-//     file is closed, and the lock released.
+//  1. Within a process, a first-come-first-served semaphore admits one
+//     writer or several readers (Get, List, watch reads) at a time.
+//  2. Across processes, writers take an exclusive and readers a shared
+//     flock on path+".lock". The wait blocks in the kernel, so the next
+//     process runs as soon as the holder unlocks (bbolt's own lock polls
+//     every 50ms), and it is bounded by the caller's context deadline and
+//     Options.LockTimeout (default 5s). Running out is ErrUnavailable and
+//     nothing is written.
+//  3. The file is opened (read-only for readers), the transaction runs and
+//     commits (fsync), the file is closed, and the lock released.
 //
 // An operation holds the lock for the time of one small transaction (well
 // under a millisecond plus the fsync), so processes wait on each other only
