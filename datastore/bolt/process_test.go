@@ -346,3 +346,35 @@ func TestSlowWatcherCompacted(t *testing.T) {
 		}
 	}
 }
+
+// TestReadersShareTheLock: while another process reads (holds the lock
+// shared), reads go ahead and writes wait.
+func TestReadersShareTheLock(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tabby.db")
+	s := openT(t, path)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := s.Create(ctx, "/k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path+".lock", os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH); err != nil {
+		t.Fatal(err)
+	}
+	if kv, err := s.Get(ctx, "/k"); err != nil || string(kv.Value) != "v" {
+		t.Fatalf("Get beside a reader: %+v %v", kv, err)
+	}
+	short, cancelShort := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancelShort()
+	if _, err := s.Create(short, "/k2", nil); !errors.Is(err, datastore.ErrUnavailable) {
+		t.Fatalf("Create beside a reader: %v", err)
+	}
+	syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	if _, err := s.Create(ctx, "/k2", nil); err != nil {
+		t.Fatalf("Create after the reader left: %v", err)
+	}
+}
