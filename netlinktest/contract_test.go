@@ -306,6 +306,10 @@ func contractLinkErrors(t *testing.T, w world) {
 	isErr(t, n.h.LinkSetName(ct0, "0123456789abcdef"), unix.ERANGE, "rename, 16 bytes")
 	isErr(t, n.h.LinkSetHardwareAddr(ct0, net.HardwareAddr{0, 0, 0, 0, 0, 0}), unix.EADDRNOTAVAIL, "zero MAC")
 	isErr(t, n.h.LinkSetHardwareAddr(ct0, net.HardwareAddr{1, 2, 3}), unix.EINVAL, "short MAC")
+	_, err = n.h.LinkByIndex(0)
+	isErr(t, err, unix.EINVAL, "LinkByIndex(0)")
+	ok(t, n.h.LinkSetAlias(ct0, strings.Repeat("x", 255)), "alias of 255 bytes")
+	isErr(t, n.h.LinkSetAlias(ct0, strings.Repeat("x", 256)), unix.ERANGE, "alias of 256 bytes")
 }
 
 // linkSummary renders the attributes the kernel fills and the fake claims.

@@ -830,8 +830,8 @@ func (k *Kernel) LinkSetAlias(lk netlink.Link, alias string) error {
 		if err != nil {
 			return err
 		}
-		if len(alias) >= 256 { // IFALIASZ
-			return unix.EINVAL
+		if len(alias) >= 256 { // longer than IFALIASZ-1: the attribute policy says ERANGE
+			return unix.ERANGE
 		}
 		l.alias = alias
 		k.ns.notifyLink(l, abi.RTM_NEWLINK)
