@@ -1,0 +1,168 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/tabbynet/tabby/datastore/dsn"
+	"github.com/tabbynet/tabby/datastore/memory"
+	"github.com/tabbynet/tabby/examples/internal/nettools"
+	"github.com/tabbynet/tabby/ipam"
+)
+
+type options struct {
+	keep      bool
+	mode      ipam.VXLANMode
+	datastore string // "" = embedded memory store
+	prefix    string // namespace name prefix
+	holdTime  time.Duration
+	verbose   bool
+}
+
+func (o options) datastoreURL() string {
+	if o.datastore == "" {
+		return "memory://"
+	}
+	return o.datastore
+}
+
+func main() {
+	var opt options
+	fs := flag.NewFlagSet("tabby-demo", flag.ContinueOnError)
+	fs.BoolVar(&opt.keep, "keep", false, "leave the cluster up after the questions (until Ctrl-C) and print how to explore it")
+	mode := fs.String("vxlan-mode", "Always", "Always or CrossSubnet (worker2 then sits on 192.0.2.0/24 behind the router)")
+	fs.StringVar(&opt.datastore, "datastore", "", "shared datastore URL (etcd://host:2379,...); default: an embedded in-process store")
+	fs.StringVar(&opt.prefix, "prefix", "tabby-demo-", "prefix of the demo's namespace names")
+	fs.DurationVar(&opt.holdTime, "hold-time", 30*time.Second, "the agents' reflector hold time")
+	fs.BoolVar(&opt.verbose, "v", false, "log the agents' debug output to stderr")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: sudo tabby-demo [flags]\n\nRebuilds the seed's three-node Calico VXLAN cluster in network namespaces and checks it question by question.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		os.Exit(2)
+	}
+	m, err := ipam.ParseVXLANMode(*mode)
+	if err != nil || m == ipam.VXLANNever {
+		fmt.Fprintf(os.Stderr, "tabby-demo: --vxlan-mode %q: want Always or CrossSubnet\n", *mode)
+		os.Exit(2)
+	}
+	opt.mode = m
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "tabby-demo: needs root (network namespaces): sudo go run ./examples/tabby-demo")
+		os.Exit(1)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ok, err := run(ctx, opt, os.Stdout)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "tabby-demo: %v\n", err)
+		os.Exit(1)
+	}
+	if !ok {
+		os.Exit(1)
+	}
+}
+
+// run builds the cluster, walks the questions and removes everything
+// (after Ctrl-C with keep). It reports whether every question passed.
+func run(ctx context.Context, opt options, out io.Writer) (bool, error) {
+	start := time.Now()
+	var log *slog.Logger
+	if opt.verbose {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	} else {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	}
+	c := &cluster{opt: opt, out: out, log: log}
+	defer c.teardown()
+	if err := c.removeLeftovers(); err != nil {
+		return false, err
+	}
+	var err error
+	if c.tmp, err = os.MkdirTemp("", "tabby-demo-"); err != nil {
+		return false, err
+	}
+	if opt.datastore == "" {
+		c.store = memory.New(nil)
+	} else {
+		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		c.store, err = dsn.Open(octx, opt.datastore, nil)
+		cancel()
+		if err != nil {
+			return false, fmt.Errorf("datastore: %w", err)
+		}
+	}
+	fmt.Fprintf(out, "tabby-demo: the seed's cluster (VXLAN mode %s) in network namespaces %s*\n", opt.mode, opt.prefix)
+	if err := c.build(); err != nil {
+		return false, fmt.Errorf("build the underlay: %w", err)
+	}
+	for _, n := range c.nodes {
+		fmt.Fprintf(out, "  node %-8s %-15v namespace %s\n", n.spec.name, n.spec.ip, n.ns.Name)
+	}
+	fmt.Fprintf(out, "  router %v (gateway), internet host %v behind it (no route to the pod pool)\n", routerIP, internetIP)
+	if err := c.startAgents(ctx); err != nil {
+		return false, fmt.Errorf("start the agents: %w", err)
+	}
+	fmt.Fprintf(out, "  3 agents ready on a shared datastore (%s) after %v\n", storeName(opt), time.Since(start).Round(time.Millisecond))
+	if err := c.addPods(); err != nil {
+		return false, err
+	}
+	if c.echo, err = nettools.EchoServer(c.inet.Path, netipAddrPort(internetIP, echoPort)); err != nil {
+		return false, err
+	}
+	ok := c.questions(ctx)
+	fmt.Fprintf(out, "\n%s in %v\n", verdict(ok), time.Since(start).Round(time.Millisecond))
+	if opt.keep && ctx.Err() == nil {
+		c.explain()
+		<-ctx.Done()
+		fmt.Fprintln(out, "removing the cluster")
+	}
+	return ok, nil
+}
+
+func storeName(o options) string {
+	if o.datastore == "" {
+		return "embedded in-process store"
+	}
+	return o.datastore
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "ALL PASS"
+	}
+	return "SOME FAILED"
+}
+
+func (c *cluster) explain() {
+	w := func(f string, a ...any) { fmt.Fprintf(c.out, f+"\n", a...) }
+	w("\nThe cluster stays up until Ctrl-C. Explore it:")
+	w("  ip netns list | grep %s", c.opt.prefix)
+	w("  ip netns exec %sworker1 ip -d link show vxlan.calico", c.opt.prefix)
+	w("  ip netns exec %sworker1 ip route", c.opt.prefix)
+	w("  ip netns exec %sworker1 ip neigh show dev vxlan.calico", c.opt.prefix)
+	w("  ip netns exec %sworker1 bridge fdb show dev vxlan.calico", c.opt.prefix)
+	w("  ip netns exec %sworker1 nft list table ip tabby", c.opt.prefix)
+	for _, p := range c.pods {
+		other := c.pods[len(c.pods)-1]
+		if p == other {
+			other = c.pods[0]
+		}
+		w("  ip netns exec %s ping %v   # %s on %s -> %s on %s", p.ns.Name, other.ip, p.spec.name, p.spec.node, other.spec.name, other.spec.node)
+	}
+	w("  ip netns exec %sworker1 tcpdump -ni eth0 udp port 4789", c.opt.prefix)
+}
