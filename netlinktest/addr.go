@@ -169,10 +169,36 @@ func (k *Kernel) addrModify(op string, lk netlink.Link, a *netlink.Addr, replace
 				}
 			}
 		}
-		l.addrs = append(l.addrs, na)
+		l.insertAddr(na)
 		k.ns.addAddrRoutes(l, na)
 		return nil
 	})
+}
+
+// insertAddr places a new address where __inet_insert_ifa does: an IPv4
+// primary after the last primary of the same or a wider scope (at the
+// front if none), a secondary at the end.
+func (l *link) insertAddr(na *addr) {
+	if !na.ip.Is4() || na.secondary {
+		l.addrs = append(l.addrs, na)
+		return
+	}
+	pos := -1
+	for i, a := range l.addrs {
+		if !a.ip.Is4() {
+			continue
+		}
+		if pos < 0 {
+			pos = i // the head of the IPv4 list
+		}
+		if !a.secondary && na.scope <= a.scope {
+			pos = i + 1
+		}
+	}
+	if pos < 0 {
+		pos = len(l.addrs)
+	}
+	l.addrs = append(l.addrs[:pos], append([]*addr{na}, l.addrs[pos:]...)...)
 }
 
 // AddrDel removes an address; EADDRNOTAVAIL if the link does not have it.

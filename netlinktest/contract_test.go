@@ -106,6 +106,7 @@ var contracts = []struct {
 	{"LinkSubscribe", contractSubscribe},
 	{"NamespaceDeletion", contractNamespaceDeletion},
 	{"Bridge", contractBridge},
+	{"AddressOrder", contractAddressOrder},
 	{"IPv6", contractIPv6},
 	{"IPv6Autoconf", contractIPv6Autoconf},
 }
@@ -1040,5 +1041,24 @@ func contractBridge(t *testing.T, w world) {
 	ok(t, n.h.LinkDel(link(t, n, "s0")), "delete a port")
 	if m := link(t, n, "s2").Attrs().MasterIndex; m != br.Attrs().Index {
 		t.Fatalf("other port's master %d", m)
+	}
+}
+
+func contractAddressOrder(t *testing.T, w world) {
+	n := w(t)
+	ok(t, n.h.LinkAdd(veth("va", "vb")), "veth")
+	va := link(t, n, "va")
+	for _, a := range []string{"10.4.7.61/24", "10.4.7.70/24", "10.5.0.1/24", "10.4.7.71/24", "192.0.2.1/32"} {
+		ok(t, n.h.AddrAdd(va, addr(a)), a)
+	}
+	as, err := n.h.AddrList(va, netlink.FAMILY_V4)
+	ok(t, err, "AddrList")
+	var got []string
+	for _, a := range as {
+		got = append(got, a.IPNet.String())
+	}
+	want := []string{"10.4.7.61/24", "10.5.0.1/24", "192.0.2.1/32", "10.4.7.70/24", "10.4.7.71/24"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("address order %v, want %v (primaries, then secondaries)", got, want)
 	}
 }
