@@ -403,3 +403,32 @@ func TestBadConfigAndAnnouncement(t *testing.T) {
 		t.Fatal("bad announcement was written")
 	}
 }
+
+// A Validator that cannot answer (IPAM store unreachable, or not caught up
+// yet) hides a node only until its next heartbeat after it answers again.
+func TestTransientValidatorFailure(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var mu sync.Mutex
+	down := true
+	v := ValidatorFunc(func(ctx context.Context, node string, blocks []netip.Prefix, addrs []netip.Addr) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if down {
+			return errors.New("ipam unavailable")
+		}
+		return nil
+	})
+	r := newR(t, memory.New(nil), 600*time.Millisecond, v)
+	w, _ := r.Watch(ctx, "node1")
+	a2, _ := r.Announce(ctx, ann(2))
+	defer a2.Stop(ctx, false)
+	a3, _ := r.Announce(ctx, ann(3))
+	defer a3.Stop(ctx, false)
+	next(t, w, "nobody while IPAM is down", has())
+	time.Sleep(300 * time.Millisecond) // a heartbeat or two while down
+	mu.Lock()
+	down = false
+	mu.Unlock()
+	next(t, w, "both after IPAM is back", has("node2", "node3"))
+}

@@ -28,6 +28,7 @@ type entry struct {
 	accepted Announcement // raw minus what validation refused
 	ok       bool         // accepted at all (tunnel address owned)
 	checked  bool         // validation ran for raw's content
+	reasons  []string     // what validation refused last time (logged once)
 	hold     time.Duration
 	seen     time.Time // watcher's clock: last heartbeat observed
 }
@@ -119,21 +120,31 @@ func (w *watcher) put(ctx context.Context, key string, val []byte, rev int64, no
 		w.entries[key] = e
 	}
 	e.rev, e.hold, e.seen = rev, hold, now
-	if e.checked && e.raw.Equal(a) && e.ok {
-		return // a heartbeat: nothing to validate again
+	if e.checked && e.raw.Equal(a) && e.ok && e.accepted.Equal(a) {
+		return // a heartbeat of a fully accepted node: nothing to check again
 	}
+	// New content, or something was refused last time (a hijack attempt,
+	// or IPAM not answering / not caught up yet): check again, so a
+	// transient refusal lasts at most one heartbeat interval.
 	e.raw, e.checked = a, true
-	e.accepted, e.ok = w.validate(ctx, a)
+	var reasons []string
+	e.accepted, e.ok, reasons = w.validate(ctx, a)
+	if !slices.Equal(reasons, e.reasons) {
+		for _, r := range reasons {
+			w.r.log.Warn("reflector: ignoring part of an announcement", "node", a.Node, "reason", r)
+		}
+		e.reasons = reasons
+	}
 	w.dirty = true
 }
 
 // validate returns what of a the Validator lets through. The fast path is
 // one call; if it fails, each item is checked alone so that one bad block
 // does not withdraw a node's good ones.
-func (w *watcher) validate(ctx context.Context, a Announcement) (Announcement, bool) {
+func (w *watcher) validate(ctx context.Context, a Announcement) (Announcement, bool, []string) {
 	v := w.r.cfg.Validator
 	if v == nil {
-		return a, true
+		return a, true, nil
 	}
 	inBlocks := func(x netip.Addr) bool {
 		return slices.ContainsFunc(a.Blocks, func(p netip.Prefix) bool { return p.Contains(x) })
@@ -145,20 +156,21 @@ func (w *watcher) validate(ctx context.Context, a Announcement) (Announcement, b
 	vctx, cancel := context.WithTimeout(ctx, max(w.r.cfg.HeartbeatInterval, time.Second))
 	defer cancel()
 	if err := v.Owns(vctx, a.Node, a.Blocks, addrs); err == nil {
-		return a, true
+		return a, true, nil
 	}
+	var reasons []string
 	out := a.Clone()
 	out.Blocks, out.Addrs = nil, nil
 	for _, b := range a.Blocks {
 		if err := v.Owns(vctx, a.Node, []netip.Prefix{b}, nil); err != nil {
-			w.r.log.Warn("reflector: ignoring announced block", "node", a.Node, "block", b, "reason", err)
+			reasons = append(reasons, fmt.Sprintf("block %s: %v", b, err))
 			continue
 		}
 		out.Blocks = append(out.Blocks, b)
 	}
 	for _, x := range a.Addrs {
 		if err := v.Owns(vctx, a.Node, nil, []netip.Addr{x}); err != nil {
-			w.r.log.Warn("reflector: ignoring announced address", "node", a.Node, "addr", x, "reason", err)
+			reasons = append(reasons, fmt.Sprintf("address %s: %v", x, err))
 			continue
 		}
 		out.Addrs = append(out.Addrs, x)
@@ -166,11 +178,10 @@ func (w *watcher) validate(ctx context.Context, a Announcement) (Announcement, b
 	tunnelOK := slices.ContainsFunc(out.Blocks, func(p netip.Prefix) bool { return p.Contains(a.TunnelIP) }) || slices.Contains(out.Addrs, a.TunnelIP)
 	if !tunnelOK {
 		if err := v.Owns(vctx, a.Node, nil, []netip.Addr{a.TunnelIP}); err != nil {
-			w.r.log.Warn("reflector: ignoring node", "node", a.Node, "tunnelIP", a.TunnelIP, "reason", err)
-			return Announcement{}, false
+			return Announcement{}, false, append(reasons, fmt.Sprintf("whole node ignored: tunnel address %s: %v", a.TunnelIP, err))
 		}
 	}
-	return out, true
+	return out, true, reasons
 }
 
 func (w *watcher) run(ctx context.Context, events <-chan datastore.Event) {
