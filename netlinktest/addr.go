@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sort"
 	"strings"
 
 	"github.com/vishvananda/netlink"
@@ -25,6 +26,7 @@ type addr struct {
 	secondary bool
 	valid     uint32
 	preferred uint32
+	seq       uint64
 	loopback  bool // ::1 added by the kernel: no prefix route
 	auto      bool // EUI-64 link-local made by IPv6 autoconfiguration
 }
@@ -179,6 +181,8 @@ func (k *Kernel) addrModify(op string, lk netlink.Link, a *netlink.Addr, replace
 // primary after the last primary of the same or a wider scope (at the
 // front if none), a secondary at the end.
 func (l *link) insertAddr(na *addr) {
+	l.ns.m.seq++
+	na.seq = uint64(l.ns.m.seq)
 	if !na.ip.Is4() || na.secondary {
 		l.addrs = append(l.addrs, na)
 		return
@@ -266,16 +270,43 @@ func (k *Kernel) AddrList(lk netlink.Link, family int) ([]netlink.Addr, error) {
 				if lk != nil && l.index != filter {
 					continue
 				}
+				var as []*addr
 				for _, a := range l.addrs {
 					if a.ip.Is4() == (fam == abi.FAMILY_V4) {
-						out = append(out, a.view(l))
+						as = append(as, a)
 					}
+				}
+				if fam == abi.FAMILY_V6 {
+					// ipv6_link_dev_addr keeps them by scope, newest first.
+					sort.SliceStable(as, func(i, j int) bool {
+						if si, sj := ipv6ScopeRank(as[i].scope), ipv6ScopeRank(as[j].scope); si != sj {
+							return si < sj
+						}
+						return as[i].seq > as[j].seq
+					})
+				}
+				for _, a := range as {
+					out = append(out, a.view(l))
 				}
 			}
 		}
 		return nil
 	})
 	return out, err
+}
+
+// ipv6ScopeRank is the kernel's internal IPv6 scope (IPV6_ADDR_*) an
+// rtnetlink scope comes from, by which it orders a link's addresses.
+func ipv6ScopeRank(rtScope int) int {
+	switch rtScope {
+	case abi.RT_SCOPE_HOST:
+		return 0x10
+	case abi.RT_SCOPE_LINK:
+		return 0x20
+	case abi.RT_SCOPE_SITE:
+		return 0x40
+	}
+	return 0
 }
 
 // ipv6Scope is rt_scope(ipv6_addr_scope(ip)): what the kernel gives an
@@ -307,7 +338,7 @@ func (ns *namespace) addLoopbackAddrs(l *link) {
 			}
 		}
 		if !have {
-			l.addrs = append(l.addrs, w)
+			l.insertAddr(w)
 		}
 	}
 }
@@ -352,7 +383,7 @@ func (ns *namespace) autoconf(l *link) {
 		}
 	}
 	a := &addr{ip: ip, bits: 64, scope: abi.RT_SCOPE_LINK, valid: lifetimeForever, preferred: lifetimeForever, auto: true}
-	l.addrs = append(l.addrs, a)
+	l.insertAddr(a)
 	ns.addAddrRoutes(l, a)
 }
 

@@ -182,3 +182,39 @@ func contractIPv6Autoconf(t *testing.T, w world) {
 		"table=255 type=2 ::1/128 dev=lo proto=2 scope=0",
 	})
 }
+
+func contractIPv6AddressOrder(t *testing.T, w world) {
+	n := w(t)
+	hw := net.HardwareAddr{0xee, 0xee, 0xee, 0xee, 0xee, 0xee}
+	ok(t, n.h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "va", HardwareAddr: hw}, PeerName: "vb"}), "veth")
+	va := link(t, n, "va")
+	ok(t, n.h.LinkSetUp(va), "up")
+	ok(t, n.h.LinkSetUp(link(t, n, "vb")), "up")
+	eventually(t, func() error { // autoconfiguration first
+		as, _ := n.h.AddrList(va, netlink.FAMILY_V6)
+		if len(as) != 1 {
+			return fmt.Errorf("addresses %v", as)
+		}
+		return nil
+	})
+	for _, s := range []string{"fd00::1/64", "fd00::2/64", "fe80::1/64"} {
+		a := addr(s)
+		a.Flags = unix.IFA_F_NODAD
+		ok(t, n.h.AddrAdd(va, a), s)
+	}
+	want := []string{"fd00::2/64", "fd00::1/64", "fe80::1/64", "fe80::ecee:eeff:feee:eeee/64"}
+	eventually(t, func() error {
+		as, err := n.h.AddrList(va, netlink.FAMILY_V6)
+		if err != nil {
+			return err
+		}
+		var got []string
+		for _, a := range as {
+			got = append(got, a.IPNet.String())
+		}
+		if !slices.Equal(got, want) {
+			return fmt.Errorf("IPv6 address order %v, want %v (global before link-local, newest first)", got, want)
+		}
+		return nil
+	})
+}

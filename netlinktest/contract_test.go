@@ -107,6 +107,7 @@ var contracts = []struct {
 	{"NamespaceDeletion", contractNamespaceDeletion},
 	{"Bridge", contractBridge},
 	{"AddressOrder", contractAddressOrder},
+	{"IPv6AddressOrder", contractIPv6AddressOrder},
 	{"IPv6", contractIPv6},
 	{"IPv6Autoconf", contractIPv6Autoconf},
 }
