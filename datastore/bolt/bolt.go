@@ -25,7 +25,7 @@ import (
 
 // Defaults used when Options (or one of its fields) is zero.
 const (
-	DefaultLockTimeout  = 5 * time.Second
+	DefaultLockTimeout  = 10 * time.Second
 	DefaultLogSize      = 10000
 	DefaultPollInterval = 100 * time.Millisecond
 	DefaultWatchBuffer  = 64
@@ -36,7 +36,9 @@ const (
 type Options struct {
 	// LockTimeout bounds how long an operation waits for the file lock
 	// (another process's operation) on top of the caller's context deadline
-	// (default 5s). Running out of either is ErrUnavailable.
+	// (default 10s). Running out of either is ErrUnavailable. Each holder
+	// keeps the lock for one small transaction, so waits this long mean a
+	// stuck process or an overloaded disk.
 	LockTimeout time.Duration
 	// LogSize is how many change events the file keeps for Watch (default
 	// 10000). Older ones are trimmed; a watch that needs them gets

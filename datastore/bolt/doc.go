@@ -18,7 +18,7 @@
 //     flock on path+".lock". The wait blocks in the kernel, so the next
 //     process runs as soon as the holder unlocks (bbolt's own lock polls
 //     every 50ms), and it is bounded by the caller's context deadline and
-//     Options.LockTimeout (default 5s). Running out is ErrUnavailable and
+//     Options.LockTimeout (default 10s). Running out is ErrUnavailable and
 //     nothing is written.
 //  3. The file is opened (read-only for readers), the transaction runs and
 //     commits (fsync), the file is closed, and the lock released.

@@ -120,7 +120,7 @@ func redact(rawURL string) string {
 // Parse checks a store URL without opening anything:
 //
 //	memory://
-//	bolt:///var/lib/tabby/tabby.db?lock-timeout=5s&poll-interval=100ms&log-size=10000
+//	bolt:///var/lib/tabby/tabby.db?lock-timeout=10s&poll-interval=100ms&log-size=10000
 //	etcd://h1:2379,h2:2379?ca=/ca.pem&cert=/c.pem&key=/k.pem&username=u&password-file=/pw&dial-timeout=5s&request-timeout=10s&prefix=/tabby
 //
 // Credentials may also be given as etcd://user:password@h1:2379. Unknown
