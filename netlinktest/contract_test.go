@@ -987,6 +987,20 @@ func contractSubscribe(t *testing.T, w world) {
 	waitFor("RTM_DELLINK sb", func(u netlink.LinkUpdate) bool {
 		return u.Header.Type == unix.RTM_DELLINK && u.Link.Attrs().Name == "sb"
 	})
+	// A link leaving the namespace is deleted as far as it can tell; the
+	// other namespace sees it arrive.
+	other := w(t)
+	och := make(chan netlink.LinkUpdate, 64)
+	ok(t, other.subscribe(och, done), "subscribe there")
+	ok(t, n.h.LinkAdd(veth("sc", "sd")), "veth add")
+	ok(t, n.h.LinkSetNsFd(link(t, n, "sd"), other.fd), "move")
+	waitFor("RTM_DELLINK sd", func(u netlink.LinkUpdate) bool {
+		return u.Header.Type == unix.RTM_DELLINK && u.Link.Attrs().Name == "sd"
+	})
+	ch = och
+	waitFor("RTM_NEWLINK sd there", func(u netlink.LinkUpdate) bool {
+		return u.Header.Type == unix.RTM_NEWLINK && u.Link.Attrs().Name == "sd" && u.Link.Attrs().NetNsID == 0
+	})
 }
 
 func contractNamespaceDeletion(t *testing.T, w world) {
