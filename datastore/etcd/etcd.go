@@ -277,13 +277,8 @@ func (s *Store) List(ctx context.Context, prefix string) ([]datastore.KV, int64,
 		return nil, 0, err
 	}
 	defer cancel()
-	opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend)}
-	key := prefix
-	if prefix == "" {
-		key = "\x00"
-		opts = []clientv3.OpOption{clientv3.WithFromKey(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend)}
-	}
-	resp, err := s.kv.Get(rctx, key, opts...)
+	key, opts := prefixRange(prefix)
+	resp, err := s.kv.Get(rctx, key, append(opts, clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))...)
 	if err != nil {
 		return nil, 0, s.mapErr(rctx, "list "+prefix, err)
 	}

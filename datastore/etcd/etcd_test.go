@@ -71,8 +71,17 @@ func TestTLSAndAuth(t *testing.T) {
 	withUser := tlsCfg
 	withUser.Username, withUser.Password = "app", "apppw"
 	app := newStore(t, withUser)
-	if _, err := app.Create(ctx, "/app/x", []byte("y")); err != nil {
+	r, err := app.Create(ctx, "/app/x", []byte("y"))
+	if err != nil {
 		t.Fatalf("create as app: %v", err)
+	}
+	// Watching its own range from a revision needs no wider permission.
+	ch, err := app.Watch(ctx, "/app/", r-1)
+	if err != nil {
+		t.Fatalf("watch as app: %v", err)
+	}
+	if ev := <-ch; ev.Err != nil || ev.Key != "/app/x" {
+		t.Fatalf("watch as app: %+v", ev)
 	}
 	if _, err := app.Create(ctx, "/other/x", nil); err == nil || errors.Is(err, datastore.ErrUnavailable) {
 		t.Fatalf("create outside the app's range: %v", err)

@@ -29,12 +29,15 @@ func (s *Store) Watch(ctx context.Context, prefix string, after int64) (<-chan d
 	if after < 0 {
 		return nil, fmt.Errorf("etcd: watch from revision %d: %w", after, datastore.ErrInvalid)
 	}
+	key, opts := prefixRange(prefix)
 	if after > 0 {
 		rctx, cancel, err := s.reqCtx(ctx, "watch")
 		if err != nil {
 			return nil, err
 		}
-		_, err = s.kv.Get(rctx, "\x00", clientv3.WithRev(after), clientv3.WithLimit(1), clientv3.WithKeysOnly())
+		// A read of the watched range (what the user may read) at after
+		// fails if etcd compacted it.
+		_, err = s.kv.Get(rctx, key, append(opts, clientv3.WithRev(after), clientv3.WithLimit(1), clientv3.WithKeysOnly())...)
 		cancel()
 		if err != nil && !errors.Is(err, rpctypes.ErrFutureRev) {
 			return nil, s.mapErr(rctx, fmt.Sprintf("watch %q from revision %d", prefix, after), err)
@@ -55,12 +58,7 @@ func (s *Store) run(ctx context.Context, prefix string, after int64, out chan<- 
 		case <-ctx.Done():
 		}
 	}
-	opts := []clientv3.OpOption{clientv3.WithPrefix()}
-	key := prefix
-	if prefix == "" {
-		key = "\x00"
-		opts = []clientv3.OpOption{clientv3.WithFromKey()}
-	}
+	key, opts := prefixRange(prefix)
 	backoff := 50 * time.Millisecond
 	for {
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
@@ -142,4 +140,13 @@ func (s *Store) run(ctx context.Context, prefix string, after int64, out chan<- 
 			}
 		}
 	}
+}
+
+// prefixRange returns the key and options that select every key under
+// prefix ("" is every key).
+func prefixRange(prefix string) (string, []clientv3.OpOption) {
+	if prefix == "" {
+		return "\x00", []clientv3.OpOption{clientv3.WithFromKey()}
+	}
+	return prefix, []clientv3.OpOption{clientv3.WithPrefix()}
 }
