@@ -36,6 +36,7 @@ type handle interface {
 	RouteDel(*netlink.Route) error
 	RouteList(netlink.Link, int) ([]netlink.Route, error)
 	RouteListFiltered(int, *netlink.Route, uint64) ([]netlink.Route, error)
+	RouteListFilteredIter(int, *netlink.Route, uint64, func(netlink.Route) bool) error
 	NeighAdd(*netlink.Neigh) error
 	NeighSet(*netlink.Neigh) error
 	NeighAppend(*netlink.Neigh) error

@@ -683,6 +683,15 @@ func contractOnlinkBlackhole(t *testing.T, w world) {
 	}
 	rs, err := n.h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Protocol: 80, Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_PROTOCOL|netlink.RT_FILTER_TABLE)
 	ok(t, err, "by protocol, every table")
+	var iterated []netlink.Route
+	ok(t, n.h.RouteListFilteredIter(netlink.FAMILY_V4, &netlink.Route{Protocol: 80, Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_PROTOCOL|netlink.RT_FILTER_TABLE,
+		func(r netlink.Route) bool { iterated = append(iterated, r); return true }), "iterate")
+	sameSet(t, "RouteListFilteredIter", renderRoutes(t, n, iterated), renderRoutes(t, n, rs))
+	calls := 0
+	ok(t, n.h.RouteListFilteredIter(netlink.FAMILY_V4, &netlink.Route{}, 0, func(netlink.Route) bool { calls++; return false }), "iterate, stop at once")
+	if calls != 1 {
+		t.Fatalf("iteration went on after false: %d calls", calls)
+	}
 	sameSet(t, "protocol 80, all tables", renderRoutes(t, n, rs), []string{
 		"table=254 type=1 10.244.189.64/26 dev=va proto=80 scope=0 via=10.244.189.64 flags=0x4",
 		"table=254 type=6 10.244.3.0/24 dev=- proto=80 scope=0",

@@ -604,6 +604,22 @@ func (k *Kernel) RouteListFiltered(family int, filter *netlink.Route, mask uint6
 	return k.routeList("RouteListFiltered", family, filter, mask)
 }
 
+// RouteListFilteredIter calls f with each route RouteListFiltered would
+// return, in the same order, until f returns false. f runs without the
+// machine's lock held, so it may call the fake.
+func (k *Kernel) RouteListFilteredIter(family int, filter *netlink.Route, mask uint64, f func(netlink.Route) bool) error {
+	rs, err := k.routeList("RouteListFilteredIter", family, filter, mask)
+	if err != nil {
+		return err
+	}
+	for _, r := range rs {
+		if !f(r) {
+			break
+		}
+	}
+	return nil
+}
+
 func (k *Kernel) routeList(op string, family int, filter *netlink.Route, mask uint64) ([]netlink.Route, error) {
 	var out []netlink.Route
 	err := k.read(op, func() error {
