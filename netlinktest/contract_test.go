@@ -409,6 +409,15 @@ func contractVethAcrossNS(t *testing.T, w world) {
 	if host.Attrs().NetNsID != 0 || pod.Attrs().NetNsID != 0 {
 		t.Fatalf("link-netnsid: host side %d, pod side %d, want 0 and 0 (first id each namespace assigns)", host.Attrs().NetNsID, pod.Attrs().NetNsID)
 	}
+	// Ids are assigned when the links are made, not when first looked at.
+	c := w(t)
+	ok(t, a.h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "host2"}, PeerName: "eth0", PeerNamespace: netlink.NsFd(c.fd)}), "second pod")
+	d := w(t)
+	ok(t, a.h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "host3"}, PeerName: "eth0", PeerNamespace: netlink.NsFd(d.fd)}), "third pod")
+	if id3, id2 := link(t, a, "host3").Attrs().NetNsID, link(t, a, "host2").Attrs().NetNsID; id2 != 1 || id3 != 2 {
+		t.Fatalf("link-netnsids of later pods: %d, %d; want 1, 2 in creation order", id2, id3)
+	}
+
 	// Without carrier a veth is lower-layer-down, unless its peer has
 	// the same index (possible across namespaces): then it is down.
 	ok(t, a.h.LinkSetUp(host), "up host0")

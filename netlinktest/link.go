@@ -703,8 +703,10 @@ func (k *Kernel) addVeth(ns *namespace, l *link, v *netlink.Veth, want int) erro
 	l.peer, p.peer = p, l
 	pns.register(p, 0)
 	ns.register(l, want)
-	if l.up && p.ns == l.ns {
-		// nothing more: carrier follows from both flags
+	if pns != ns {
+		// The kernel assigns the ids when it announces the new links.
+		pns.nsid(ns)
+		ns.nsid(pns)
 	}
 	return nil
 }
@@ -966,6 +968,10 @@ func (k *Kernel) LinkSetNsFd(lk netlink.Link, fd int) error {
 		l.autoconf = false
 		from.notifyLink(l, abi.RTM_DELLINK)
 		to.register(l, l.index)
+		if p := l.peer; p != nil && p.ns != to {
+			to.nsid(p.ns)
+			p.ns.nsid(to)
+		}
 		if p := l.peer; p != nil {
 			p.ns.notifyLink(p, abi.RTM_NEWLINK) // its link-netnsid changed
 		}
