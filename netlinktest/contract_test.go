@@ -1037,6 +1037,11 @@ func contractNamespaceDeletion(t *testing.T, w world) {
 		return nil
 	})
 	link(t, a, "keep0")
+	c := w(t)
+	ok(t, a.h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "host1"}, PeerName: "eth0", PeerNamespace: netlink.NsFd(c.fd)}), "veth to a new namespace")
+	if id := link(t, a, "host1").Attrs().NetNsID; id != 0 {
+		t.Fatalf("link-netnsid %d: the gone namespace's id 0 is free again", id)
+	}
 	sameSet(t, "routes after the peer namespace went", routes(t, a), withLo("table=254 type=6 10.244.1.0/24 dev=- proto=3 scope=0"))
 }
 

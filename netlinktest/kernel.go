@@ -144,6 +144,9 @@ func (k *Kernel) DeleteNamespace(path string) error {
 		}
 	}
 	ns.deleted = true
+	for _, o := range k.m.all {
+		delete(o.nsids, ns) // its ids are free again
+	}
 	delete(k.m.byPath, path)
 	delete(k.m.byFd, ns.fd)
 	for _, s := range ns.subs {
