@@ -119,6 +119,16 @@ func contractIPv6(t *testing.T, w world) {
 		"table=254 type=6 fd03::/64 dev=lo proto=80 scope=0 metric=1024",
 	))
 	isErr(t, n.h.RouteDel(&netlink.Route{LinkIndex: idx, Dst: ipnet("fd09::/64")}), unix.ESRCH, "delete missing")
+	isErr(t, n.h.RouteAdd(&netlink.Route{LinkIndex: idx, Dst: ipnet("fd05::/64"), Gw: net.ParseIP("fd09::1")}), unix.EHOSTUNREACH, "gateway no route covers")
+	ok(t, n.h.RouteAdd(&netlink.Route{LinkIndex: idx, Dst: ipnet("fd06::/64"), Gw: net.ParseIP("fd09::1"), Flags: int(netlink.FLAG_ONLINK)}), "onlink gateway")
+	ok(t, n.h.RouteAdd(&netlink.Route{LinkIndex: idx, Dst: ipnet("fd07::/64"), Gw: net.ParseIP("fe80::99")}), "link-local gateway")
+	ok(t, n.h.RouteAdd(&netlink.Route{Dst: ipnet("fd08::/64"), Gw: net.ParseIP("fd00::2")}), "gateway without device")
+	rs, err := n.h.RouteListFiltered(netlink.FAMILY_V6, &netlink.Route{Dst: ipnet("fd08::/64")}, netlink.RT_FILTER_DST)
+	ok(t, err, "list")
+	sameSet(t, "device filled in from the gateway", renderRoutes(t, n, rs), []string{"table=254 type=1 fd08::/64 dev=va proto=3 scope=0 via=fd00::2 metric=1024"})
+	for _, d := range []string{"fd06::/64", "fd07::/64", "fd08::/64"} {
+		ok(t, n.h.RouteDel(&netlink.Route{Dst: ipnet(d)}), "delete "+d)
+	}
 	ok(t, n.h.RouteDel(&netlink.Route{LinkIndex: idx, Dst: ipnet("fd02::/64")}), "delete")
 	ok(t, n.h.LinkSetDown(va), "down")
 	sameSet(t, "after link down", routes6(t, n), []string{

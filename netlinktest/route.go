@@ -464,6 +464,17 @@ func (ns *namespace) checkRoute(r *route) error {
 		return ns.checkPrefsrc(r)
 	}
 	if !r.is4() {
+		if r.gw.IsValid() && !r.onlink && !r.gw.IsLinkLocalUnicast() {
+			// ip6_route_check_nh: the gateway must be reachable
+			// (through the given device, if any).
+			res := ns.lookup(r.gw, 0, r.link, r.table)
+			if res == nil || (res.typ != abi.RTN_UNICAST && res.typ != abi.RTN_LOCAL) {
+				return unix.EHOSTUNREACH
+			}
+			if r.link == 0 {
+				r.link = res.link
+			}
+		}
 		if r.link == 0 {
 			return unix.ENODEV
 		}
