@@ -4,23 +4,25 @@ package kubernetes
 
 import (
 	"bytes"
+	"flag"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/tabbynet/tabby/examples/internal/agent"
 	"sigs.k8s.io/yaml"
 )
 
-// The flags tabby-agent accepts (issue #8), plus --sysctl-root. A manifest
-// that passes anything else would crash-loop the DaemonSet.
-var agentFlags = []string{
-	"node", "node-ip", "uplink", "datastore", "etcd-ca", "etcd-cert", "etcd-key",
-	"pool", "block-size", "vxlan-mode", "nat-outgoing", "proxy-arp", "hold-time",
-	"resync-interval", "state-dir", "listen", "graceful-restart", "cni-bin-dir",
-	"cni-conf-dir", "config", "sysctl-root",
-}
+// agentFlags are the flags tabby-agent really accepts: its own flag set. A
+// manifest that passes anything else would crash-loop the DaemonSet.
+var agentFlags = func() []string {
+	var names []string
+	agent.NewFlagSet(&agent.Flags{}).VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
+	return names
+}()
 
 type object = map[string]any
 
@@ -210,5 +212,23 @@ func TestDaemonSetMountsAndFlags(t *testing.T) {
 		if !ok || !slices.Contains(agentFlags, name) {
 			t.Errorf("agent.conf line %q is not name=value for a known flag", line)
 		}
+	}
+}
+
+// TestAgentConfLoads feeds the ConfigMap's agent.conf to tabby-agent's own
+// parser, as the DaemonSet's --config does.
+func TestAgentConfLoads(t *testing.T) {
+	cm := find(t, docs(t), "ConfigMap")
+	conf, _ := get(cm, "data", "agent.conf").(string)
+	file := filepath.Join(t.TempDir(), "agent.conf")
+	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := agent.ParseArgs([]string{"--config=" + file, "--node=worker1"}, io.Discard)
+	if err != nil {
+		t.Fatalf("agent.conf: %v", err)
+	}
+	if f.Node != "worker1" || len(f.Pools) == 0 || f.VXLANMode == "" {
+		t.Errorf("agent.conf not applied: %+v", f)
 	}
 }

@@ -94,6 +94,11 @@ type Config struct {
 	Store datastore.Store
 	// Logger; nil discards.
 	Logger *slog.Logger
+	// OnSync, if set, is called after every sync with its duration, the
+	// kernel writes it made and its error (metrics).
+	OnSync func(took time.Duration, writes int, err error)
+	// StartTimeout bounds the datastore work at start (default 15s).
+	StartTimeout time.Duration
 }
 
 // Agent is one node's daemon. Create with New, run with Run (once).
@@ -356,7 +361,11 @@ func (a *Agent) start(ctx context.Context) error {
 		mtu = up.Attrs().MTU - vxlan.Overhead
 	}
 
-	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	st := c.StartTimeout
+	if st <= 0 {
+		st = 15 * time.Second
+	}
+	sctx, cancel := context.WithTimeout(ctx, st)
 	defer cancel()
 	poolNames, err := a.ensurePools(sctx)
 	if err != nil {
@@ -707,6 +716,9 @@ func (a *Agent) sync(ctx context.Context, why string) {
 		a.stats.Synced = true
 	}
 	a.mu.Unlock()
+	if a.cfg.OnSync != nil {
+		a.cfg.OnSync(el, writes, err)
+	}
 	if err != nil {
 		a.log.Warn("sync", "why", why, "writes", writes, "err", err)
 	} else {
