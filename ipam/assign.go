@@ -387,7 +387,7 @@ func (m *IPAM) AssignIP(ctx context.Context, args AssignIPArgs) (Assigned, error
 			lb.dirty = true
 			a, seq, ok := lb.rec.takeOrd(ordinal(bc, args.Addr), args.Handle, args.Host, args.Attrs, m.now())
 			if !ok {
-				return fmt.Errorf("%w: held by %s", ErrInUse, lb.rec.Allocs[ordinal(bc, args.Addr)].Handle)
+				return fmt.Errorf("%w: held by %s", ErrInUse, lb.rec.alloc(ordinal(bc, args.Addr)).Handle)
 			}
 			out = Assigned{Addr: a, Block: bc, Pool: p.Name, Seq: seq}
 		}

@@ -26,7 +26,7 @@ import (
 const blockFormat = 0xB1
 
 func (b *blockRec) marshal() []byte {
-	buf := make([]byte, 0, 64+8*len(b.Free)+48*len(b.Allocs))
+	buf := make([]byte, 0, 64+2*len(b.Free)+len(b.raw)+48*len(b.Allocs))
 	str := func(s string) {
 		buf = binary.AppendUvarint(buf, uint64(len(s)))
 		buf = append(buf, s...)
@@ -50,12 +50,18 @@ func (b *blockRec) marshal() []byte {
 	for _, o := range b.Free {
 		buf = binary.AppendUvarint(buf, uint64(o))
 	}
+	buf = binary.AppendUvarint(buf, uint64(b.nallocs()))
+	for _, r := range b.rawIdx { // undecoded entries are copied as they are
+		if r.ord >= 0 {
+			buf = binary.AppendUvarint(buf, uint64(r.ord))
+			buf = append(buf, b.raw[r.start:r.end]...)
+		}
+	}
 	ords := make([]int, 0, len(b.Allocs))
 	for o := range b.Allocs {
 		ords = append(ords, o)
 	}
 	slices.Sort(ords)
-	buf = binary.AppendUvarint(buf, uint64(len(ords)))
 	for _, o := range ords {
 		al := b.Allocs[o]
 		buf = binary.AppendUvarint(buf, uint64(o))
@@ -142,12 +148,28 @@ func (r *reader) bytes(n int) []byte {
 
 func (r *reader) str() string { return string(r.bytes(r.count(math.MaxInt32))) }
 
+func (r *reader) skipStr() { r.bytes(r.count(math.MaxInt32)) }
+
 func (r *reader) time() time.Time {
 	v := r.varint()
 	if v == 0 {
 		return time.Time{}
 	}
 	return time.Unix(0, v).UTC()
+}
+
+// decodeAlloc decodes one allocation entry validated by unmarshalBlock.
+func decodeAlloc(v []byte) *allocRec {
+	r := &reader{b: v}
+	a := &allocRec{Handle: r.str(), Host: r.str(), Time: r.time(), Seq: r.uvarint()}
+	if k := r.count(1 << 16); k > 0 {
+		a.Attrs = make(map[string]string, k)
+		for range k {
+			key := r.str()
+			a.Attrs[key] = r.str()
+		}
+	}
+	return a
 }
 
 func unmarshalBlock(v []byte) (*blockRec, error) {
@@ -174,23 +196,33 @@ func unmarshalBlock(v []byte) (*blockRec, error) {
 	for i := range b.Free {
 		b.Free[i] = int(r.uvarint())
 	}
+	// Allocations are only located and validated here; alloc and
+	// materialize decode them.
 	n = r.count(4096)
-	b.Allocs = make(map[int]*allocRec, n)
+	b.raw = v
+	b.rawIdx = make([]rawAlloc, 0, n)
 	for range n {
-		o := int(r.uvarint())
-		a := &allocRec{Handle: r.str(), Host: r.str(), Time: r.time(), Seq: r.uvarint()}
-		if k := r.count(1 << 16); k > 0 {
-			a.Attrs = make(map[string]string, k)
-			for range k {
-				key := r.str()
-				a.Attrs[key] = r.str()
-			}
+		o := r.uvarint()
+		start := len(v) - len(r.b)
+		r.skipStr() // handle
+		r.skipStr() // host
+		r.varint()  // time
+		if seq := r.uvarint(); r.err == nil && (seq == 0 || seq > b.Seq) {
+			r.err = fmt.Errorf("ordinal %d: sequence %d (block at %d)", o, seq, b.Seq)
 		}
-		if _, dup := b.Allocs[o]; dup && r.err == nil {
-			r.err = fmt.Errorf("ordinal %d twice", o)
+		for k := r.count(1 << 16); k > 0; k-- {
+			r.skipStr()
+			r.skipStr()
 		}
-		b.Allocs[o] = a
+		if r.err == nil && o >= 4096 {
+			r.err = fmt.Errorf("ordinal %d", o)
+		}
+		if r.err != nil {
+			break
+		}
+		b.rawIdx = append(b.rawIdx, rawAlloc{ord: int32(o), start: int32(start), end: int32(len(v) - len(r.b))})
 	}
+	b.rawLive = len(b.rawIdx)
 	b.EmptySince = r.time()
 	seen := r.bytes(1)
 	if r.err == nil && (len(r.b) != 0 || seen[0] > 1) {

@@ -212,7 +212,7 @@ func (m *IPAM) unaffine(ctx context.Context, pool string, block netip.Prefix, ho
 			return nil
 		}
 		if b != nil && b.Affinity == host {
-			if len(b.Allocs) == 0 {
+			if b.nallocs() == 0 {
 				ops = append(ops, datastore.Delete(m.k.block(pool, block), brev))
 			} else {
 				b.Affinity = ""
@@ -233,6 +233,6 @@ func (m *IPAM) unaffine(ctx context.Context, pool string, block netip.Prefix, ho
 
 // dropBlock deletes an empty block and its affinity (used by DeletePool).
 func (m *IPAM) dropBlock(ctx context.Context, pool string, block netip.Prefix, host string) error {
-	_, err := m.unaffine(ctx, pool, block, host, func(b *blockRec, _ *hostRec) bool { return len(b.Allocs) == 0 })
+	_, err := m.unaffine(ctx, pool, block, host, func(b *blockRec, _ *hostRec) bool { return b.nallocs() == 0 })
 	return err
 }

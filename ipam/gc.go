@@ -60,6 +60,7 @@ func (m *IPAM) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 				m.log.Warn("ipam: gc: skipping corrupt block", "key", kv.Key, "err", err)
 				continue
 			}
+			b.materialize()
 			var rels []Release
 			for ord, a := range b.Allocs {
 				if !opts.Valid(a.Handle) && now.Sub(a.Time) >= opts.GracePeriod {
@@ -99,12 +100,12 @@ func (m *IPAM) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 		}
 	}
 	idle := func(b *blockRec) bool {
-		return len(b.Allocs) == 0 && (b.SeenEmpty ||
+		return b.nallocs() == 0 && (b.SeenEmpty ||
 			opts.MinEmptyAge > 0 && !b.EmptySince.IsZero() && now.Sub(b.EmptySince) >= opts.MinEmptyAge)
 	}
 	for _, kv := range kvs {
 		b, err := decodeBlock(kv.Value)
-		if err != nil || len(b.Allocs) > 0 {
+		if err != nil || b.nallocs() > 0 {
 			continue
 		}
 		if !idle(b) {

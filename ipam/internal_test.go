@@ -113,11 +113,20 @@ func TestBlockRecord(t *testing.T) {
 	b.Allocs[2].Attrs = map[string]string{"pod": "web", "ns": "default"}
 	b.EmptySince, b.SeenEmpty = now.UTC(), true
 	back, err := decodeBlock(encode(b))
+	if err == nil {
+		if back.alloc(2).Attrs["pod"] != "web" || back.nallocs() != 4 {
+			t.Fatalf("lazy block: %+v", back.alloc(2))
+		}
+		back.materialize()
+	}
 	if err != nil || !reflect.DeepEqual(back, b) {
 		t.Fatalf("binary round trip: %v\n%+v\n%+v", err, back, b)
 	}
 	j, _ := json.Marshal(b)
-	if back, err = decodeBlock(j); err != nil || !reflect.DeepEqual(back, b) {
+	if back, err = decodeBlock(j); err == nil {
+		back.materialize()
+	}
+	if err != nil || !reflect.DeepEqual(back, b) {
 		t.Fatalf("JSON decode: %v", err)
 	}
 	enc := encode(b)
@@ -307,6 +316,18 @@ func FuzzDecodeBlock(f *testing.F) {
 		if err != nil {
 			return
 		}
+		if len(data) > 0 && data[0] == blockFormat {
+			// A lazily decoded block re-encodes to the same allocations.
+			again, err := decodeBlock(encode(b))
+			if err != nil {
+				t.Fatalf("re-encode: %v", err)
+			}
+			again.materialize()
+			if again.nallocs() != b.nallocs() {
+				t.Fatalf("re-encode: %d allocations, had %d", again.nallocs(), b.nallocs())
+			}
+		}
+		b.materialize()
 		now := time.Unix(2, 0)
 		for {
 			a, _, ok := b.take("x", "n", nil, now)

@@ -343,7 +343,7 @@ func (c *change) releaseAddr(ctx context.Context, lb *loadedBlock, a netip.Addr,
 		return false, nil
 	}
 	ord := ordinal(lb.rec.CIDR, a)
-	al := lb.rec.Allocs[ord]
+	al := lb.rec.alloc(ord)
 	if al == nil || (handle != "" && al.Handle != handle) || (seq != 0 && al.Seq != seq) {
 		return false, nil
 	}

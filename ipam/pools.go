@@ -164,11 +164,11 @@ func (m *IPAM) DeletePool(ctx context.Context, name string) error {
 		if err != nil {
 			return fmt.Errorf("ipam: %s: %s: %w", op, kv.Key, err)
 		}
-		if len(b.Allocs) > 0 {
+		if b.nallocs() > 0 {
 			if !wasDeleting {
 				unmark()
 			}
-			return fmt.Errorf("ipam: %s: %w: block %s holds %d", op, ErrPoolInUse, b.CIDR, len(b.Allocs))
+			return fmt.Errorf("ipam: %s: %w: block %s holds %d", op, ErrPoolInUse, b.CIDR, b.nallocs())
 		}
 	}
 	// 3. Remove the empty blocks with their affinities, one per transaction.

@@ -110,6 +110,60 @@ type blockRec struct {
 	// that found the block empty. Both are cleared by an allocation.
 	EmptySince time.Time `json:"emptySince,omitzero"`
 	SeenEmpty  bool      `json:"seenEmpty,omitempty"`
+
+	// Allocations of a block decoded from the binary form stay undecoded
+	// in raw until used (an assignment touches one or two of them): rawIdx
+	// locates them, an entry with ord -1 was moved to Allocs or released,
+	// rawLive counts the others. Allocs then holds only decoded entries.
+	raw     []byte
+	rawIdx  []rawAlloc
+	rawLive int
+}
+
+// rawAlloc locates one undecoded allocation: raw[start:end] is everything
+// after its ordinal.
+type rawAlloc struct{ ord, start, end int32 }
+
+// nallocs is the number of allocated addresses.
+func (b *blockRec) nallocs() int { return len(b.Allocs) + b.rawLive }
+
+// alloc returns the allocation at ord (nil if free), decoding it if needed.
+func (b *blockRec) alloc(ord int) *allocRec {
+	if a := b.Allocs[ord]; a != nil {
+		return a
+	}
+	if b.rawLive == 0 {
+		return nil
+	}
+	for i := range b.rawIdx {
+		if r := &b.rawIdx[i]; int(r.ord) == ord {
+			b.promote(r)
+			return b.Allocs[ord]
+		}
+	}
+	return nil
+}
+
+func (b *blockRec) promote(r *rawAlloc) {
+	if b.Allocs == nil {
+		b.Allocs = map[int]*allocRec{}
+	}
+	b.Allocs[int(r.ord)] = decodeAlloc(b.raw[r.start:r.end])
+	r.ord = -1
+	b.rawLive--
+}
+
+// materialize decodes every allocation into Allocs.
+func (b *blockRec) materialize() {
+	for i := range b.rawIdx {
+		if b.rawIdx[i].ord >= 0 {
+			b.promote(&b.rawIdx[i])
+		}
+	}
+	b.raw, b.rawIdx, b.rawLive = nil, nil, 0
+	if b.Allocs == nil {
+		b.Allocs = map[int]*allocRec{}
+	}
 }
 
 func newBlock(pool string, cidr netip.Prefix, affinity string) *blockRec {
@@ -155,13 +209,13 @@ func (b *blockRec) put(ord int, handle, host string, attrs map[string]string, no
 // release frees ord if it is allocated and (when given) held by handle with
 // sequence number seq.
 func (b *blockRec) release(ord int, handle string, seq uint64, now time.Time) bool {
-	a := b.Allocs[ord]
+	a := b.alloc(ord)
 	if a == nil || (handle != "" && a.Handle != handle) || (seq != 0 && a.Seq != seq) {
 		return false
 	}
 	delete(b.Allocs, ord)
 	b.Free = append(b.Free, ord)
-	if len(b.Allocs) == 0 {
+	if b.nallocs() == 0 {
 		b.EmptySince = now.UTC()
 	}
 	return true
@@ -177,8 +231,8 @@ func (b *blockRec) check() error {
 		return fmt.Errorf("%w: block %s too large", ErrCorrupt, b.CIDR)
 	}
 	n := blockLen(b.CIDR)
-	if len(b.Free)+len(b.Allocs) != n {
-		return fmt.Errorf("%w: block %s: %d free + %d allocated != %d", ErrCorrupt, b.CIDR, len(b.Free), len(b.Allocs), n)
+	if len(b.Free)+b.nallocs() != n {
+		return fmt.Errorf("%w: block %s: %d free + %d allocated != %d", ErrCorrupt, b.CIDR, len(b.Free), b.nallocs(), n)
 	}
 	seen := make([]bool, n)
 	for _, o := range b.Free {
@@ -194,6 +248,16 @@ func (b *blockRec) check() error {
 		seen[o] = true
 		if a.Seq == 0 || a.Seq > b.Seq {
 			return fmt.Errorf("%w: block %s: ordinal %d sequence %d (block at %d)", ErrCorrupt, b.CIDR, o, a.Seq, b.Seq)
+		}
+	}
+	// Undecoded entries: their sequence numbers were checked by
+	// unmarshalBlock.
+	for _, r := range b.rawIdx {
+		if o := int(r.ord); o >= 0 {
+			if o >= n || seen[o] {
+				return fmt.Errorf("%w: block %s: allocated ordinal %d", ErrCorrupt, b.CIDR, o)
+			}
+			seen[o] = true
 		}
 	}
 	return nil
@@ -214,9 +278,6 @@ func decodeBlock(v []byte) (*blockRec, error) {
 	}
 	if err := b.check(); err != nil {
 		return nil, err
-	}
-	if b.Allocs == nil {
-		b.Allocs = map[int]*allocRec{}
 	}
 	return b, nil
 }

@@ -59,6 +59,7 @@ func (m *IPAM) snap(ctx context.Context) (*snapshot, error) {
 				bad(kv.Key, err)
 				continue
 			}
+			b.materialize()
 			s.blocks[kv.Key] = b
 			s.bkeys = append(s.bkeys, kv.Key)
 		case strings.HasPrefix(rest, "hosts/"):
@@ -160,16 +161,16 @@ func (m *IPAM) Usage(ctx context.Context) (Usage, error) {
 	for _, k := range s.bkeys {
 		b := s.blocks[k]
 		n := blockLen(b.CIDR)
-		u.Blocks = append(u.Blocks, BlockUsage{Pool: b.Pool, CIDR: b.CIDR, Affinity: b.Affinity, Capacity: n, InUse: len(b.Allocs)})
+		u.Blocks = append(u.Blocks, BlockUsage{Pool: b.Pool, CIDR: b.CIDR, Affinity: b.Affinity, Capacity: n, InUse: b.nallocs()})
 		if i, ok := pidx[b.Pool]; ok {
 			u.Pools[i].Blocks++
 			u.Pools[i].Capacity += n
-			u.Pools[i].InUse += len(b.Allocs)
+			u.Pools[i].InUse += b.nallocs()
 		}
 		if b.Affinity != "" {
 			h := hu(b.Affinity)
 			h.Capacity += n
-			h.InUse += len(b.Allocs)
+			h.InUse += b.nallocs()
 		}
 		for _, a := range b.Allocs {
 			if a.Host != "" && a.Host != b.Affinity {
@@ -263,7 +264,7 @@ func (m *IPAM) Check(ctx context.Context, hosts []string) ([]Problem, error) {
 			b := s.blocks[m.k.block(a.Pool, a.Block)]
 			var al *allocRec
 			if b != nil && b.CIDR.Contains(a.Addr) {
-				al = b.Allocs[ordinal(b.CIDR, a.Addr)]
+				al = b.alloc(ordinal(b.CIDR, a.Addr))
 			}
 			if al == nil || al.Handle != h || al.Seq != a.Seq {
 				add(ProblemDanglingHandle, m.k.handle(h), "lists %s (seq %d) which is not allocated to it", a.Addr, a.Seq)
@@ -277,7 +278,7 @@ func (m *IPAM) Check(ctx context.Context, hosts []string) ([]Problem, error) {
 	for _, k := range s.bkeys {
 		b := s.blocks[k]
 		// Allocations -> handles.
-		ords := make([]int, 0, len(b.Allocs))
+		ords := make([]int, 0, b.nallocs())
 		for o := range b.Allocs {
 			ords = append(ords, o)
 		}
@@ -416,7 +417,7 @@ func (m *IPAM) AddrAllocation(ctx context.Context, a netip.Addr) (Allocation, bo
 	if b == nil {
 		return Allocation{}, false, nil
 	}
-	al := b.Allocs[ordinal(b.CIDR, a)]
+	al := b.alloc(ordinal(b.CIDR, a))
 	if al == nil {
 		return Allocation{}, false, nil
 	}
