@@ -9,12 +9,11 @@ import (
 	"github.com/tabbynet/tabby/datastore"
 	"github.com/tabbynet/tabby/examples/internal/cni"
 	"github.com/tabbynet/tabby/examples/internal/storeurl"
-	"github.com/tabbynet/tabby/examples/internal/storeurl/etcdurl"
 )
 
 func main() {
 	p := cni.NewIPAM(cni.Env{OpenStore: func(ctx context.Context, url string) (datastore.Store, error) {
-		return storeurl.Open(ctx, url, &storeurl.Options{Etcd: etcdurl.Open})
+		return storeurl.Open(ctx, url, storeOptions())
 	}})
 	skel.PluginMainFuncs(cni.Funcs(p, os.Stdout), cni.VersionInfo(), "tabby-ipam: block IPAM with handles and GC")
 }

@@ -4,6 +4,9 @@
 // the host end named cali<11 hex>, a /32 route to the pod on the host and
 // "default via 169.254.1.1" in the pod.
 //
+// Build with -tags tabby_noetcd for a bolt-only binary (9 MB instead of 24 MB,
+// about 3 ms less CPU per call; etcd:// URLs are then rejected with code 7).
+//
 // Install the binary (with tabby-ipam, if other plugins should use the same
 // IPAM) in the runtime's CNI bin directory and a network configuration such
 // as /etc/cni/net.d/10-tabby.conflist:

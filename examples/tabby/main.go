@@ -11,7 +11,6 @@ import (
 	"github.com/tabbynet/tabby/datastore"
 	"github.com/tabbynet/tabby/examples/internal/cni"
 	"github.com/tabbynet/tabby/examples/internal/storeurl"
-	"github.com/tabbynet/tabby/examples/internal/storeurl/etcdurl"
 )
 
 // stallEnv is for tests only: "<point>:<file>" makes ADD create file at
@@ -20,7 +19,7 @@ const stallEnv = "TABBY_CNI_TEST_STALL"
 
 func main() {
 	env := cni.Env{OpenStore: func(ctx context.Context, url string) (datastore.Store, error) {
-		return storeurl.Open(ctx, url, &storeurl.Options{Etcd: etcdurl.Open})
+		return storeurl.Open(ctx, url, storeOptions())
 	}}
 	if point, file, ok := strings.Cut(os.Getenv(stallEnv), ":"); ok {
 		env.Hook = func(p string) {

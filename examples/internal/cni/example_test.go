@@ -26,6 +26,7 @@ func Example() {
 		Host:      k,
 		OpenNetNS: veth.Opener(k.NamespaceAt),
 		OpenStore: func(context.Context, string) (datastore.Store, error) { return nopClose{st}, nil },
+		HostLock:  func(context.Context, string) (func(), error) { return func() {}, nil },
 	})
 	conf := `{"cniVersion":"1.1.0","name":"tabby-net","type":"tabby","nodeName":"worker1","datastore":"memory://",
 	  "stateDir":"/nonexistent","ipam":{"type":"tabby-ipam","pools":["10.244.235.128/26"],"blockSize":26}}`

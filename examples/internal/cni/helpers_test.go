@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -36,6 +37,7 @@ type harness struct {
 	env  cni.Env
 	p    *cni.Plugin
 	down bool // datastore unavailable
+	mu   sync.Mutex
 }
 
 func newHarness(t *testing.T) *harness {
@@ -52,6 +54,10 @@ func newHarness(t *testing.T) *harness {
 		},
 		Hostname: func() (string, error) { return "worker1", nil },
 		Stderr:   io.Discard,
+		HostLock: func(context.Context, string) (func(), error) {
+			h.mu.Lock()
+			return h.mu.Unlock, nil
+		},
 	}
 	h.p = cni.New(h.env)
 	return h

@@ -70,10 +70,8 @@ func (ip *IPAMPlugin) Del(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	if _, err := m.ReleaseByHandle(ctx, c.handle); err != nil {
-		return fmt.Errorf("ipam: release %s: %w", c.handle, err)
-	}
-	return nil
+	_, err = c.release(ctx, m)
+	return err
 }
 
 // Check verifies that the handle holds exactly the addresses of

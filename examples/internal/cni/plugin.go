@@ -12,6 +12,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/invoke"
@@ -78,6 +79,9 @@ type Env struct {
 	Stderr io.Writer
 	// Timeout bounds one command (default 60s).
 	Timeout time.Duration
+	// HostLock serialises the IPAM operations of the plugins of one host
+	// (see FileLock, the default); it returns the unlock function.
+	HostLock func(ctx context.Context, stateDir string) (func(), error)
 	// Hook, if set, is called by ADD at named points ("assigned": the
 	// address is allocated, "plumbed": the veth pair is made), for tests
 	// that kill the plugin there.
@@ -104,6 +108,9 @@ func New(env Env) *Plugin {
 	if env.Timeout == 0 {
 		env.Timeout = 60 * time.Second
 	}
+	if env.HostLock == nil {
+		env.HostLock = FileLock
+	}
 	return &Plugin{env: env}
 }
 
@@ -117,6 +124,7 @@ type call struct {
 	handle string
 	log    *slog.Logger
 	host   veth.Netlink
+	start  time.Time
 	closer []func()
 }
 
@@ -131,7 +139,7 @@ func (p *Plugin) begin(args *skel.CmdArgs, cmd string, standalone bool) (*call, 
 	if err != nil {
 		return nil, err
 	}
-	c := &call{p: p, args: args, conf: conf}
+	c := &call{p: p, args: args, conf: conf, start: time.Now()}
 	var w io.Writer = p.env.Stderr
 	if conf.LogFile != "" {
 		f, err := os.OpenFile(conf.LogFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
@@ -193,7 +201,19 @@ func (c *call) plumber() (*veth.Plumber, error) {
 	})
 }
 
+// lock takes the host IPAM lock; the returned function releases it (and
+// is safe to call twice).
+func (c *call) lock(ctx context.Context) (func(), error) {
+	unlock, err := c.p.env.HostLock(ctx, c.conf.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	var once sync.Once
+	return func() { once.Do(unlock) }, nil
+}
+
 func (c *call) hook(point string) {
+	c.log.Debug(point, "elapsed", time.Since(c.start))
 	if c.p.env.Hook != nil {
 		c.p.env.Hook(point)
 	}
@@ -228,6 +248,11 @@ type allocation struct {
 
 // assign runs in-process IPAM.
 func (c *call) assign(ctx context.Context, m *ipam.IPAM) (*allocation, error) {
+	unlock, err := c.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	held, err := m.HandleAddrs(ctx, c.handle)
 	if err != nil {
 		return nil, fmt.Errorf("ipam: handle %s: %w", c.handle, err)
@@ -236,6 +261,7 @@ func (c *call) assign(ctx context.Context, m *ipam.IPAM) (*allocation, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.log.Debug("pools", "elapsed", time.Since(c.start))
 	as, err := m.AutoAssign(ctx, ipam.AutoAssignArgs{
 		Handle: c.handle, Host: c.conf.NodeName, Num4: 1, Attrs: c.attrs(), Pools: pools,
 	})
@@ -250,6 +276,9 @@ func (c *call) assign(ctx context.Context, m *ipam.IPAM) (*allocation, error) {
 		a.undo = func() {
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 			defer cancel()
+			if unlock, err := c.lock(ctx); err == nil {
+				defer unlock()
+			}
 			if _, err := m.ReleaseByHandle(ctx, c.handle); err != nil {
 				c.log.Error("release after failed ADD", "handle", c.handle, "err", err)
 			}
@@ -407,11 +436,12 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 			return fmt.Errorf("%w: %w", errKernel, err)
 		}
 	}
-	rel, err := m.ReleaseByHandle(ctx, c.handle)
+	c.log.Debug("torn down", "elapsed", time.Since(c.start))
+	rel, err := c.release(ctx, m)
 	if err != nil {
-		return fmt.Errorf("ipam: release %s: %w", c.handle, err)
+		return err
 	}
-	c.log.Info("deleted", "key", c.key, "released", rel)
+	c.log.Info("deleted", "key", c.key, "released", rel, "elapsed", time.Since(c.start))
 	return nil
 }
 
@@ -603,6 +633,11 @@ func (c *call) gc(ctx context.Context, m *ipam.IPAM, pl *veth.Plumber) error {
 		// nothing is valid.
 		c.log.Warn("GC without cni.dev/valid-attachments: every attachment of the network on this node is stale")
 	}
+	unlock, err := c.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	valid := map[string]bool{}
 	for _, a := range c.conf.Attachments() {
 		valid[Handle(c.conf.Name, a.ContainerID, a.IfName)] = true
@@ -650,6 +685,20 @@ func (c *call) gc(ctx context.Context, m *ipam.IPAM, pl *veth.Plumber) error {
 		return &gcError{errors.Join(errs...)}
 	}
 	return nil
+}
+
+// release frees the handle under the host lock.
+func (c *call) release(ctx context.Context, m *ipam.IPAM) ([]netip.Addr, error) {
+	unlock, err := c.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	rel, err := m.ReleaseByHandle(ctx, c.handle)
+	if err != nil {
+		return nil, fmt.Errorf("ipam: release %s: %w", c.handle, err)
+	}
+	return rel, nil
 }
 
 func keyFromAttrs(a map[string]string) string {
