@@ -46,8 +46,14 @@ func snapshot(t *testing.T, nss map[string]*testNS) string {
 				fmt.Fprintf(&b, "    addr %s brd %s label %s scope %d flags %#x\n", a.IPNet, a.Broadcast, a.Label, a.Scope, a.Flags)
 			}
 		}
-		for _, r := range routes(t, n) {
-			fmt.Fprintf(&b, "  route %s\n", r)
+		// In the order the kernel dumps them: tables, then destinations.
+		rs, err := n.h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+		ok(t, err, "routes")
+		for _, r := range rs {
+			if r.Family == netlink.FAMILY_V6 && (r.Dst.IP.IsLinkLocalUnicast() || r.Dst.IP.IsMulticast()) {
+				continue // autoconfigured; settles asynchronously on the kernel
+			}
+			fmt.Fprintf(&b, "  route %s\n", routeString(t, n, r))
 		}
 		for _, fam := range []int{netlink.FAMILY_V4, unix.AF_BRIDGE} {
 			ns, err := n.h.NeighList(0, fam)
