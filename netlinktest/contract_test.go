@@ -107,6 +107,7 @@ var contracts = []struct {
 	{"NamespaceDeletion", contractNamespaceDeletion},
 	{"Bridge", contractBridge},
 	{"AddressOrder", contractAddressOrder},
+	{"RouteOrder", contractRouteOrder},
 	{"IPv6AddressOrder", contractIPv6AddressOrder},
 	{"IPv6", contractIPv6},
 	{"IPv6Autoconf", contractIPv6Autoconf},
@@ -1098,5 +1099,35 @@ func contractAddressOrder(t *testing.T, w world) {
 	want := []string{"10.4.7.61/24", "10.5.0.1/24", "192.0.2.1/32", "10.4.7.70/24", "10.4.7.71/24"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("address order %v, want %v (primaries, then secondaries)", got, want)
+	}
+}
+
+// contractRouteOrder: routes are listed in the kernel's order (the IPv4
+// fib trie by address, longer prefixes first; the IPv6 fib6 tree children
+// first), which golden tests and diffs of listings rely on.
+func contractRouteOrder(t *testing.T, w world) {
+	n := w(t)
+	dsts := []string{"10.0.0.0/8", "10.0.0.0/16", "10.0.0.0/24", "10.1.0.0/16", "9.0.0.0/8", "10.0.0.128/25", "0.0.0.0/1",
+		"fd00::/16", "fd00::/64", "fd00:1::/32", "fc00::/7", "fd00::/8", "::/1", "fd00::1/128", "::/0",
+		"2001:db8::/32", "2001:db8:1::/48", "2001:db8::/48", "fd00::/56"}
+	for _, d := range dsts {
+		ok(t, n.h.RouteAdd(&netlink.Route{Dst: ipnet(d), Type: unix.RTN_BLACKHOLE}), d)
+	}
+	for _, pr := range []int{5, 1, 3} {
+		ok(t, n.h.RouteAdd(&netlink.Route{Dst: ipnet("10.9.0.0/16"), Type: unix.RTN_BLACKHOLE, Priority: pr}), "metric")
+	}
+	rs, err := n.h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{}, 0)
+	ok(t, err, "list")
+	var got []string
+	for _, r := range rs {
+		got = append(got, fmt.Sprintf("%s/%d", r.Dst, r.Priority))
+	}
+	want := []string{"0.0.0.0/1/0", "9.0.0.0/8/0", "10.0.0.0/24/0", "10.0.0.0/16/0", "10.0.0.0/8/0", "10.0.0.128/25/0",
+		"10.1.0.0/16/0", "10.9.0.0/16/1", "10.9.0.0/16/3", "10.9.0.0/16/5",
+		"2001:db8::/48/1024", "2001:db8:1::/48/1024", "2001:db8::/32/1024", "::/1/1024",
+		"fd00::1/128/1024", "fd00::/64/1024", "fd00::/56/1024", "fd00:1::/32/1024", "fd00::/16/1024", "fd00::/8/1024", "fc00::/7/1024",
+		"::/0/1024"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("route order:\n got %v\nwant %v", got, want)
 	}
 }

@@ -97,7 +97,7 @@ func (ns *namespace) view(r *route) netlink.Route {
 }
 
 // routeLess orders routes like a kernel dump: IPv4 first, then by table,
-// destination, longer prefixes first, TOS, metric, age.
+// destination (see below), TOS, metric, age.
 func routeLess(a, b *route) bool {
 	if a.is4() != b.is4() {
 		return a.is4()
@@ -105,10 +105,22 @@ func routeLess(a, b *route) bool {
 	if a.table != b.table {
 		return a.table < b.table
 	}
-	if c := a.dst.Addr().Compare(b.dst.Addr()); c != 0 {
-		return c < 0
-	}
-	if a.dst.Bits() != b.dst.Bits() {
+	if a.dst != b.dst {
+		if !a.is4() {
+			// The fib6 tree is walked children first: a prefix
+			// comes after everything it contains.
+			if a.dst.Bits() < b.dst.Bits() && a.dst.Contains(b.dst.Addr()) {
+				return false
+			}
+			if b.dst.Bits() < a.dst.Bits() && b.dst.Contains(a.dst.Addr()) {
+				return true
+			}
+		}
+		// The fib trie (and the fib6 tree for disjoint prefixes) goes
+		// by address, longer prefixes first for the same address.
+		if c := a.dst.Addr().Compare(b.dst.Addr()); c != 0 {
+			return c < 0
+		}
 		return a.dst.Bits() > b.dst.Bits()
 	}
 	if a.tos != b.tos {
