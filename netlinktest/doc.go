@@ -39,9 +39,11 @@
 // # Fidelity
 //
 // Every behaviour below is checked against the real kernel by the contract
-// suite in this package (contract_test.go, differential_test.go): one set
-// of checks runs on the fake always and, as root, on Linux in throwaway
-// namespaces. Where they differ the fake is wrong. In particular:
+// suite in this package (contract_test.go, contract6_test.go,
+// differential_test.go): one set of checks runs on the fake always and, as
+// root, on Linux in throwaway namespaces (`sudo go test ./netlinktest -run
+// 'TestContract|TestDifferential'`; TABBY_KERNEL_TESTS=1 turns a missing
+// root into a failure). Where they differ the fake is wrong. In particular:
 //
 //   - Errors are the bare unix.Errno values netlink returns (EEXIST, ENODEV,
 //     ESRCH, ENETUNREACH, ENETDOWN, EADDRNOTAVAIL, ERANGE, ...), or the
