@@ -383,7 +383,7 @@ func (ns *namespace) register(l *link, want int) {
 
 // unregister removes l from ns with everything that depends on it: its
 // routes, addresses, neighbours, sysctls, vxlan devices using it as lower
-// device, and (if move is false) its veth peer.
+// device, and its veth peer (wherever that is).
 func (ns *namespace) unregister(l *link) {
 	ns.detach(l)
 	ns.notifyLink(l, abi.RTM_DELLINK)
