@@ -59,6 +59,7 @@ type node struct {
 	state  string
 	cancel context.CancelFunc
 	done   chan error
+	onSync func(time.Duration, int, error) // tests
 }
 
 type pod struct {
@@ -312,24 +313,46 @@ type nopClose struct{ datastore.Store }
 
 func (nopClose) Close() error { return nil }
 
+// startAgent runs n's agent (again).
+func (c *cluster) startAgent(ctx context.Context, n *node) error {
+	a, err := agent.New(agent.Config{
+		Node: n.spec.name, NodeIP: n.spec.ip, Uplink: "eth0",
+		Pools: []netip.Prefix{clusterCIDR}, BlockSize: 26, VXLANMode: c.opt.mode,
+		NATOutgoing: true, ProxyARP: agent.ProxyARPUserspace, HoldTime: c.opt.holdTime,
+		ResyncInterval: 30 * time.Second, StateDir: n.state, Netns: n.ns.Path,
+		Store: c.store, Logger: c.log.With("node", n.spec.name), OnSync: n.onSync,
+	})
+	if err != nil {
+		return err
+	}
+	n.agent = a
+	actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan error, 1)
+	n.cancel, n.done = cancel, done
+	go func() { done <- a.Run(actx) }()
+	return nil
+}
+
+// stopAgent stops n's agent: withdrawn, or kept for a graceful restart.
+func (c *cluster) stopAgent(n *node, graceful bool) error {
+	n.agent.SetGracefulRestart(graceful)
+	n.cancel()
+	n.cancel = nil
+	select {
+	case err := <-n.done:
+		return err
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("agent %s did not stop", n.spec.name)
+	}
+}
+
 // startAgents runs one agent per node and waits until every agent is
 // ready and sees the two others.
 func (c *cluster) startAgents(ctx context.Context) error {
 	for _, n := range c.nodes {
-		a, err := agent.New(agent.Config{
-			Node: n.spec.name, NodeIP: n.spec.ip, Uplink: "eth0",
-			Pools: []netip.Prefix{clusterCIDR}, BlockSize: 26, VXLANMode: c.opt.mode,
-			NATOutgoing: true, ProxyARP: agent.ProxyARPUserspace, HoldTime: c.opt.holdTime,
-			ResyncInterval: 30 * time.Second, StateDir: n.state, Netns: n.ns.Path,
-			Store: c.store, Logger: c.log,
-		})
-		if err != nil {
+		if err := c.startAgent(ctx, n); err != nil {
 			return err
 		}
-		n.agent = a
-		actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		n.cancel, n.done = cancel, make(chan error, 1)
-		go func() { n.done <- a.Run(actx) }()
 		env := cni.Env{
 			Host: n.ns.NL, Sysctl: sysctl.NS{Path: n.ns.Path},
 			OpenStore: func(context.Context, string) (datastore.Store, error) { return nopClose{c.store}, nil },
@@ -338,16 +361,9 @@ func (c *cluster) startAgents(ctx context.Context) error {
 		}
 		n.plugin = cni.New(env)
 	}
-	deadline := time.After(20 * time.Second)
 	for _, n := range c.nodes {
-		select {
-		case <-n.agent.Started():
-		case err := <-n.done:
-			return fmt.Errorf("agent %s: %w", n.spec.name, err)
-		case <-deadline:
-			return fmt.Errorf("agent %s: not ready after 20s", n.spec.name)
-		case <-ctx.Done():
-			return ctx.Err()
+		if err := c.waitStarted(ctx, n); err != nil {
+			return err
 		}
 	}
 	return c.waitFor(ctx, 20*time.Second, "every agent sees 2 peers", func() bool {
@@ -358,6 +374,19 @@ func (c *cluster) startAgents(ctx context.Context) error {
 		}
 		return true
 	})
+}
+
+func (c *cluster) waitStarted(ctx context.Context, n *node) error {
+	select {
+	case <-n.agent.Started():
+		return nil
+	case err := <-n.done:
+		return fmt.Errorf("agent %s: %w", n.spec.name, err)
+	case <-time.After(20 * time.Second):
+		return fmt.Errorf("agent %s: not ready after 20s", n.spec.name)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func (c *cluster) waitFor(ctx context.Context, d time.Duration, what string, f func() bool) error {
@@ -387,10 +416,22 @@ func (c *cluster) node(name string) *node {
 // addPods creates each pod's namespace and runs CNI ADD as a runtime does.
 func (c *cluster) addPods() error {
 	for _, ps := range pods {
+		p, err := c.addPod(ps)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.out, "  CNI ADD default/%s on %s -> %v/32 (interface %s)\n", ps.name, ps.node, p.ip, hostIf(p))
+	}
+	return nil
+}
+
+// addPod runs CNI ADD for one new pod.
+func (c *cluster) addPod(ps podSpec) (*pod, error) {
+	{
 		n := c.node(ps.node)
 		ns, err := c.newNS(ps.name)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		p := &pod{spec: ps, ns: ns, id: "demo-" + ps.name}
 		c.pods = append(c.pods, p)
@@ -406,16 +447,15 @@ func (c *cluster) addPods() error {
 			StdinData: conf,
 		})
 		if err != nil {
-			return fmt.Errorf("CNI ADD %s on %s: %w", ps.name, ps.node, err)
+			return p, fmt.Errorf("CNI ADD %s on %s: %w", ps.name, ps.node, err)
 		}
 		res, err := current.NewResultFromResult(r)
 		if err != nil || len(res.IPs) == 0 {
-			return fmt.Errorf("CNI ADD %s: result %v: %v", ps.name, r, err)
+			return p, fmt.Errorf("CNI ADD %s: result %v: %v", ps.name, r, err)
 		}
 		p.ip, _ = netip.AddrFromSlice(res.IPs[0].Address.IP.To4())
-		fmt.Fprintf(c.out, "  CNI ADD default/%s on %s -> %s (interface %s)\n", ps.name, ps.node, res.IPs[0].Address.String(), res.Interfaces[0].Name)
+		return p, nil
 	}
-	return nil
 }
 
 func (c *cluster) pod(name string) *pod {

@@ -81,47 +81,9 @@ func main() {
 // (after Ctrl-C with keep). It reports whether every question passed.
 func run(ctx context.Context, opt options, out io.Writer) (bool, error) {
 	start := time.Now()
-	var log *slog.Logger
-	if opt.verbose {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	} else {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	}
-	c := &cluster{opt: opt, out: out, log: log}
+	c, err := setup(ctx, opt, out)
 	defer c.teardown()
-	if err := c.removeLeftovers(); err != nil {
-		return false, err
-	}
-	var err error
-	if c.tmp, err = os.MkdirTemp("", "tabby-demo-"); err != nil {
-		return false, err
-	}
-	if opt.datastore == "" {
-		c.store = memory.New(nil)
-	} else {
-		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		c.store, err = dsn.Open(octx, opt.datastore, nil)
-		cancel()
-		if err != nil {
-			return false, fmt.Errorf("datastore: %w", err)
-		}
-	}
-	fmt.Fprintf(out, "tabby-demo: the seed's cluster (VXLAN mode %s) in network namespaces %s*\n", opt.mode, opt.prefix)
-	if err := c.build(); err != nil {
-		return false, fmt.Errorf("build the underlay: %w", err)
-	}
-	for _, n := range c.nodes {
-		fmt.Fprintf(out, "  node %-8s %-15v namespace %s\n", n.spec.name, n.spec.ip, n.ns.Name)
-	}
-	fmt.Fprintf(out, "  router %v (gateway), internet host %v behind it (no route to the pod pool)\n", routerIP, internetIP)
-	if err := c.startAgents(ctx); err != nil {
-		return false, fmt.Errorf("start the agents: %w", err)
-	}
-	fmt.Fprintf(out, "  3 agents ready on a shared datastore (%s) after %v\n", storeName(opt), time.Since(start).Round(time.Millisecond))
-	if err := c.addPods(); err != nil {
-		return false, err
-	}
-	if c.echo, err = nettools.EchoServer(c.inet.Path, netipAddrPort(internetIP, echoPort)); err != nil {
+	if err != nil {
 		return false, err
 	}
 	ok := c.questions(ctx)
@@ -132,6 +94,56 @@ func run(ctx context.Context, opt options, out io.Writer) (bool, error) {
 		fmt.Fprintln(out, "removing the cluster")
 	}
 	return ok, nil
+}
+
+// setup builds the underlay, starts the agents, adds the pods and the
+// internet host's echo server. The caller tears the cluster down, also
+// when setup fails.
+func setup(ctx context.Context, opt options, out io.Writer) (*cluster, error) {
+	start := time.Now()
+	var log *slog.Logger
+	if opt.verbose {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	} else {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	}
+	c := &cluster{opt: opt, out: out, log: log}
+	if err := c.removeLeftovers(); err != nil {
+		return c, err
+	}
+	var err error
+	if c.tmp, err = os.MkdirTemp("", "tabby-demo-"); err != nil {
+		return c, err
+	}
+	if opt.datastore == "" {
+		c.store = memory.New(nil)
+	} else {
+		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		c.store, err = dsn.Open(octx, opt.datastore, nil)
+		cancel()
+		if err != nil {
+			return c, fmt.Errorf("datastore: %w", err)
+		}
+	}
+	fmt.Fprintf(out, "tabby-demo: the seed's cluster (VXLAN mode %s) in network namespaces %s*\n", opt.mode, opt.prefix)
+	if err := c.build(); err != nil {
+		return c, fmt.Errorf("build the underlay: %w", err)
+	}
+	for _, n := range c.nodes {
+		fmt.Fprintf(out, "  node %-8s %-15v namespace %s\n", n.spec.name, n.spec.ip, n.ns.Name)
+	}
+	fmt.Fprintf(out, "  router %v (gateway), internet host %v behind it (no route to the pod pool)\n", routerIP, internetIP)
+	if err := c.startAgents(ctx); err != nil {
+		return c, fmt.Errorf("start the agents: %w", err)
+	}
+	fmt.Fprintf(out, "  3 agents ready on a shared datastore (%s) after %v\n", storeName(opt), time.Since(start).Round(time.Millisecond))
+	if err := c.addPods(); err != nil {
+		return c, err
+	}
+	if c.echo, err = nettools.EchoServer(c.inet.Path, netipAddrPort(internetIP, echoPort)); err != nil {
+		return c, err
+	}
+	return c, nil
 }
 
 func storeName(o options) string {

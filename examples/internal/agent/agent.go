@@ -792,16 +792,27 @@ func (a *Agent) setSysctl(key, val string) (int, error) {
 	return 1, nil
 }
 
+// SetGracefulRestart changes what stopping does (see
+// Config.GracefulRestart).
+func (a *Agent) SetGracefulRestart(keep bool) {
+	a.mu.Lock()
+	a.cfg.GracefulRestart = keep
+	a.mu.Unlock()
+}
+
 func (a *Agent) stop() {
 	if a.ann == nil {
 		return
 	}
+	a.mu.Lock()
+	graceful := a.cfg.GracefulRestart
+	a.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := a.ann.Stop(ctx, a.cfg.GracefulRestart); err != nil {
+	if err := a.ann.Stop(ctx, graceful); err != nil {
 		a.log.Warn("stop announcement", "err", err)
 	}
-	if a.cfg.GracefulRestart {
+	if graceful {
 		a.log.Info("stopped; announcement kept for graceful restart", "holdTime", a.cfg.HoldTime)
 	} else {
 		a.log.Info("stopped; withdrawn")

@@ -153,3 +153,71 @@ func earliest(a, b time.Time) time.Time {
 	}
 	return b
 }
+
+// PingStream sends one ICMP echo request every interval from the namespace
+// at nsPath to dst until stop is closed, then waits up to a second for the
+// last replies. It returns how many requests were sent and how many distinct
+// replies came back: a loss counter for tests that change things under a
+// running flow.
+func PingStream(nsPath string, dst netip.Addr, interval time.Duration, stop <-chan struct{}) (sent, received int, err error) {
+	var conn *net.IPConn
+	err = nsenter.DoPath(nsPath, func() error {
+		c, err := net.ListenIP("ip4:icmp", nil)
+		conn = c
+		return err
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("ping: socket: %w", err)
+	}
+	defer conn.Close()
+	id := uint16(os.Getpid()) ^ uint16(pingID.Add(1)*7919)
+	got := make(chan uint16, 1024)
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			nr, _, err := conn.ReadFromIP(buf)
+			if err != nil {
+				close(got)
+				return
+			}
+			b := buf[:nr]
+			if len(b) >= 8 && b[0] == 0 && binary.BigEndian.Uint16(b[4:]) == id {
+				got <- binary.BigEndian.Uint16(b[6:])
+			}
+		}
+	}()
+	seen := map[uint16]bool{}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	var drain <-chan time.Time
+	recv, closed := (<-chan uint16)(got), false
+	for {
+		select {
+		case <-stop:
+			if drain == nil {
+				drain = time.After(time.Second)
+				stop = nil
+				t.Stop()
+			}
+		case <-drain:
+			conn.Close()
+			if !closed {
+				for s := range got {
+					seen[s] = true
+				}
+			}
+			return sent, len(seen), nil
+		case <-t.C:
+			sent++
+			if _, err := conn.WriteToIP(echo(8, id, uint16(sent), []byte("tabby-stream")), &net.IPAddr{IP: net.IP(dst.AsSlice())}); err != nil {
+				return sent, len(seen), fmt.Errorf("ping %s: %w", dst, err)
+			}
+		case s, ok := <-recv:
+			if !ok {
+				recv, closed = nil, true
+				continue
+			}
+			seen[s] = true
+		}
+	}
+}
