@@ -130,7 +130,17 @@ func (m *IPAM) autoAssign(ctx context.Context, args AutoAssignArgs, strict bool)
 	var out []Assigned
 	err := m.retry(ctx, op, func() error {
 		var err error
-		out, err = m.autoAssignOnce(ctx, args, strict)
+		out, err = m.autoAssignOnce(ctx, args, strict, true)
+		switch {
+		case err == nil:
+		case isConflict(err):
+			m.dropPools()
+		default:
+			// Maybe a stale pools record (a pool created or enabled
+			// since): decide on a fresh one.
+			m.dropPools()
+			out, err = m.autoAssignOnce(ctx, args, strict, false)
+		}
 		return err
 	})
 	if err != nil {
@@ -149,8 +159,8 @@ func heldV4(h *handleRec) []Assigned {
 	return out
 }
 
-func (m *IPAM) autoAssignOnce(ctx context.Context, args AutoAssignArgs, strict bool) ([]Assigned, error) {
-	pr, prev, err := m.loadPools(ctx)
+func (m *IPAM) autoAssignOnce(ctx context.Context, args AutoAssignArgs, strict, useCache bool) ([]Assigned, error) {
+	pr, prev, err := m.assignPools(ctx, useCache)
 	if err != nil {
 		return nil, err
 	}

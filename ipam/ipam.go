@@ -57,6 +57,42 @@ type IPAM struct {
 
 	mu  sync.Mutex // guards rnd
 	rnd *rand.Rand
+
+	// The pools record as last read by an assignment, reused by the next
+	// ones: every assignment's transaction checks its revision, so a stale
+	// copy can only cause a conflict (then it is dropped and re-read), and
+	// an assignment that fails for a reason other than a conflict is re-run
+	// on a fresh copy. Never mutated once stored.
+	pmu      sync.Mutex
+	poolsRec *poolsRec
+	poolsRev int64
+}
+
+// assignPools returns the cached pools record (cached=true) or reads it and
+// caches it.
+func (m *IPAM) assignPools(ctx context.Context, useCache bool) (*poolsRec, int64, error) {
+	if useCache {
+		m.pmu.Lock()
+		r, rev := m.poolsRec, m.poolsRev
+		m.pmu.Unlock()
+		if r != nil {
+			return r, rev, nil
+		}
+	}
+	r, rev, err := m.loadPools(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	m.pmu.Lock()
+	m.poolsRec, m.poolsRev = r, rev
+	m.pmu.Unlock()
+	return r, rev, nil
+}
+
+func (m *IPAM) dropPools() {
+	m.pmu.Lock()
+	m.poolsRec = nil
+	m.pmu.Unlock()
 }
 
 // New returns an IPAM over st. cfg may be nil.

@@ -727,3 +727,31 @@ func TestRetryAfterPoolDisabled(t *testing.T) {
 		t.Fatalf("release in disabled pool: %v %v", rel, err)
 	}
 }
+
+// Pool changes made through another IPAM (another process) are seen by
+// assignments at once, although assignments reuse the pools record.
+func TestPoolChangesSeenByOtherInstances(t *testing.T) {
+	e := newEnv(t, nil)
+	other, err := ipam.New(e.st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.assign("a", "n1", 1) // e.m now holds the pools record
+	if err := other.CreatePool(e.ctx, pool("second", "10.245.0.0/16", 0)); err != nil {
+		t.Fatal(err)
+	}
+	as, err := e.m.AutoAssign(e.ctx, ipam.AutoAssignArgs{Handle: "b", Host: "n1", Num4: 1, Pools: []string{"second"}})
+	if err != nil || !mustPrefix("10.245.0.0/16").Contains(as[0].Addr) {
+		t.Fatalf("assign from a pool created elsewhere: %v %v", as, err)
+	}
+	p, _ := other.GetPool(e.ctx, "default")
+	p.Disabled = true
+	if err := other.UpdatePool(e.ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	as, err = e.m.AutoAssign(e.ctx, ipam.AutoAssignArgs{Handle: "c", Host: "n1", Num4: 1})
+	if err != nil || !mustPrefix("10.245.0.0/16").Contains(as[0].Addr) {
+		t.Fatalf("assigned from a pool disabled elsewhere: %v %v", as, err)
+	}
+	e.clean(nil)
+}
