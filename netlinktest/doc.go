@@ -99,7 +99,8 @@
 // Not modelled: duplicate address detection and neighbour timers and
 // resolution (the fake shows settled state at once, where the kernel gets
 // there asynchronously: carrier, operstate, RTNH_F_LINKDOWN, IPv6 local
-// routes), per-device multicast FDB entries of non-vxlan devices, multipath
+// routes), per-device multicast FDB entries of non-vxlan devices, the
+// default FDB entry of a vxlan device made with a remote or group, multipath
 // routes, policy rules, traffic. The kernel may send several link updates
 // for one change where the fake sends one. Dummy devices follow the
 // kernel's driver but cannot be checked on kernels without the dummy
