@@ -93,6 +93,14 @@
 //     link's keys exist while it does, start from conf/default, follow
 //     renames; all/forwarding propagates.
 //
+//   - Bridges: carrier from their ports (and on before the first port),
+//     operstate, MTU following the smallest port unless set by hand.
+//
+//   - Listing order: links by index, IPv4 addresses primaries first, IPv6
+//     addresses global before link-local and newest first, routes in fib
+//     trie / fib6 tree order (neighbours are sorted; the kernel's order is
+//     its hash order).
+//
 //   - Namespaces: deleting one deletes its links, and with them their veth
 //     peers elsewhere and every route through those.
 //
