@@ -372,6 +372,11 @@ func contractVethSameNS(t *testing.T, w world) {
 	ok(t, n.h.LinkSetDown(vb), "down vb")
 	expectLink(t, n, "va", fmt.Sprintf(`*netlink.Veth va mtu=1450 txqlen=1000 flags=up|broadcast|multicast oper=lower-layer-down parent=%d netnsid=-1 master=0 alias="" encap=ether`, ib))
 
+	// Created up: up at once, without carrier while the peer is down.
+	ok(t, n.h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "ve", Flags: net.FlagUp, TxQLen: -1}, PeerName: "vf", PeerTxQLen: -1}), "veth created up")
+	expectLink(t, n, "ve", fmt.Sprintf(`*netlink.Veth ve mtu=1500 txqlen=1000 flags=up|broadcast|multicast oper=lower-layer-down parent=%d netnsid=-1 master=0 alias="" encap=ether`, link(t, n, "vf").Attrs().Index))
+	ok(t, n.h.LinkDel(link(t, n, "ve")), "delete")
+
 	// A zero LinkAttrs literal sends TxQLen 0 (and PeerTxQLen 0 for the
 	// peer): netlink's quirk, kept.
 	ok(t, n.h.LinkAdd(veth("vc", "vd")), "veth add")
@@ -849,6 +854,12 @@ func contractVxlanFDB(t *testing.T, w world) {
 		t.Fatalf("vx4 MTU %d, want it clamped to 1450", m)
 	}
 	isErr(t, n.h.LinkAdd(&netlink.Vxlan{LinkAttrs: netlink.LinkAttrs{Name: "vx5"}, VxlanId: 1 << 24}), unix.ERANGE, "VNI too big")
+	isErr(t, n.h.LinkAdd(&netlink.Vxlan{LinkAttrs: netlink.LinkAttrs{Name: "vx5"}, VxlanId: 5000, VtepDevIndex: 9999}), unix.ENODEV, "missing lower device")
+	ok(t, n.h.LinkAdd(&netlink.Vxlan{LinkAttrs: netlink.LinkAttrs{Name: "vx6"}, VxlanId: 4096, VtepDevIndex: under.Attrs().Index, SrcAddr: net.ParseIP("2001:db8::61"), Port: 4789}), "IPv6 vxlan, same VNI and port as an IPv4 one")
+	if m := link(t, n, "vx6").Attrs().MTU; m != 1430 {
+		t.Fatalf("IPv6 vxlan MTU %d, want 1500-70", m)
+	}
+	ok(t, n.h.LinkDel(link(t, n, "vx6")), "delete")
 	isErr(t, n.h.LinkSetMTU(l, 1451), unix.EINVAL, "MTU above lower - 50")
 	ok(t, n.h.LinkSetMTU(l, 1400), "MTU 1400")
 
