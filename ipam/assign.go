@@ -42,7 +42,7 @@ type AutoAssignArgs struct {
 
 // Assigned is one address handed out. Seq identifies this allocation of
 // the address: pass it to ReleaseIPs so that a late release cannot free the
-// address after it was handed to someone else.
+// address after it was handed to someone else. A plain value.
 type Assigned struct {
 	Addr  netip.Addr
 	Block netip.Prefix

@@ -28,7 +28,7 @@ type GCOptions struct {
 	MinEmptyAge time.Duration
 }
 
-// GCResult says what one GC pass did.
+// GCResult says what one GC pass did. A plain value.
 type GCResult struct {
 	// Released are the addresses freed.
 	Released []netip.Addr

@@ -15,7 +15,8 @@ import (
 	"github.com/tabbynet/tabby/datastore"
 )
 
-// Config tunes an IPAM. A nil *Config means all defaults.
+// Config tunes an IPAM. A nil *Config means all defaults. It is a plain
+// value, read only by New.
 type Config struct {
 	// Prefix is prepended to every key (default "tabby/ipam/"). It must end
 	// in "/".

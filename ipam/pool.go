@@ -6,7 +6,7 @@ import (
 )
 
 // VXLANMode says when traffic between nodes for a pool's addresses is
-// encapsulated. The zero value is invalid.
+// encapsulated. The zero value is invalid. A plain value.
 type VXLANMode int
 
 const (

@@ -51,7 +51,7 @@ func (m *IPAM) ReleaseByHandle(ctx context.Context, handle string) ([]netip.Addr
 	return out, nil
 }
 
-// Release names one address to free. Handle and Seq are optional
+// Release names one address to free (a plain value). Handle and Seq are optional
 // conditions: when set, the address is freed only if its current allocation
 // has that handle and that sequence number (as returned in Assigned), so a
 // late release cannot free an address that was meanwhile handed out again.

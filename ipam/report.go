@@ -100,7 +100,7 @@ func (m *IPAM) Allocations(ctx context.Context) ([]Allocation, error) {
 	return out, nil
 }
 
-// PoolUsage is one pool's utilization.
+// PoolUsage is one pool's utilization. Usage and its parts are plain values.
 type PoolUsage struct {
 	Pool        string
 	CIDR        netip.Prefix
@@ -223,7 +223,7 @@ func (k ProblemKind) String() string {
 	return fmt.Sprintf("ProblemKind(%d)", int(k))
 }
 
-// Problem is one inconsistency found by Check.
+// Problem is one inconsistency found by Check. A plain value.
 type Problem struct {
 	Kind   ProblemKind
 	Key    string // the datastore key of the offending record
