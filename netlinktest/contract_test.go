@@ -900,6 +900,16 @@ func contractVxlanFDB(t *testing.T, w world) {
 	expectLink(t, n, "vxlan.calico", `*netlink.Vxlan vxlan.calico mtu=1400 txqlen=0 flags=up|broadcast|multicast|running oper=unknown parent=0 netnsid=-1 master=0 alias="" encap=ether`)
 	ok(t, n.h.NeighSet(&netlink.Neigh{LinkIndex: idx, State: netlink.NUD_PERMANENT, IP: net.ParseIP("10.244.189.64"), HardwareAddr: mac1}), "neigh on vxlan")
 	sameSet(t, "vxlan neighbour", neighs(t, n, idx, netlink.FAMILY_V4), []string{fmt.Sprintf("fam=2 dev=%d 10.244.189.64 %s state=0x80 type=1 flags=0x0", idx, mac1)})
+	ok(t, n.h.NeighSet(&netlink.Neigh{LinkIndex: idx, State: netlink.NUD_PERMANENT, IP: net.ParseIP("fd00:10:244:2::"), HardwareAddr: mac1}), "IPv6 neighbour")
+	isErr(t, n.h.NeighAdd(&netlink.Neigh{LinkIndex: idx, State: netlink.NUD_PERMANENT, IP: net.ParseIP("fd00:10:244:2::"), HardwareAddr: mac2}), unix.EEXIST, "IPv6 neighbour again")
+	var v6 []string
+	for _, e := range neighs(t, n, idx, netlink.FAMILY_V6) {
+		if strings.Contains(e, "fd00:10:244:2::") {
+			v6 = append(v6, e)
+		}
+	}
+	sameSet(t, "IPv6 neighbour", v6, []string{fmt.Sprintf("fam=10 dev=%d fd00:10:244:2:: %s state=0x80 type=1 flags=0x0", idx, mac1)})
+	ok(t, n.h.NeighDel(&netlink.Neigh{LinkIndex: idx, IP: net.ParseIP("fd00:10:244:2::")}), "delete IPv6 neighbour")
 	ok(t, n.h.LinkSetDown(l), "vxlan down")
 	sameSet(t, "permanent FDB entries survive link down", neighs(t, n, idx, unix.AF_BRIDGE), []string{entry(zero, "10.4.7.62", 0x80)})
 	sameSet(t, "neighbours do not", neighs(t, n, idx, netlink.FAMILY_V4), nil)
