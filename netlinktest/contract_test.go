@@ -859,6 +859,15 @@ func contractVxlanFDB(t *testing.T, w world) {
 	if m := link(t, n, "vx6").Attrs().MTU; m != 1430 {
 		t.Fatalf("IPv6 vxlan MTU %d, want 1500-70", m)
 	}
+	vx6 := link(t, n, "vx6").Attrs().Index
+	fdb6 := func(ip string) *netlink.Neigh {
+		return &netlink.Neigh{LinkIndex: vx6, Family: unix.AF_BRIDGE, Flags: netlink.NTF_SELF, State: netlink.NUD_PERMANENT, IP: net.ParseIP(ip), HardwareAddr: mac1}
+	}
+	ok(t, n.h.NeighAppend(fdb6("2001:db8::62")), "IPv6 remote on an IPv6 vxlan")
+	isErr(t, n.h.NeighAppend(fdb6("10.4.7.62")), unix.EAFNOSUPPORT, "IPv4 remote on an IPv6 vxlan")
+	isErr(t, n.h.NeighAppend(&netlink.Neigh{LinkIndex: link(t, n, "vxlan.calico").Attrs().Index, Family: unix.AF_BRIDGE, Flags: netlink.NTF_SELF,
+		State: netlink.NUD_PERMANENT, IP: net.ParseIP("2001:db8::62"), HardwareAddr: mac2}), unix.EAFNOSUPPORT, "IPv6 remote on an IPv4 vxlan")
+	sameSet(t, "IPv6 FDB", neighs(t, n, vx6, unix.AF_BRIDGE), []string{fmt.Sprintf("fam=7 dev=%d 2001:db8::62 %s state=0x80 type=1 flags=0x2", vx6, mac1)})
 	ok(t, n.h.LinkDel(link(t, n, "vx6")), "delete")
 	isErr(t, n.h.LinkSetMTU(l, 1451), unix.EINVAL, "MTU above lower - 50")
 	ok(t, n.h.LinkSetMTU(l, 1400), "MTU 1400")

@@ -261,6 +261,9 @@ func (ns *namespace) fdbModify(n *netlink.Neigh, mode neighMode) error {
 	if !ok {
 		return unix.EAFNOSUPPORT
 	}
+	if ip.Is6() != (l.vx.headroom() == vxlanHeadroom6) {
+		return unix.EAFNOSUPPORT // the remote must be of the device's family
+	}
 	if n.State&(abi.NUD_PERMANENT|abi.NUD_REACHABLE) == 0 {
 		return unix.EINVAL
 	}
