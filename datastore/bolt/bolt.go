@@ -18,7 +18,6 @@ import (
 	"go.etcd.io/bbolt"
 	bberrors "go.etcd.io/bbolt/errors"
 	"golang.org/x/sync/semaphore"
-	"golang.org/x/sys/unix"
 
 	"github.com/tabbynet/tabby/datastore"
 )
@@ -178,15 +177,15 @@ func (l *lock) publish(rev int64) {
 	l.f.WriteAt(b[:], 0)
 }
 
-// acquire takes this process's semaphore and then the flock on the lock
-// file (exclusive to write, shared to read), waiting at most until ctx ends
+// acquire takes this process's semaphore and then the file lock (see
+// lockFile) on the lock file (exclusive to write, shared to read), waiting at most until ctx ends
 // or LockTimeout passes.
 func (s *Store) acquire(ctx context.Context, write bool) (*lock, error) {
 	lctx, cancel := context.WithTimeout(ctx, s.opts.LockTimeout)
 	defer cancel()
-	weight, how := int64(1), unix.LOCK_SH
+	weight := int64(1)
 	if write {
-		weight, how = maxReaders, unix.LOCK_EX
+		weight = maxReaders
 	}
 	if err := s.sem.Acquire(lctx, weight); err != nil {
 		return nil, unavailable(ctx, "waiting for other operations of this process")
@@ -196,25 +195,19 @@ func (s *Store) acquire(ctx context.Context, write bool) (*lock, error) {
 		s.sem.Release(weight)
 		return nil, err
 	}
-	if err := unix.Flock(int(f.Fd()), how|unix.LOCK_NB); err == nil {
+	if err := lockFile(f, write, false); err == nil {
 		return &lock{f: f, weight: weight}, nil
 	}
 	// Block in the kernel (woken as soon as the holder unlocks) on another
 	// goroutine, so that the deadline can still end the wait.
 	res := make(chan error, 1)
 	go func() {
-		for {
-			err := unix.Flock(int(f.Fd()), how)
-			if err != unix.EINTR {
-				res <- err
-				return
-			}
-		}
+		res <- lockFile(f, write, true)
 	}()
 	select {
 	case err := <-res:
 		if err != nil {
-			f.Close()
+			unlockClose(f)
 			s.sem.Release(weight)
 			return nil, err
 		}
@@ -223,7 +216,7 @@ func (s *Store) acquire(ctx context.Context, write bool) (*lock, error) {
 		// Whoever gets the lock later releases it and the semaphore.
 		go func() {
 			<-res
-			f.Close()
+			unlockClose(f)
 			s.sem.Release(weight)
 		}()
 		return nil, unavailable(ctx, "waiting for the file lock")
@@ -231,7 +224,7 @@ func (s *Store) acquire(ctx context.Context, write bool) (*lock, error) {
 }
 
 func (s *Store) release(l *lock) {
-	l.f.Close() // drops the flock
+	unlockClose(l.f)
 	s.sem.Release(l.weight)
 }
 

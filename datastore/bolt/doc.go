@@ -19,7 +19,10 @@
 //     process runs as soon as the holder unlocks (bbolt's own lock polls
 //     every 50ms), and it is bounded by the caller's context deadline and
 //     Options.LockTimeout (default 10s). Running out is ErrUnavailable and
-//     nothing is written.
+//     nothing is written. On Windows the lock is a LockFileEx byte-range
+//     lock (one byte at offset 1<<32 of the lock file, so that the
+//     published revision stays readable) with the same semantics. Other
+//     systems without flock report errors.ErrUnsupported.
 //  3. The file is opened (read-only for readers), the transaction runs and
 //     commits (fsync), the file is closed, and the lock released.
 //

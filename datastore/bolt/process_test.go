@@ -254,7 +254,7 @@ func TestLockTimeoutIsUnavailable(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+	if err := bolt.HoldLock(f, true); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
@@ -264,7 +264,7 @@ func TestLockTimeoutIsUnavailable(t *testing.T) {
 		t.Fatalf("Create while locked: %v", err)
 	}
 	// The abandoned wait does not wedge the store once the lock is free.
-	syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	bolt.DropLock(f)
 	ctx2, cancel2 := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel2()
 	if _, err := s.Get(ctx2, "/k"); !errors.Is(err, datastore.ErrNotFound) {
@@ -272,11 +272,11 @@ func TestLockTimeoutIsUnavailable(t *testing.T) {
 	}
 
 	// LockTimeout bounds the wait even without a caller deadline.
-	syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
+	bolt.HoldLock(f, true)
 	if _, err := s2.Create(context.Background(), "/k", nil); !errors.Is(err, datastore.ErrUnavailable) {
 		t.Fatalf("Create with LockTimeout while locked: %v", err)
 	}
-	syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	bolt.DropLock(f)
 	if _, err := s.Get(ctx2, "/k"); !errors.Is(err, datastore.ErrNotFound) {
 		t.Fatalf("timed-out Create wrote: %v", err)
 	}
@@ -362,7 +362,7 @@ func TestReadersShareTheLock(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH); err != nil {
+	if err := bolt.HoldLock(f, false); err != nil {
 		t.Fatal(err)
 	}
 	if kv, err := s.Get(ctx, "/k"); err != nil || string(kv.Value) != "v" {
@@ -373,7 +373,7 @@ func TestReadersShareTheLock(t *testing.T) {
 	if _, err := s.Create(short, "/k2", nil); !errors.Is(err, datastore.ErrUnavailable) {
 		t.Fatalf("Create beside a reader: %v", err)
 	}
-	syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	bolt.DropLock(f)
 	if _, err := s.Create(ctx, "/k2", nil); err != nil {
 		t.Fatalf("Create after the reader left: %v", err)
 	}
