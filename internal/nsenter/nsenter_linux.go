@@ -1,7 +1,5 @@
-// Package nsenter is the one place in tabby that moves an OS thread into
-// another network namespace. Everything else names namespaces as values
-// (netlink.NewHandleAt, netlink.NsFd); only things that have no such form,
-// like /proc/sys/net files and sockets, are opened through Do.
+//go:build linux
+
 package nsenter
 
 import (
