@@ -1,6 +1,10 @@
 // Package sysctl reads and writes /proc/sys keys inside a given network
 // namespace, with the same method names as netlinktest.Kernel so that code
 // can take either through a two-method interface.
+//
+// /proc/sys and network namespaces exist only on Linux: elsewhere an NS
+// without a Root, or with a Path, returns errors wrapping
+// errors.ErrUnsupported.
 package sysctl
 
 import (
@@ -40,7 +44,10 @@ func (s NS) file(key string) (string, error) {
 	}
 	root := s.Root
 	if root == "" {
-		root = "/proc/sys"
+		root = defaultRoot
+	}
+	if root == "" {
+		return "", fmt.Errorf("sysctl: %s: no /proc/sys on this system: %w", key, errors.ErrUnsupported)
 	}
 	return filepath.Join(root, k), nil
 }
