@@ -5,17 +5,19 @@
 // Kernel tests run only as root. They skip otherwise, except when
 // TABBY_KERNEL_TESTS=1 (set by .ci/run), where a missing privilege is a
 // failure: CI must never pass by skipping them.
+//
+// The package builds everywhere so that test files using it compile on any
+// system; off Linux, Require (and so NewNS) skips, or fails when forced.
+// The packet-socket helpers (ARPClient, Capture) exist only on Linux.
 package kerneltest
 
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"runtime"
-	"strings"
 	"testing"
 
 	"github.com/vishvananda/netlink"
@@ -33,6 +35,12 @@ const EnvForce = "TABBY_KERNEL_TESTS"
 // fails t instead.
 func Require(t testing.TB) {
 	t.Helper()
+	if runtime.GOOS != "linux" {
+		if os.Getenv(EnvForce) == "1" {
+			t.Fatalf("kernel test needs Linux but runs on %s (%s=1)", runtime.GOOS, EnvForce)
+		}
+		t.Skip("kernel test: needs Linux")
+	}
 	if os.Geteuid() == 0 {
 		return
 	}
@@ -185,28 +193,4 @@ func MustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
 func IPNet(s string) *net.IPNet {
 	p := netip.MustParsePrefix(s)
 	return &net.IPNet{IP: IP(p.Addr()), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
-}
-
-// Dump returns `ip -d addr; ip route; ip neigh` equivalents for n, for
-// failure messages.
-func (n *NS) Dump() string {
-	var b strings.Builder
-	links, _ := n.Handle.LinkList()
-	for _, l := range links {
-		a := l.Attrs()
-		fmt.Fprintf(&b, "%d: %s %s mtu %d %s %s\n", a.Index, a.Name, l.Type(), a.MTU, a.HardwareAddr, a.OperState)
-		addrs, _ := n.Handle.AddrList(l, netlink.FAMILY_ALL)
-		for _, ad := range addrs {
-			fmt.Fprintf(&b, "    inet %s\n", ad.IPNet)
-		}
-	}
-	routes, _ := n.Handle.RouteList(nil, netlink.FAMILY_V4)
-	for _, r := range routes {
-		fmt.Fprintf(&b, "route %s\n", r)
-	}
-	neighs, _ := n.Handle.NeighList(0, netlink.FAMILY_V4)
-	for _, ne := range neighs {
-		fmt.Fprintf(&b, "neigh %s lladdr %s dev %d state %#x\n", ne.IP, ne.HardwareAddr, ne.LinkIndex, ne.State)
-	}
-	return b.String()
 }
