@@ -21,6 +21,15 @@ import (
 
 func newCluster(t *testing.T, opt options) *cluster {
 	t.Helper()
+	var out bytes.Buffer
+	return newBenchCluster(t, opt, &out)
+}
+
+func newBenchCluster(t testing.TB, opt options, out interface {
+	Write([]byte) (int, error)
+	String() string
+}) *cluster {
+	t.Helper()
 	kerneltest.Require(t)
 	opt.prefix = kerneltest.UniqueName("tabby-demo-t") + "-"
 	if opt.mode == 0 {
@@ -29,8 +38,7 @@ func newCluster(t *testing.T, opt options) *cluster {
 	if opt.holdTime == 0 {
 		opt.holdTime = 30 * time.Second
 	}
-	var out bytes.Buffer
-	c, err := setup(context.Background(), opt, &out)
+	c, err := setup(context.Background(), opt, out)
 	t.Cleanup(func() {
 		c.teardown()
 		if left, _ := nettools.ListNS(opt.prefix); len(left) > 0 {
@@ -45,7 +53,9 @@ func newCluster(t *testing.T, opt options) *cluster {
 
 // gwRoutes lists n's routes through a gateway with tabby's protocol
 // (peer blocks), as "dst via gw".
-func gwRoutes(t *testing.T, n *node) []string {
+func gwRoutes(t *testing.T, n *node) []string { return gwRoutesB(t, n) }
+
+func gwRoutesB(t testing.TB, n *node) []string {
 	rs, err := n.ns.NL.RouteList(nil, unix.AF_INET)
 	if err != nil {
 		t.Fatal(err)

@@ -1,3 +1,5 @@
+//go:build linux
+
 package agent
 
 import (
@@ -25,23 +27,6 @@ import (
 	"github.com/tabbynet/tabby/vxlan"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
-)
-
-// Proxy-ARP modes.
-const (
-	ProxyARPUserspace = "userspace"
-	ProxyARPKernel    = "kernel"
-)
-
-// Defaults.
-const (
-	DefaultResyncInterval = 90 * time.Second
-	DefaultStateDir       = "/var/lib/tabby"
-	DefaultSysctlRoot     = "/proc/sys"
-	// HostPrefix is the host-side interface prefix of pods (veth's).
-	HostPrefix = "cali"
-	// routeProtocol is the protocol veth and vxlan give their routes.
-	routeProtocol = 80
 )
 
 // ErrInvalidConfig: the Config cannot work; nothing was started.

@@ -89,10 +89,3 @@ func ExampleParseConfig() {
 	// line 2: --datastore=etcd://10.96.232.136:2379
 	// line 3: --vxlan-mode=CrossSubnet
 }
-
-func TestNewRejects(t *testing.T) {
-	good := Config{Node: "worker1", Uplink: "eth0", Store: nil}
-	if _, err := New(good); !errors.Is(err, ErrInvalidConfig) {
-		t.Errorf("no store/ip: %v", err)
-	}
-}
