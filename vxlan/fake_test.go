@@ -9,16 +9,22 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/tabbynet/tabby/netlinktest"
 	"github.com/tabbynet/tabby/vxlan"
 )
 
 var _ vxlan.Netlink = (*netlinktest.Kernel)(nil)
+
+// Kernel constants that netlink defines only on Linux.
+const (
+	scopeLink    netlink.Scope = 253  // RT_SCOPE_LINK, netlink.SCOPE_LINK
+	nudReachable               = 0x02 // NUD_REACHABLE, netlink.NUD_REACHABLE
+)
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden")
 
@@ -181,7 +187,7 @@ func TestFakeStaleFromEarlierRun(t *testing.T) {
 	eth0, _ := k.LinkByName("eth0")
 	foreign := []*netlink.Route{
 		{Dst: ipnet("10.99.0.0/16"), Gw: net.ParseIP("10.4.7.1"), LinkIndex: eth0.Attrs().Index, Protocol: 3 /* RTPROT_BOOT */},
-		{Dst: ipnet("10.244.235.130/32"), LinkIndex: eth0.Attrs().Index, Scope: netlink.SCOPE_LINK, Protocol: vxlan.DefaultRouteProtocol},
+		{Dst: ipnet("10.244.235.130/32"), LinkIndex: eth0.Attrs().Index, Scope: scopeLink, Protocol: vxlan.DefaultRouteProtocol},
 	}
 	for _, r := range foreign {
 		if err := k.RouteAdd(r); err != nil {
@@ -189,7 +195,7 @@ func TestFakeStaleFromEarlierRun(t *testing.T) {
 		}
 	}
 	// A learned (not permanent) neighbour is not ours either.
-	if err := k.NeighSet(&netlink.Neigh{LinkIndex: vx.Attrs().Index, IP: net.ParseIP("10.244.1.1"), HardwareAddr: mustMAC("02:00:00:00:01:01"), State: netlink.NUD_REACHABLE}); err != nil {
+	if err := k.NeighSet(&netlink.Neigh{LinkIndex: vx.Attrs().Index, IP: net.ParseIP("10.244.1.1"), HardwareAddr: mustMAC("02:00:00:00:01:01"), State: nudReachable}); err != nil {
 		t.Fatal(err)
 	}
 	m := fakeManager(t, k, vxlan.ModeAlways) // the new run
@@ -242,9 +248,9 @@ func TestFakeInjectedFailures(t *testing.T) {
 			if err := m.SetPeers([]vxlan.Peer{master, worker2}); err != nil {
 				t.Fatal(err)
 			}
-			k.FailNth(tc.op, tc.nth, unix.EIO)
+			k.FailNth(tc.op, tc.nth, syscall.EIO)
 			err := m.Sync(context.Background())
-			if !errors.Is(err, unix.EIO) || !strings.Contains(err.Error(), tc.what) {
+			if !errors.Is(err, syscall.EIO) || !strings.Contains(err.Error(), tc.what) {
 				t.Fatalf("err = %v, want EIO mentioning %q", err, tc.what)
 			}
 			r := m.LastResult()
