@@ -21,6 +21,7 @@ func FuzzOperations(f *testing.F) {
 	f.Add([]byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15})
 	f.Add([]byte{0, 0, 3, 3, 6, 6, 9, 9, 12, 12, 15, 15, 1, 1, 2, 2})
 	f.Add([]byte{16, 0, 17, 1, 4, 4, 5, 5, 7, 7, 13, 13, 11, 11, 14, 0})
+	f.Add([]byte{1, 4, 20, 2, 21, 0, 3, 0, 3, 1, 3, 2, 18, 0, 19, 0, 22, 0, 4, 1, 2, 2})
 	f.Fuzz(func(t *testing.T, ops []byte) {
 		host := netlinktest.New()
 		pod, err := host.NewNamespace("/p")
@@ -42,7 +43,7 @@ func FuzzOperations(f *testing.F) {
 			other := nss[1-int(arg>>7)]
 			l := linkOf(k, arg)
 			idx := l.Attrs().Index
-			switch op % 18 {
+			switch op % 23 {
 			case 0:
 				_ = k.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: names[int(arg)%3]}, PeerName: names[int(arg>>2)%3], PeerNamespace: netlink.NsFd(other.Fd())})
 			case 1:
@@ -79,6 +80,16 @@ func FuzzOperations(f *testing.F) {
 				_ = k.LinkSetMTU(l, 60+int(arg)*20)
 			case 17:
 				_ = k.SetSysctl(fmt.Sprintf("net/ipv4/conf/%s/forwarding", l.Attrs().Name), fmt.Sprint(arg%2))
+			case 18:
+				_ = k.AddrAdd(l, &netlink.Addr{IPNet: &net.IPNet{IP: net.ParseIP(fmt.Sprintf("fd00::%x", arg%8)), Mask: net.CIDRMask(64+int(arg%65), 128)}})
+			case 19:
+				_ = k.RouteReplace(&netlink.Route{LinkIndex: idx, Dst: &net.IPNet{IP: net.ParseIP(fmt.Sprintf("fd0%x::", arg%4)), Mask: net.CIDRMask(16+int(arg%49), 128)}, Gw: net.ParseIP(fmt.Sprintf("fd00::%x", arg>>4))})
+			case 20:
+				_ = k.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: names[int(arg)%3]}})
+			case 21:
+				_ = k.LinkSetMaster(l, linkOf(k, arg>>2))
+			case 22:
+				_ = k.SetSysctl(fmt.Sprintf("net/ipv6/conf/%s/disable_ipv6", l.Attrs().Name), fmt.Sprint(arg%2))
 			}
 		}
 		for _, k := range nss {
