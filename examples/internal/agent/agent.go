@@ -99,21 +99,24 @@ type Agent struct {
 	ready chan struct{}
 
 	// owned by Run
-	ns      netns.NsHandle
-	nl      *netlink.Handle
-	vx      *vxlan.Manager
-	nt      *nat.Manager
-	nftc    *countingConn
-	arp     *proxyarp.Responder
-	ann     *reflector.Announcer
-	refl    *reflector.Reflector
-	peers   []reflector.Announcement
-	pools   []ipam.Pool
-	blocks  []netip.Prefix
-	tunnel  netip.Addr
-	dsOK    bool
-	synced  bool
-	lastErr error
+	ns     netns.NsHandle
+	nl     *netlink.Handle
+	vx     *vxlan.Manager
+	nt     *nat.Manager
+	nftc   *countingConn
+	arp    *proxyarp.Responder
+	ann    *reflector.Announcer
+	refl   *reflector.Reflector
+	peers  []reflector.Announcement
+	pools  []ipam.Pool
+	blocks []netip.Prefix
+	addrs  []netip.Addr // borrowed from other nodes' blocks
+	// lastBorrowCheck rate-limits re-reading IPAM for unknown pod addresses.
+	lastBorrowCheck time.Time
+	tunnel          netip.Addr
+	dsOK            bool
+	synced          bool
+	lastErr         error
 }
 
 // Stats is a snapshot of an Agent's state and counters. A plain value.
@@ -363,6 +366,7 @@ func (a *Agent) start(ctx context.Context) error {
 	if err := a.refreshStore(sctx); err != nil {
 		return fmt.Errorf("%w: %w", dsErr(err), err)
 	}
+	a.usage(sctx)
 	if err := os.MkdirAll(c.StateDir, 0o755); err != nil {
 		return fmt.Errorf("agent: state dir: %w", err)
 	}
@@ -497,7 +501,7 @@ func (a *Agent) refreshStore(ctx context.Context) error {
 func (a *Agent) announcement() reflector.Announcement {
 	return reflector.Announcement{
 		Node: a.cfg.Node, NodeIP: a.cfg.NodeIP.Addr(), TunnelIP: a.tunnel,
-		TunnelMAC: a.vx.MAC(), Blocks: slices.Clone(a.blocks),
+		TunnelMAC: a.vx.MAC(), Blocks: slices.Clone(a.blocks), Addrs: slices.Clone(a.addrs),
 	}
 }
 
@@ -506,26 +510,52 @@ func (a *Agent) announcement() reflector.Announcement {
 func (a *Agent) refresh(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	old := slices.Clone(a.blocks)
+	old, oldAddrs := slices.Clone(a.blocks), slices.Clone(a.addrs)
 	if err := a.refreshStore(ctx); err != nil {
 		a.setDS(err)
 		return
 	}
-	if !slices.Equal(old, a.blocks) {
+	a.usage(ctx)
+	if !slices.Equal(old, a.blocks) || !slices.Equal(oldAddrs, a.addrs) {
 		if err := a.ann.Update(a.announcement()); err != nil {
 			a.log.Warn("re-announce", "err", err)
 		}
 	}
-	if u, err := a.ipm.Usage(ctx); err == nil {
-		for _, h := range u.Hosts {
-			if h.Host == a.cfg.Node {
-				a.mu.Lock()
-				a.stats.IPAMCapacity, a.stats.IPAMInUse = h.Capacity, h.InUse+h.Borrowed
-				a.mu.Unlock()
-			}
+	a.setDS(nil)
+}
+
+// usage updates the IPAM metrics and the addresses this node borrowed
+// from other nodes' blocks (announced as single addresses). Allocations are
+// listed only when the node has borrowed any.
+func (a *Agent) usage(ctx context.Context) {
+	u, err := a.ipm.Usage(ctx)
+	if err != nil {
+		return
+	}
+	var borrowed int
+	for _, h := range u.Hosts {
+		if h.Host == a.cfg.Node {
+			a.mu.Lock()
+			a.stats.IPAMCapacity, a.stats.IPAMInUse = h.Capacity, h.InUse+h.Borrowed
+			a.mu.Unlock()
+			borrowed = h.Borrowed
 		}
 	}
-	a.setDS(nil)
+	if borrowed == 0 {
+		a.addrs = nil
+		return
+	}
+	all, err := a.ipm.Allocations(ctx)
+	if err != nil {
+		return
+	}
+	var addrs []netip.Addr
+	for _, al := range all {
+		if al.Host == a.cfg.Node && !slices.ContainsFunc(a.blocks, func(b netip.Prefix) bool { return b.Contains(al.Addr) }) {
+			addrs = append(addrs, al.Addr)
+		}
+	}
+	a.addrs = addrs
 }
 
 // probe checks that the datastore answers; new blocks of the node are
@@ -659,6 +689,13 @@ func (a *Agent) sync(ctx context.Context, why string) {
 				writes++
 			}
 		}
+	}
+	if why != "borrowed" && a.unannounced(workloads) && time.Since(a.lastBorrowCheck) > 2*time.Second {
+		a.lastBorrowCheck = time.Now()
+		// A local pod got an address outside the node's blocks (borrowed)
+		// or from a new block: read IPAM again and announce it now.
+		a.refresh(ctx)
+		defer a.sync(ctx, "borrowed")
 	}
 	d := nat.Desired{Workloads: workloads}
 	for _, p := range a.pools {
@@ -876,4 +913,17 @@ func (a *Agent) NATRules(ctx context.Context) (string, error) {
 		return "", errors.New("agent: not started")
 	}
 	return nt.Dump(ctx)
+}
+
+// unannounced reports whether a local pod address is neither in the
+// node's blocks nor among its announced borrowed addresses.
+func (a *Agent) unannounced(ws []nat.Workload) bool {
+	for _, w := range ws {
+		for _, ad := range w.Addrs {
+			if !slices.ContainsFunc(a.blocks, func(b netip.Prefix) bool { return b.Contains(ad) }) && !slices.Contains(a.addrs, ad) {
+				return true
+			}
+		}
+	}
+	return false
 }
