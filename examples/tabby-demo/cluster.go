@@ -318,7 +318,7 @@ func (c *cluster) startAgent(ctx context.Context, n *node) error {
 	a, err := agent.New(agent.Config{
 		Node: n.spec.name, NodeIP: n.spec.ip, Uplink: "eth0",
 		Pools: []netip.Prefix{clusterCIDR}, BlockSize: 26, VXLANMode: c.opt.mode,
-		NATOutgoing: true, ProxyARP: agent.ProxyARPUserspace, HoldTime: c.opt.holdTime,
+		NATOutgoing: true, ProxyARP: c.opt.proxyARP, HoldTime: c.opt.holdTime,
 		ResyncInterval: 30 * time.Second, StateDir: n.state, Netns: n.ns.Path,
 		Store: c.store, Logger: c.log.With("node", n.spec.name), OnSync: n.onSync,
 	})
@@ -437,7 +437,7 @@ func (c *cluster) addPod(ps podSpec) (*pod, error) {
 		c.pods = append(c.pods, p)
 		conf, _ := json.Marshal(map[string]any{
 			"cniVersion": "1.0.0", "name": "tabby-demo", "type": cni.PluginType,
-			"nodeName": n.spec.name, "stateDir": n.state, "proxyARP": cni.ProxyARPUserspace,
+			"nodeName": n.spec.name, "stateDir": n.state, "proxyARP": c.opt.proxyARP,
 			"datastore": c.opt.datastoreURL(),
 			"ipam":      map[string]any{"type": cni.IPAMType, "pools": []string{clusterCIDR.String()}, "blockSize": 26},
 		})

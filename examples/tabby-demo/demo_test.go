@@ -40,6 +40,21 @@ func TestDemo(t *testing.T) {
 	}
 }
 
+// TestDemoKernelProxyARP runs the demo with the kernel's proxy ARP instead
+// of the userspace responder.
+func TestDemoKernelProxyARP(t *testing.T) {
+	kerneltest.Require(t)
+	prefix := kerneltest.UniqueName("tabby-demo-t") + "-"
+	var out bytes.Buffer
+	ok, err := run(context.Background(), options{mode: ipam.VXLANAlways, prefix: prefix, holdTime: 30 * time.Second, proxyARP: "kernel"}, &out)
+	if err != nil || !ok {
+		t.Fatalf("demo: ok=%v err=%v\n%s", ok, err, out.String())
+	}
+	if !bytes.Contains(out.Bytes(), []byte("kernel proxy ARP")) {
+		t.Errorf("Q5 did not use kernel mode:\n%s", out.String())
+	}
+}
+
 // TestDemoRemovesLeftovers: a namespace of the same name (a crashed run)
 // is removed at start and the demo still passes.
 func TestDemoRemovesLeftovers(t *testing.T) {

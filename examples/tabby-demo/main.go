@@ -27,6 +27,7 @@ type options struct {
 	prefix    string // namespace name prefix
 	holdTime  time.Duration
 	verbose   bool
+	proxyARP  string // userspace (default) or kernel
 }
 
 func (o options) datastoreURL() string {
@@ -44,6 +45,7 @@ func main() {
 	fs.StringVar(&opt.datastore, "datastore", "", "shared datastore URL (etcd://host:2379,...); default: an embedded in-process store")
 	fs.StringVar(&opt.prefix, "prefix", "tabby-demo-", "prefix of the demo's namespace names")
 	fs.DurationVar(&opt.holdTime, "hold-time", 30*time.Second, "the agents' reflector hold time")
+	fs.StringVar(&opt.proxyARP, "proxy-arp", "userspace", "who answers the pods' ARP for 169.254.1.1: userspace (tabby's responder) or kernel (proxy_arp sysctl, Calico's way)")
 	fs.BoolVar(&opt.verbose, "v", false, "log the agents' debug output to stderr")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: sudo tabby-demo [flags]\n\nRebuilds the seed's three-node Calico VXLAN cluster in network namespaces and checks it question by question.\n\n")
@@ -61,6 +63,10 @@ func main() {
 		os.Exit(2)
 	}
 	opt.mode = m
+	if opt.proxyARP != "userspace" && opt.proxyARP != "kernel" {
+		fmt.Fprintf(os.Stderr, "tabby-demo: --proxy-arp %q: want userspace or kernel\n", opt.proxyARP)
+		os.Exit(2)
+	}
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "tabby-demo: needs root (network namespaces): sudo go run ./examples/tabby-demo")
 		os.Exit(1)
@@ -106,6 +112,9 @@ func setup(ctx context.Context, opt options, out io.Writer) (*cluster, error) {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	} else {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	}
+	if opt.proxyARP == "" {
+		opt.proxyARP = "userspace"
 	}
 	c := &cluster{opt: opt, out: out, log: log}
 	if err := c.removeLeftovers(); err != nil {

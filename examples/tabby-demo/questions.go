@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tabbynet/tabby/examples/internal/agent"
 	"github.com/tabbynet/tabby/examples/internal/nettools"
 	"github.com/tabbynet/tabby/ipam"
 	"github.com/tabbynet/tabby/veth"
@@ -181,12 +182,18 @@ func (c *cluster) q5(x *q) {
 		}
 	}
 	x.check(gwMAC == "ee:ee:ee:ee:ee:ee", "169.254.1.1 resolved to %q, want ee:ee:ee:ee:ee:ee", gwMAC)
+	pa, _ := (sysctlAt(n.ns.Path)).Sysctl("net/ipv4/conf/" + hostIf(p) + "/proxy_arp")
+	if c.opt.proxyARP == agent.ProxyARPKernel {
+		pd, _ := (sysctlAt(n.ns.Path)).Sysctl("net/ipv4/neigh/" + hostIf(p) + "/proxy_delay")
+		x.say("%s: kernel proxy ARP (Calico's way): %s proxy_arp=%s proxy_delay=%s", p.spec.node, hostIf(p), pa, pd)
+		x.check(pa == "1" && pd == "0", "kernel mode: proxy_arp=%s proxy_delay=%s on %s", pa, pd, hostIf(p))
+		return
+	}
 	// The responder counts a reply just after sending it.
 	st := n.agent.Stats().ARP
 	for end := time.Now().Add(2 * time.Second); st.Replies <= before && time.Now().Before(end); st = n.agent.Stats().ARP {
 		time.Sleep(10 * time.Millisecond)
 	}
-	pa, _ := (sysctlAt(n.ns.Path)).Sysctl("net/ipv4/conf/" + hostIf(p) + "/proxy_arp")
 	x.say("%s: userspace proxy-ARP responder on %d cali interfaces: %d requests, %d replies (kernel proxy_arp on %s = %s)", p.spec.node, st.Interfaces, st.Requests, st.Replies, hostIf(p), pa)
 	x.check(st.Replies > before, "the responder sent no reply")
 	x.check(pa == "0", "kernel proxy_arp is %q: the answer should come from user space", pa)
