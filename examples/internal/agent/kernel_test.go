@@ -1,0 +1,191 @@
+//go:build linux
+
+package agent
+
+import (
+	"context"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tabbynet/tabby/datastore"
+	"github.com/tabbynet/tabby/datastore/memory"
+	"github.com/tabbynet/tabby/internal/kerneltest"
+	"github.com/tabbynet/tabby/ipam"
+	"github.com/tabbynet/tabby/reflector"
+	"github.com/tabbynet/tabby/vxlan"
+	"golang.org/x/sys/unix"
+)
+
+// flaky is a store that can be switched off (every call ErrUnavailable).
+type flaky struct {
+	datastore.Store
+	down atomic.Bool
+}
+
+func (f *flaky) err() error {
+	if f.down.Load() {
+		return datastore.ErrUnavailable
+	}
+	return nil
+}
+func (f *flaky) Get(ctx context.Context, k string) (datastore.KV, error) {
+	if err := f.err(); err != nil {
+		return datastore.KV{}, err
+	}
+	return f.Store.Get(ctx, k)
+}
+func (f *flaky) List(ctx context.Context, p string) ([]datastore.KV, int64, error) {
+	if err := f.err(); err != nil {
+		return nil, 0, err
+	}
+	return f.Store.List(ctx, p)
+}
+func (f *flaky) Create(ctx context.Context, k string, v []byte) (int64, error) {
+	if err := f.err(); err != nil {
+		return 0, err
+	}
+	return f.Store.Create(ctx, k, v)
+}
+func (f *flaky) Update(ctx context.Context, k string, v []byte, r int64) (int64, error) {
+	if err := f.err(); err != nil {
+		return 0, err
+	}
+	return f.Store.Update(ctx, k, v, r)
+}
+func (f *flaky) Delete(ctx context.Context, k string, r int64) error {
+	if err := f.err(); err != nil {
+		return err
+	}
+	return f.Store.Delete(ctx, k, r)
+}
+func (f *flaky) Txn(ctx context.Context, ops ...datastore.Op) (int64, error) {
+	if err := f.err(); err != nil {
+		return 0, err
+	}
+	return f.Store.Txn(ctx, ops...)
+}
+
+// TestAgentKernel runs one agent in a throwaway namespace with a peer in
+// the store: the peer is programmed, forwarding is written under
+// SysctlRoot, nodename/mtu land in the state dir; with the datastore down
+// the agent turns not ready and leaves the kernel alone; it recovers.
+func TestAgentKernel(t *testing.T) {
+	node := kerneltest.NewNS(t, "agn")
+	sink := kerneltest.NewNS(t, "ags")
+	kerneltest.Veth(t, node, "eth0", sink, "eth0")
+	node.AddAddr(t, "eth0", "10.4.7.61/24")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	mem := memory.New(nil)
+	defer mem.Close()
+	st := &flaky{Store: mem}
+	m, _ := ipam.New(mem, nil)
+	if err := m.CreatePool(ctx, ipam.Pool{Name: "default", CIDR: netip.MustParsePrefix("10.244.0.0/16"), BlockSize: 26, VXLANMode: ipam.VXLANAlways, NATOutgoing: true}); err != nil {
+		t.Fatal(err)
+	}
+	tun, err := m.AssignTunnelAddress(ctx, "worker2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks, _ := m.HostBlocks(ctx, "worker2")
+	r, _ := reflector.New(mem, &reflector.Config{HoldTime: time.Hour})
+	an, err := r.Announce(ctx, reflector.Announcement{Node: "worker2", NodeIP: netip.MustParseAddr("10.4.7.62"), TunnelIP: tun, TunnelMAC: vxlan.MACFromName("worker2"), Blocks: blocks})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer an.Stop(context.Background(), true)
+
+	root := t.TempDir() // --sysctl-root: a copy of the keys the agent writes
+	if err := os.MkdirAll(filepath.Join(root, "net/ipv4"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(root, "net/ipv4/ip_forward"), []byte("0\n"), 0o644)
+	state := t.TempDir()
+	a, err := New(Config{
+		Node: "worker1", NodeIP: netip.MustParsePrefix("10.4.7.61/24"), Uplink: "eth0",
+		Store: st, Netns: node.Path, SysctlRoot: root, StateDir: state,
+		HealthInterval: 100 * time.Millisecond, HoldTime: time.Hour,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	select {
+	case <-a.Started():
+	case err := <-done:
+		t.Fatal(err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("not started")
+	}
+	if err := a.Ready(); err != nil {
+		t.Fatalf("not ready: %v", err)
+	}
+	s := a.Stats()
+	if s.Peers != 1 || len(s.Blocks) != 1 || !s.Blocks[0].Contains(s.TunnelAddr) {
+		t.Fatalf("stats %+v", s)
+	}
+	routes := func() string {
+		vx, err := node.Handle.LinkByName("vxlan.calico")
+		if err != nil {
+			return ""
+		}
+		rs, _ := node.Handle.RouteList(vx, unix.AF_INET)
+		var out []string
+		for _, r := range rs {
+			out = append(out, r.String())
+		}
+		return strings.Join(out, "\n")
+	}
+	if !strings.Contains(routes(), blocks[0].String()) {
+		t.Fatalf("no route to worker2's block %v:\n%s", blocks[0], node.Dump())
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, "net/ipv4/ip_forward")); strings.TrimSpace(string(b)) != "1" {
+		t.Errorf("ip_forward under --sysctl-root = %q", b)
+	}
+	if got, _ := node.Sysctl().Sysctl("net/ipv4/ip_forward"); got != "0" {
+		t.Errorf("the namespace's own ip_forward was written (%s) although SysctlRoot points elsewhere", got)
+	}
+	for f, want := range map[string]string{"nodename": "worker1", "mtu": "1450"} {
+		if b, _ := os.ReadFile(filepath.Join(state, f)); strings.TrimSpace(string(b)) != want {
+			t.Errorf("state %s = %q, want %s", f, b, want)
+		}
+	}
+
+	// Datastore down: not ready, dataplane unchanged.
+	before := routes()
+	writes := a.Stats().KernelWrites
+	st.down.Store(true)
+	deadline := time.Now().Add(10 * time.Second)
+	for a.Ready() == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("still ready with the datastore down")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if routes() != before || a.Stats().KernelWrites != writes {
+		t.Errorf("dataplane changed while the datastore was down")
+	}
+	st.down.Store(false)
+	for a.Ready() != nil {
+		if time.Now().After(deadline.Add(10 * time.Second)) {
+			t.Fatalf("not ready again: %v", a.Ready())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// Stopped without graceful restart: withdrawn.
+	if list, _, _ := r.List(context.Background()); len(list) != 1 || list[0].Node != "worker2" {
+		t.Errorf("announcements after stop: %v", list)
+	}
+}
