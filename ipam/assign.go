@@ -11,8 +11,12 @@ import (
 	"github.com/tabbynet/tabby/datastore"
 )
 
-// MaxNum4 is the most addresses one AutoAssign may ask for.
+// MaxNum4 is the most addresses one AutoAssign may ask for. One assignment
+// also writes at most maxTxnBlocks blocks (one transaction), which limits
+// Num4 further in pools of very small blocks.
 const MaxNum4 = 1024
+
+const maxTxnBlocks = 64
 
 // TunnelHandlePrefix starts the handle of a node's VXLAN tunnel address:
 // "vxlan-tunnel-addr-<node>".
@@ -54,7 +58,9 @@ type Assigned struct {
 // args.Host: first from the host's blocks with room, then from a newly
 // claimed block (see ClaimBlock), then, unless Config.StrictAffinity, by
 // borrowing from other blocks; else ErrExhausted. The addresses and the
-// handle record are written in one transaction.
+// handle record are written in one transaction; nothing is allocated if it
+// fails (blocks claimed on the way stay with the host, empty, for later
+// assignments or GC).
 //
 // If the handle already holds IPv4 addresses, AutoAssign returns those and
 // allocates nothing: an ADD retried after a crash does not allocate twice.
@@ -301,6 +307,10 @@ func (m *IPAM) autoAssignOnce(ctx context.Context, args AutoAssignArgs, strict, 
 		return nil, fmt.Errorf("%w: %d of %d addresses (%s)", ErrExhausted, args.Num4-need, args.Num4, why)
 	}
 	ops := append([]datastore.Op{datastore.Check(m.k.pools(), prev)}, c.ops()...)
+	if len(ops) > maxTxnBlocks+2 {
+		// etcd limits a transaction to 128 operations by default.
+		return nil, fmt.Errorf("%w: %d addresses span %d blocks (at most %d per assignment)", ErrInvalid, args.Num4, len(ops)-2, maxTxnBlocks)
+	}
 	// Keep the host's full-block hints current.
 	hostDirty := false
 	for i, hb := range hr.Blocks {

@@ -755,3 +755,51 @@ func TestPoolChangesSeenByOtherInstances(t *testing.T) {
 	}
 	e.clean(nil)
 }
+
+// IPv6 pools are accepted by the model: blocks are claimed, specific
+// addresses assigned and released (AutoAssign hands out IPv4 only, Num4).
+func TestIPv6Model(t *testing.T) {
+	e := newEnv(t, nil, pool("v4", "10.244.0.0/16", 0), pool("v6", "fd00:10:244::/48", 0))
+	b, err := e.m.ClaimBlock(e.ctx, "n1", "v6")
+	if err != nil || b.Bits() != 122 || !mustPrefix("fd00:10:244::/48").Contains(b.Addr()) {
+		t.Fatalf("claim v6 block: %v %v", b, err)
+	}
+	a, err := e.m.AssignIP(e.ctx, ipam.AssignIPArgs{Addr: b.Addr().Next(), Handle: "pod", Host: "n1"})
+	if err != nil || a.Block != b {
+		t.Fatalf("assign v6: %+v %v", a, err)
+	}
+	v4 := e.assign("pod", "n1", 1) // the handle holds only IPv6: gets IPv4 too
+	if !v4[0].Addr.Is4() {
+		t.Fatalf("AutoAssign gave %v", v4)
+	}
+	got, _ := e.m.HandleAddrs(e.ctx, "pod")
+	if len(got) != 2 {
+		t.Fatalf("handle holds %v", got)
+	}
+	if _, err := e.m.AutoAssign(e.ctx, ipam.AutoAssignArgs{Handle: "x", Host: "n1", Num4: 1, Pools: []string{"v6"}}); !errors.Is(err, ipam.ErrInvalid) {
+		t.Fatalf("Num4 from a v6 pool: %v", err)
+	}
+	rel, err := e.m.ReleaseByHandle(e.ctx, "pod")
+	if err != nil || len(rel) != 2 {
+		t.Fatalf("release: %v %v", rel, err)
+	}
+	if err := e.m.ReleaseBlockAffinity(e.ctx, "n1", b); err != nil {
+		t.Fatal(err)
+	}
+	if bs, _ := e.m.HostBlocks(e.ctx, "n1"); len(bs) != 1 || !bs[0].Addr().Is4() {
+		t.Fatalf("blocks after release: %v", bs)
+	}
+	e.clean([]string{"n1"})
+}
+
+func TestAssignmentSpanningTooManyBlocks(t *testing.T) {
+	e := newEnv(t, nil, pool("tiny", "10.244.0.0/16", 32))
+	if _, err := e.m.AutoAssign(e.ctx, ipam.AutoAssignArgs{Handle: "big", Host: "n1", Num4: 100}); !errors.Is(err, ipam.ErrInvalid) {
+		t.Fatalf("100 /32 blocks in one assignment: %v", err)
+	}
+	if got, _ := e.m.HandleAddrs(e.ctx, "big"); len(got) != 0 {
+		t.Fatalf("partial assignment: %v", got)
+	}
+	e.assign("ok", "n1", 60)
+	e.clean(nil)
+}
