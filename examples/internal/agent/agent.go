@@ -84,6 +84,10 @@ type Config struct {
 	OnSync func(took time.Duration, writes int, err error)
 	// StartTimeout bounds the datastore work at start (default 15s).
 	StartTimeout time.Duration
+	// Now is the clock of IPAM's records and of the sync timings (default
+	// time.Now). Intervals (resync, health, the reflector's heartbeats
+	// and hold time) run on real time.
+	Now func() time.Time
 }
 
 // Agent is one node's daemon. Create with New, run with Run (once).
@@ -201,7 +205,10 @@ func New(cfg Config) (*Agent, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("node", cfg.Node)
-	m, err := ipam.New(cfg.Store, &ipam.Config{Logger: log})
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	m, err := ipam.New(cfg.Store, &ipam.Config{Logger: log, Now: cfg.Now})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
@@ -654,7 +661,7 @@ func (a *Agent) watchLinks(ctx context.Context, kick chan<- struct{}) {
 
 // sync makes the kernel match the desired state.
 func (a *Agent) sync(ctx context.Context, why string) {
-	start := time.Now()
+	start := a.cfg.Now()
 	var errs []error
 	writes := 0
 	peers := a.vxPeers()
@@ -690,8 +697,8 @@ func (a *Agent) sync(ctx context.Context, why string) {
 			}
 		}
 	}
-	if why != "borrowed" && a.unannounced(workloads) && time.Since(a.lastBorrowCheck) > 2*time.Second {
-		a.lastBorrowCheck = time.Now()
+	if why != "borrowed" && a.unannounced(workloads) && a.cfg.Now().Sub(a.lastBorrowCheck) > 2*time.Second {
+		a.lastBorrowCheck = a.cfg.Now()
 		// A local pod got an address outside the node's blocks (borrowed)
 		// or from a new block: read IPAM again and announce it now.
 		a.refresh(ctx)
@@ -718,7 +725,7 @@ func (a *Agent) sync(ctx context.Context, why string) {
 		}
 	}
 	err = errors.Join(errs...)
-	el := time.Since(start)
+	el := a.cfg.Now().Sub(start)
 	a.mu.Lock()
 	a.stats.Syncs++
 	a.stats.SyncSeconds += el.Seconds()

@@ -150,7 +150,7 @@ func ParseArgs(args []string, stderr io.Writer) (*Flags, error) {
 	return f, nil
 }
 
-// Entry is one name=value line of a config file.
+// Entry is one name=value line of a config file. A plain value.
 type Entry struct {
 	Name, Value string
 	Line        int

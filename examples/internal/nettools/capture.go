@@ -13,7 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Frame is one captured IPv4 packet: outer addresses, protocol, UDP ports,
+// Frame is one captured IPv4 packet (a plain value): outer addresses, protocol, UDP ports,
 // and for VXLAN (UDP 4789) the VNI and the inner packet's addresses.
 type Frame struct {
 	Src, Dst         netip.Addr
@@ -36,7 +36,8 @@ func (f Frame) String() string {
 	return fmt.Sprintf("IP %s > %s proto %d", f.Src, f.Dst, f.Proto)
 }
 
-// Capture records IPv4 frames on one interface of a namespace.
+// Capture records IPv4 frames on one interface of a namespace. Stop may
+// be called from any goroutine, more than once.
 type Capture struct {
 	fd     int
 	done   chan struct{}

@@ -18,6 +18,7 @@ import (
 const NetnsDir = "/var/run/netns"
 
 // NS is an open named network namespace with a netlink handle in it.
+// Its Handle and NL may be used concurrently; Close once, when done.
 type NS struct {
 	Name   string
 	Path   string
