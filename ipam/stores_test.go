@@ -360,3 +360,61 @@ func TestEtcdHostsRaceForBlocks(t *testing.T) {
 }
 
 var _ datastore.Store = (*bolt.Store)(nil)
+
+// TestEtcdUnavailable: with etcd down, assignment fails with
+// datastore.ErrUnavailable (it does not retry it as a conflict, nor hang
+// past the caller's deadline), and works again once etcd is back.
+func TestEtcdUnavailable(t *testing.T) {
+	if testing.Short() {
+		t.Skip("restarts etcd (seconds)")
+	}
+	srv := etcdtest.New(t, nil)
+	ctx := context.Background()
+	st, err := etcd.New(ctx, &etcd.Config{Endpoints: srv.Endpoints(), DialTimeout: time.Second, RequestTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	m, _ := ipam.New(st, nil)
+	if err := m.CreatePool(ctx, pool("p", "10.244.0.0/16", 0)); err != nil {
+		t.Fatal(err)
+	}
+	a := mustAssign(t, m, "before")
+	srv.Stop()
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	_, err = m.AutoAssign(dctx, ipam.AutoAssignArgs{Handle: "during", Host: "n1", Num4: 1})
+	cancel()
+	if !errors.Is(err, datastore.ErrUnavailable) {
+		t.Fatalf("AutoAssign with etcd down: %v", err)
+	}
+	srv.Restart()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err = m.AutoAssign(ctx, ipam.AutoAssignArgs{Handle: "after", Host: "n1", Num4: 1})
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("after restart: %v", err)
+	}
+	if got, _ := m.HandleAddrs(ctx, "before"); len(got) != 1 || got[0] != a {
+		t.Fatalf("lost %s: %v", a, got)
+	}
+	if got, _ := m.HandleAddrs(ctx, "during"); len(got) != 0 {
+		t.Fatalf("failed assignment left %v", got)
+	}
+	if ps, err := m.Check(ctx, nil); err != nil || len(ps) > 0 {
+		t.Fatalf("check: %v %v", ps, err)
+	}
+}
+
+func mustAssign(t *testing.T, m *ipam.IPAM, handle string) netip.Addr {
+	t.Helper()
+	as, err := m.AutoAssign(context.Background(), ipam.AutoAssignArgs{Handle: handle, Host: "n1", Num4: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return as[0].Addr
+}
