@@ -108,6 +108,7 @@ var contracts = []struct {
 	{"Bridge", contractBridge},
 	{"AddressOrder", contractAddressOrder},
 	{"RouteOrder", contractRouteOrder},
+	{"Moves", contractMoves},
 	{"IPv6AddressOrder", contractIPv6AddressOrder},
 	{"IPv6", contractIPv6},
 	{"IPv6Autoconf", contractIPv6Autoconf},
@@ -1160,4 +1161,24 @@ func contractRouteOrder(t *testing.T, w world) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("route order:\n got %v\nwant %v", got, want)
 	}
+}
+
+func contractMoves(t *testing.T, w world) {
+	a, b := w(t), w(t)
+	ok(t, a.h.LinkAdd(&netlink.Vxlan{LinkAttrs: netlink.LinkAttrs{Name: "vx"}, VxlanId: 7}), "vxlan")
+	vxIdx := link(t, a, "vx").Attrs().Index
+	ok(t, a.h.LinkSetNsFd(link(t, a, "vx"), b.fd), "a vxlan device moves")
+	if l := link(t, b, "vx"); l.Attrs().Index != vxIdx || l.(*netlink.Vxlan).VxlanId != 7 {
+		t.Fatalf("moved vxlan: %s", linkSummary(l))
+	}
+	ok(t, a.h.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br"}}), "bridge")
+	isErr(t, a.h.LinkSetNsFd(link(t, a, "br"), b.fd), unix.EINVAL, "a bridge is netns-local")
+	isErr(t, a.h.LinkSetNsFd(link(t, a, "lo"), b.fd), unix.EINVAL, "lo is netns-local")
+	ok(t, a.h.LinkAdd(veth("p0", "p1")), "veth")
+	ok(t, a.h.LinkSetMaster(link(t, a, "p0"), link(t, a, "br")), "enslave")
+	ok(t, a.h.LinkSetNsFd(link(t, a, "p0"), b.fd), "a bridge port moves")
+	if m := link(t, b, "p0").Attrs().MasterIndex; m != 0 {
+		t.Fatalf("moved port keeps master %d", m)
+	}
+	ok(t, a.h.LinkSetNsFd(link(t, a, "p1"), a.fd), "a move to the same namespace does nothing")
 }
