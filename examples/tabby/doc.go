@@ -5,7 +5,8 @@
 // "default via 169.254.1.1" in the pod.
 //
 // Build with -tags tabby_noetcd for a bolt-only binary (9 MB instead of 24 MB,
-// about 3 ms less CPU per call; etcd:// URLs are then rejected with code 7).
+// about 3 ms less CPU per call; etcd:// URLs and bolt URL parameters are then
+// rejected with code 7).
 //
 // Install the binary (with tabby-ipam, if other plugins should use the same
 // IPAM) in the runtime's CNI bin directory and a network configuration such
@@ -21,13 +22,16 @@
 // Keys (all optional but name and type):
 //
 //	nodeName   the IPAM host; default <stateDir>/nodename, else the hostname
-//	datastore  memory://, bolt:///path or etcd://host:port[,host:port][/prefix]
-//	           [?ca=&cert=&key=&user=&password=];
+//	datastore  a datastore/dsn URL: bolt:///path[?lock-timeout=10s],
+//	           etcd://h1:2379,h2:2379[?ca=&cert=&key=&username=&
+//	           password-file=&prefix=] or memory:// (tests);
 //	           default bolt://<stateDir>/tabby.db
 //	mtu        both veth ends; default <stateDir>/mtu, else 1450
 //	proxyARP   "userspace" (default: tabby-agent's responder answers ARP for
 //	           169.254.1.1) or "kernel" (the plugin sets proxy_arp=1)
-//	stateDir   the agent's state directory; default /var/lib/tabby
+//	stateDir   the agent's state directory; default /var/lib/tabby. The
+//	           plugins of a host take turns on IPAM with a flock on
+//	           <stateDir>/ipam.lock (like Calico's IPAM lock)
 //	logFile    absolute path to append logs to; default stderr (never stdout)
 //	logLevel   debug, info, warn (default) or error
 //	ipam       {"type": "tabby-ipam", "pools": [CIDR...], "blockSize": 26}

@@ -9,4 +9,4 @@ import (
 
 // storeOptions opens bolt and etcd stores. Build with -tags tabby_noetcd
 // for a bolt-only binary that starts about 3 ms (CPU) faster per call.
-func storeOptions() *storeurl.Options { return &storeurl.Options{Etcd: etcdurl.Open} }
+func storeOptions() *storeurl.Options { return &storeurl.Options{DSN: etcdurl.Open} }

@@ -6,8 +6,9 @@
 //	tabbyctl [--datastore URL] [--timeout 30s] COMMAND
 //
 // The datastore URL (default bolt:///var/lib/tabby/tabby.db, or
-// $TABBY_DATASTORE) is memory://, bolt:///path or
-// etcd://host:port[,host:port][/prefix][?ca=&cert=&key=&user=&password=].
+// $TABBY_DATASTORE) is any datastore/dsn URL: bolt:///path,
+// etcd://h1:2379,h2:2379?ca=&cert=&key=&username=&password-file=&prefix=
+// or memory://.
 //
 // Commands:
 //

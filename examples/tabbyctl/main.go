@@ -17,8 +17,7 @@ import (
 	"time"
 
 	"github.com/tabbynet/tabby/datastore"
-	"github.com/tabbynet/tabby/examples/internal/storeurl"
-	"github.com/tabbynet/tabby/examples/internal/storeurl/etcdurl"
+	"github.com/tabbynet/tabby/datastore/dsn"
 	"github.com/tabbynet/tabby/ipam"
 	"github.com/tabbynet/tabby/reflector"
 )
@@ -27,7 +26,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	open := func(ctx context.Context, url string) (datastore.Store, error) {
-		return storeurl.Open(ctx, url, &storeurl.Options{Etcd: etcdurl.Open})
+		return dsn.Open(ctx, url, nil)
 	}
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr, open))
 }
@@ -60,7 +59,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, open open
 	fs := flag.NewFlagSet("tabbyctl", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usage) }
-	url := fs.String("datastore", envOr("TABBY_DATASTORE", storeurl.DefaultURL), "datastore URL (env TABBY_DATASTORE)")
+	url := fs.String("datastore", envOr("TABBY_DATASTORE", dsn.DefaultBoltURL), "datastore URL (env TABBY_DATASTORE)")
 	timeout := fs.Duration("timeout", 30*time.Second, "overall deadline")
 	if err := fs.Parse(args); err != nil {
 		return 2

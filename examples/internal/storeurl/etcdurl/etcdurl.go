@@ -1,6 +1,6 @@
-// Package etcdurl opens etcd:// datastore URLs for package storeurl
-// (Options.Etcd). It is separate so that only programs that want etcd link
-// its client.
+// Package etcdurl plugs the library's datastore/dsn into package storeurl
+// (Options.DSN), so that every store URL dsn knows works, etcd included. It
+// is separate so that only programs that want etcd link its client.
 package etcdurl
 
 import (
@@ -8,20 +8,10 @@ import (
 	"log/slog"
 
 	"github.com/tabbynet/tabby/datastore"
-	"github.com/tabbynet/tabby/datastore/etcd"
-	"github.com/tabbynet/tabby/examples/internal/storeurl"
+	"github.com/tabbynet/tabby/datastore/dsn"
 )
 
-// Open connects to the etcd cluster p names.
-func Open(ctx context.Context, p storeurl.EtcdParams, log *slog.Logger) (datastore.Store, error) {
-	return etcd.New(ctx, &etcd.Config{
-		Endpoints: p.Endpoints,
-		CAFile:    p.Query.Get("ca"),
-		CertFile:  p.Query.Get("cert"),
-		KeyFile:   p.Query.Get("key"),
-		Username:  p.Query.Get("user"),
-		Password:  p.Query.Get("password"),
-		Prefix:    p.Prefix,
-		Logger:    log,
-	})
+// Open opens the store raw names with datastore/dsn.
+func Open(ctx context.Context, raw string, log *slog.Logger) (datastore.Store, error) {
+	return dsn.Open(ctx, raw, &dsn.Options{Logger: log})
 }
