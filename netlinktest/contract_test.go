@@ -601,6 +601,19 @@ func contractAddrs(t *testing.T, w world) {
 		s = append(s, a.IPNet.String()+" "+a.Label)
 	}
 	sameSet(t, "all IPv4 addresses", s, []string{"127.0.0.1/8 lo", "10.244.1.5/32 va", "10.4.7.61/24 va"})
+	labelled := addr("10.6.0.1/24")
+	labelled.Label = "va:x"
+	ok(t, n.h.AddrAdd(va, labelled), "labelled address")
+	ok(t, n.h.LinkSetName(va, "vz"), "rename")
+	all, err = n.h.AddrList(link(t, n, "vz"), netlink.FAMILY_V4)
+	ok(t, err, "AddrList")
+	s = s[:0]
+	for _, a := range all {
+		s = append(s, a.IPNet.String()+" "+a.Label)
+	}
+	// inetdev_changename: the first address takes the name, the others
+	// keep their ":suffix" or get ":<position>".
+	sameSet(t, "labels follow a rename", s, []string{"10.244.1.5/32 vz", "10.4.7.61/24 vz:2", "10.6.0.1/24 vz:x"})
 }
 
 func contractRouteErrors(t *testing.T, w world) {

@@ -857,11 +857,28 @@ func (k *Kernel) LinkSetName(lk netlink.Link, name string) error {
 		if k.ns.linkByName(name) != nil {
 			return unix.EEXIST
 		}
+		// inetdev_changename: the first IPv4 address takes the new name,
+		// the others keep their ":suffix" or get ":<position>".
+		named := 0
 		for _, a := range l.addrs {
-			if a.label == l.name {
-				a.label = name
-			} else if strings.HasPrefix(a.label, l.name+":") {
-				a.label = name + a.label[len(l.name):]
+			if !a.ip.Is4() {
+				continue
+			}
+			old := a.label
+			a.label = name
+			named++
+			if named == 1 {
+				continue
+			}
+			dot := old[strings.IndexByte(old, ':')+1:]
+			if !strings.Contains(old, ":") {
+				dot = fmt.Sprint(named)
+			}
+			dot = ":" + dot
+			if len(dot)+len(name) < ifNameMax+1 {
+				a.label = name + dot
+			} else {
+				a.label = name[:ifNameMax-len(dot)] + dot
 			}
 		}
 		l.name = name
