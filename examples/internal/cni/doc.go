@@ -6,9 +6,14 @@
 // when the IPAM type is "tabby-ipam", otherwise by delegating to the named
 // IPAM plugin as the CNI spec says) and plumbs the pod with package veth.
 // The IPAM handle of an attachment is "<network>.<containerID>.<ifname>";
-// its addresses carry the attributes namespace, pod, node and container. The
+// its addresses carry the attributes namespace, pod, node, container, network
+// and ifname (GC goes by the network attribute). The
 // workload key (which names the host interface) is "<namespace>.<pod>" from
 // K8S_POD_NAMESPACE and K8S_POD_NAME in CNI_ARGS, else the container ID.
+//
+// The plugins of one host take turns on IPAM under an flock on
+// <stateDir>/ipam.lock (FileLock), as Calico's plugin does: without it,
+// parallel ADDs all race for the same block record and retry.
 //
 // Every command is all-or-nothing: a failed ADD releases the address and
 // removes the veth pair it made; DEL succeeds when there is nothing to

@@ -11,7 +11,6 @@ import (
 	"net/netip"
 	"os"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -227,7 +226,8 @@ func (p *Plugin) ctx() (context.Context, context.CancelFunc) {
 
 // attrs are stored with each address.
 func (c *call) attrs() map[string]string {
-	a := map[string]string{"node": c.conf.NodeName, "container": c.args.ContainerID}
+	a := map[string]string{"node": c.conf.NodeName, "container": c.args.ContainerID,
+		"network": c.conf.Name, "ifname": c.args.IfName}
 	if c.pod.Namespace != "" {
 		a["namespace"] = c.pod.Namespace
 	}
@@ -646,11 +646,12 @@ func (c *call) gc(ctx context.Context, m *ipam.IPAM, pl *veth.Plumber) error {
 	if err != nil {
 		return fmt.Errorf("ipam: list allocations: %w", err)
 	}
-	prefix := c.conf.Name + "."
 	stale := map[string]map[string]string{} // handle -> attrs
 	inUse := map[string]bool{}              // workload keys of valid attachments
 	for _, a := range allocs {
-		if !strings.HasPrefix(a.Handle, prefix) {
+		// The network attribute, not the handle's prefix: network "a"
+		// must not collect "a.b.<container>.<ifname>" of network "a.b".
+		if a.Attrs["network"] != c.conf.Name || a.Handle != Handle(c.conf.Name, a.Attrs["container"], a.Attrs["ifname"]) {
 			continue
 		}
 		if valid[a.Handle] {

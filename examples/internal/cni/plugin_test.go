@@ -46,7 +46,8 @@ func TestAddCheckDel(t *testing.T) {
 	}
 	al := h.allocations()
 	if len(al) != 1 || al[0].Handle != "tabby-net.c1.eth0" || al[0].Host != "worker1" ||
-		al[0].Attrs["namespace"] != "default" || al[0].Attrs["pod"] != "web-0" || al[0].Attrs["container"] != "c1" || al[0].Attrs["node"] != "worker1" {
+		al[0].Attrs["namespace"] != "default" || al[0].Attrs["pod"] != "web-0" || al[0].Attrs["container"] != "c1" || al[0].Attrs["node"] != "worker1" ||
+		al[0].Attrs["network"] != "tabby-net" || al[0].Attrs["ifname"] != "eth0" {
 		t.Fatalf("allocations %+v", al)
 	}
 
@@ -237,8 +238,9 @@ func TestGC(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// An allocation of another network and one of another node are not ours.
-	other := setKey(t, baseConf, map[string]any{"name": "other-net"})
+	// An allocation of another network (whose name starts with ours) and
+	// one of another node are not ours.
+	other := setKey(t, baseConf, map[string]any{"name": "tabby-net.x"})
 	h.netns("/run/netns/x")
 	if _, err := h.p.Add(args(other, "x", "/run/netns/x", "")); err != nil {
 		t.Fatal(err)
@@ -261,7 +263,7 @@ func TestGC(t *testing.T) {
 		handles = append(handles, a.Handle)
 	}
 	slices.Sort(handles)
-	want := []string{"other-net.x.eth0", "tabby-net.a.eth0", "tabby-net.b.eth0", "tabby-net.w2.eth0"}
+	want := []string{"tabby-net.a.eth0", "tabby-net.b.eth0", "tabby-net.w2.eth0", "tabby-net.x.x.eth0"}
 	if !slices.Equal(handles, want) {
 		t.Fatalf("after GC %v, want %v", handles, want)
 	}

@@ -189,6 +189,77 @@ func TestErrorCodes(t *testing.T) {
 	}
 }
 
+// tabby-ipam on its own: codes and nothing left behind.
+func TestIPAMErrorCodes(t *testing.T) {
+	w := newWorld(t)
+	blocker := filepath.Join(w.dir, "file")
+	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ipamConf := func(kv map[string]any) map[string]any {
+		i := map[string]any{"type": "tabby-ipam", "pools": []string{"10.244.0.0/16"}, "nodeName": "worker1", "stateDir": w.stateDir}
+		for k, v := range kv {
+			i[k] = v
+		}
+		return w.netConf(map[string]any{"type": "ptp", "ipam": i})
+	}
+	pod := kerneltest.NewNS(t, "pod")
+	for _, tc := range []struct {
+		name, command string
+		kv            map[string]any
+		code          uint
+	}{
+		{"pool", "ADD", map[string]any{"pools": []string{"10.244.0.0/40"}}, 7},
+		{"ipam type", "ADD", map[string]any{"type": "tabby-ipam2"}, 7},
+		{"prefixLength", "ADD", map[string]any{"prefixLength": 33}, 7},
+		{"datastore down", "ADD", map[string]any{"datastore": "bolt://" + blocker + "/tabby.db"}, 11},
+		{"status datastore down", "STATUS", map[string]any{"datastore": "bolt://" + blocker + "/tabby.db"}, 50},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, cerr := w.raw("tabby-ipam", tc.command, "c1", pod.Path, ipamConf(tc.kv))
+			if cerr == nil || cerr.Code != tc.code {
+				t.Fatalf("got %+v, want code %d", cerr, tc.code)
+			}
+			if n := w.allocated(); n != 0 {
+				t.Fatalf("%d addresses left allocated", n)
+			}
+		})
+	}
+	// And the happy path by the protocol: ADD twice (same address), CHECK,
+	// GC keeping it, DEL twice.
+	out1, cerr := w.raw("tabby-ipam", "ADD", "c1", pod.Path, ipamConf(nil))
+	if cerr != nil {
+		t.Fatal(cerr)
+	}
+	out2, cerr := w.raw("tabby-ipam", "ADD", "c1", pod.Path, ipamConf(nil))
+	if cerr != nil || decodeResult(t, out1).IPs[0].Address != decodeResult(t, out2).IPs[0].Address {
+		t.Fatalf("repeated ADD: %+v %s %s", cerr, out1, out2)
+	}
+	chk := ipamConf(nil)
+	var prev any
+	_ = json.Unmarshal([]byte(out1), &prev)
+	chk["prevResult"] = prev
+	if _, cerr := w.raw("tabby-ipam", "CHECK", "c1", pod.Path, chk); cerr != nil {
+		t.Fatal(cerr)
+	}
+	gc := ipamConf(nil)
+	gc["cni.dev/valid-attachments"] = []types.GCAttachment{{ContainerID: "c1", IfName: "eth0"}}
+	if _, cerr := w.raw("tabby-ipam", "GC", "", "", gc); cerr != nil {
+		t.Fatal(cerr)
+	}
+	if n := w.allocated(); n != 1 {
+		t.Fatalf("allocated %d after GC", n)
+	}
+	for range 2 {
+		if _, cerr := w.raw("tabby-ipam", "DEL", "c1", pod.Path, ipamConf(nil)); cerr != nil {
+			t.Fatal(cerr)
+		}
+	}
+	if n := w.allocated(); n != 0 {
+		t.Fatalf("allocated %d after DEL", n)
+	}
+}
+
 // A pool with one address: the second ADD fails with 100 and leaves
 // nothing.
 func TestPoolExhausted(t *testing.T) {
