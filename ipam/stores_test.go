@@ -190,7 +190,9 @@ func TestBoltKilledMidAssignment(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tabby.db")
 	ctx := context.Background()
 	_, m := openBolt(t, path)
-	if err := m.CreatePool(ctx, pool("default", "10.244.0.0/16", 0)); err != nil {
+	// Small blocks: claims (two steps) are frequent, so kills land between
+	// them too.
+	if err := m.CreatePool(ctx, pool("default", "10.244.0.0/16", 29)); err != nil {
 		t.Fatal(err)
 	}
 	rounds := 3
@@ -259,6 +261,15 @@ func TestBoltKilledMidAssignment(t *testing.T) {
 			if !ok || al.Handle != h {
 				t.Fatalf("round %d: reported %s for %s, file has %+v (%v)", round, addr, h, al, ok)
 			}
+		}
+		// The killed hosts assign again (completing any interrupted claim).
+		for p := range 2 {
+			if _, err := m2.AutoAssign(ctx, ipam.AutoAssignArgs{Handle: fmt.Sprint("after-", round, "-", p), Host: fmt.Sprint("node-", round*10+p), Num4: 1}); err != nil {
+				t.Fatalf("round %d: assign after the kill: %v", round, err)
+			}
+		}
+		if ps, err := m2.Check(ctx, nil); err != nil || len(ps) > 0 {
+			t.Fatalf("round %d: check after recovery: %v %v", round, ps, err)
 		}
 		st.Close()
 		t.Logf("round %d: %d assignments reported before the kill", round, len(reported))
