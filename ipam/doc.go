@@ -48,6 +48,12 @@
 // address of a block is usable, including the first (a node's VXLAN tunnel
 // address, as in the seed: 10.244.235.128 on worker1).
 //
+// An IPAM keeps one thing in memory: the pools record its last assignment
+// read. Assignments check its revision in their transaction, so a stale copy
+// only costs a retry. A host's record also marks blocks seen full, so that
+// an assignment reads a block with room first instead of every block the
+// host holds.
+//
 // IPv4 is what assignment does today (AutoAssignArgs.Num4); IPv6 pools are
 // accepted by the model and AssignIP.
 package ipam
