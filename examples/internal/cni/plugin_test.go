@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -514,5 +515,28 @@ func TestDelegatedIPAM(t *testing.T) {
 	d.fail = types.NewError(types.ErrTryAgainLater, "busy", "")
 	if _, err := p.Add(args(conf, "c3", "/run/netns/pod1", "")); code(t, err) != types.ErrTryAgainLater {
 		t.Fatalf("delegate error: %v", err)
+	}
+}
+
+func TestLogFile(t *testing.T) {
+	h := newHarness(t)
+	h.netns("/run/netns/pod1")
+	log := t.TempDir() + "/cni.log"
+	conf := setKey(t, baseConf, map[string]any{"logFile": log, "logLevel": "debug"})
+	var out bytes.Buffer
+	if err := cni.Funcs(h.p, &out).Add(args(conf, "c1", "/run/netns/pod1", "")); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, string(b), "msg=assigned")
+	mustContain(t, string(b), "container=c1")
+	if strings.Contains(out.String(), "level=") {
+		t.Fatal("logs on stdout")
+	}
+	if err := json.Unmarshal(out.Bytes(), new(map[string]any)); err != nil {
+		t.Fatalf("stdout is not the result alone: %v", err)
 	}
 }

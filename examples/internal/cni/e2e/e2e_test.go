@@ -494,3 +494,22 @@ func TestTabbyIPAMWithPTP(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// DEL releases the address and removes the host interface when the pod's
+// namespace is already gone.
+func TestDelWithoutNetns(t *testing.T) {
+	w := newWorld(t)
+	conf := w.netConf(w.tabbyConf(nil))
+	pod := kerneltest.NewNS(t, "pod")
+	if _, cerr := w.raw("tabby", "ADD", "gone", pod.Path, conf, "CNI_ARGS=K8S_POD_NAMESPACE=ns;K8S_POD_NAME=gone"); cerr != nil {
+		t.Fatal(cerr)
+	}
+	for range 2 {
+		if _, cerr := w.raw("tabby", "DEL", "gone", "/var/run/netns/tabby-no-such-ns", conf, "CNI_ARGS=K8S_POD_NAMESPACE=ns;K8S_POD_NAME=gone"); cerr != nil {
+			t.Fatal(cerr)
+		}
+	}
+	if n, l := w.allocated(), w.hostLinks(); n != 0 || len(l) != 0 {
+		t.Fatalf("after DEL: %d allocated, links %v", n, l)
+	}
+}
