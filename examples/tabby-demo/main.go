@@ -14,7 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/tabbynet/tabby/datastore/dsn"
 	"github.com/tabbynet/tabby/datastore/memory"
 	"github.com/tabbynet/tabby/examples/internal/nettools"
 	"github.com/tabbynet/tabby/ipam"
@@ -128,7 +127,7 @@ func setup(ctx context.Context, opt options, out io.Writer) (*cluster, error) {
 		c.store = memory.New(nil)
 	} else {
 		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		c.store, err = dsn.Open(octx, opt.datastore, nil)
+		c.store, err = openStore(octx, opt.datastore)
 		cancel()
 		if err != nil {
 			return c, fmt.Errorf("datastore: %w", err)
