@@ -540,3 +540,24 @@ func TestLogFile(t *testing.T) {
 		t.Fatalf("stdout is not the result alone: %v", err)
 	}
 }
+
+func TestCheckOlderVersions(t *testing.T) {
+	for _, v := range []string{"0.4.0", "1.0.0"} {
+		t.Run(v, func(t *testing.T) {
+			h := newHarness(t)
+			h.netns("/run/netns/pod1")
+			conf := setKey(t, baseConf, map[string]any{"cniVersion": v})
+			r, err := h.p.Add(args(conf, "c1", "/run/netns/pod1", ""))
+			if err != nil {
+				t.Fatal(err)
+			}
+			old, err := r.GetAsVersion(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := h.p.Check(args(withPrev(t, conf, old), "c1", "/run/netns/pod1", "")); err != nil {
+				t.Fatalf("CHECK %s: %v", v, err)
+			}
+		})
+	}
+}
