@@ -21,6 +21,9 @@
 // the router: the master (same subnet as worker1) is then routed directly
 // and worker2 through vxlan.calico.
 //
+// Build with -tags tabby_noetcd for a demo without the etcd client (a faster
+// first compile; memory:// and bolt:// datastores only).
+//
 // The demo never touches the host namespace's network configuration and
 // executes no binary.
 package main

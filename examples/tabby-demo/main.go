@@ -148,6 +148,24 @@ func setup(ctx context.Context, opt options, out io.Writer) (*cluster, error) {
 	if err := c.addPods(); err != nil {
 		return c, err
 	}
+	if opt.proxyARP == "userspace" {
+		if err := c.waitFor(ctx, 10*time.Second, "the proxy-ARP responders serve every pod", func() bool {
+			for _, n := range c.nodes {
+				want := 0
+				for _, p := range c.pods {
+					if p.spec.node == n.spec.name {
+						want++
+					}
+				}
+				if n.agent.Stats().ARP.Interfaces != want {
+					return false
+				}
+			}
+			return true
+		}); err != nil {
+			return c, err
+		}
+	}
 	if c.echo, err = nettools.EchoServer(c.inet.Path, netipAddrPort(internetIP, echoPort)); err != nil {
 		return c, err
 	}
