@@ -11,9 +11,10 @@ import (
 	"github.com/tabbynet/tabby/datastore"
 )
 
-// MaxNum4 is the most addresses one AutoAssign may ask for. One assignment
-// also writes at most maxTxnBlocks blocks (one transaction), which limits
-// Num4 further in pools of very small blocks.
+// MaxNum4 is the most addresses of one family one AutoAssign may ask for
+// (Num4 and Num6 each). One assignment also writes at most maxTxnBlocks
+// blocks (one transaction), which limits it further in pools of very small
+// blocks.
 const MaxNum4 = 1024
 
 const maxTxnBlocks = 64
@@ -35,12 +36,15 @@ type AutoAssignArgs struct {
 	Handle string
 	// Host is the node asking; addresses come from its blocks. Required.
 	Host string
-	// Num4 is the number of IPv4 addresses, 1..MaxNum4.
+	// Num4 and Num6 are the numbers of IPv4 and IPv6 addresses, each
+	// 0..MaxNum4, together at least 1.
 	Num4 int
+	Num6 int
 	// Attrs are stored with each address (for example namespace and pod).
 	Attrs map[string]string
-	// Pools restricts the pools by name (empty: every enabled IPv4 pool).
-	// An unknown name is ErrPoolNotFound; disabled pools are skipped.
+	// Pools restricts the pools by name (empty: every enabled pool of the
+	// family). An unknown name is ErrPoolNotFound, naming no pool of a
+	// requested family is ErrInvalid; disabled pools are skipped.
 	Pools []string
 }
 
@@ -54,16 +58,17 @@ type Assigned struct {
 	Seq   uint64
 }
 
-// AutoAssign hands out args.Num4 IPv4 addresses to args.Handle on
-// args.Host: first from the host's blocks with room, then from a newly
+// AutoAssign hands out args.Num4 IPv4 and args.Num6 IPv6 addresses to
+// args.Handle on args.Host: first from the host's blocks with room, then from a newly
 // claimed block (see ClaimBlock), then, unless Config.StrictAffinity, by
 // borrowing from other blocks; else ErrExhausted. The addresses and the
 // handle record are written in one transaction; nothing is allocated if it
 // fails (blocks claimed on the way stay with the host, empty, for later
 // assignments or GC).
 //
-// If the handle already holds IPv4 addresses, AutoAssign returns those and
-// allocates nothing: an ADD retried after a crash does not allocate twice.
+// If the handle already holds addresses of a requested family, AutoAssign
+// returns those and allocates none of that family: an ADD retried after a
+// crash does not allocate twice. The result lists IPv4 addresses first.
 func (m *IPAM) AutoAssign(ctx context.Context, args AutoAssignArgs) ([]Assigned, error) {
 	return m.autoAssign(ctx, args, m.strict)
 }
@@ -106,7 +111,7 @@ func selectPools(pr *poolsRec, names []string, is4 bool) ([]poolRec, error) {
 		}
 		p := pr.Pools[i]
 		if p.CIDR.Addr().Is4() != is4 {
-			return nil, fmt.Errorf("%w: pool %s is not IPv4", ErrInvalid, n)
+			continue
 		}
 		if !p.usable() {
 			disabled = append(disabled, n)
@@ -115,6 +120,13 @@ func selectPools(pr *poolsRec, names []string, is4 bool) ([]poolRec, error) {
 		if !slices.ContainsFunc(sel, func(q poolRec) bool { return q.Name == n }) {
 			sel = append(sel, p)
 		}
+	}
+	if len(sel) == 0 && len(disabled) == 0 {
+		fam := "IPv4"
+		if !is4 {
+			fam = "IPv6"
+		}
+		return nil, fmt.Errorf("%w: no %s pool among %v", ErrInvalid, fam, names)
 	}
 	if len(sel) == 0 {
 		return nil, fmt.Errorf("%w: %w: %v", ErrExhausted, ErrPoolDisabled, disabled)
@@ -130,8 +142,8 @@ func (m *IPAM) autoAssign(ctx context.Context, args AutoAssignArgs, strict bool)
 	if err := checkHost(args.Host); err != nil {
 		return nil, fmt.Errorf("ipam: auto-assign: %w", err)
 	}
-	if args.Num4 < 1 || args.Num4 > MaxNum4 {
-		return nil, fmt.Errorf("ipam: auto-assign: %w: Num4 %d not in 1..%d", ErrInvalid, args.Num4, MaxNum4)
+	if args.Num4 < 0 || args.Num4 > MaxNum4 || args.Num6 < 0 || args.Num6 > MaxNum4 || args.Num4+args.Num6 < 1 {
+		return nil, fmt.Errorf("ipam: auto-assign: %w: Num4 %d, Num6 %d (each 0..%d, at least one address)", ErrInvalid, args.Num4, args.Num6, MaxNum4)
 	}
 	var out []Assigned
 	err := m.retry(ctx, op, func() error {
@@ -155,10 +167,10 @@ func (m *IPAM) autoAssign(ctx context.Context, args AutoAssignArgs, strict bool)
 	return out, nil
 }
 
-func heldV4(h *handleRec) []Assigned {
+func held(h *handleRec, is4 bool) []Assigned {
 	var out []Assigned
 	for _, a := range h.Addrs {
-		if a.Addr.Is4() {
+		if a.Addr.Is4() == is4 {
 			out = append(out, Assigned{Addr: a.Addr, Block: a.Block, Pool: a.Pool, Seq: a.Seq})
 		}
 	}
@@ -175,12 +187,34 @@ func (m *IPAM) autoAssignOnce(ctx context.Context, args AutoAssignArgs, strict, 
 	if err != nil {
 		return nil, err
 	}
-	if held := heldV4(lh.rec); len(held) > 0 {
-		return held, nil
+	held4, held6 := held(lh.rec, true), held(lh.rec, false)
+	need4, need6 := args.Num4, args.Num6
+	if len(held4) > 0 {
+		need4 = 0
 	}
-	sel, err := selectPools(pr, args.Pools, true)
-	if err != nil {
-		return nil, err
+	if len(held6) > 0 {
+		need6 = 0
+	}
+	var result []Assigned
+	if args.Num4 > 0 {
+		result = append(result, held4...)
+	}
+	if args.Num6 > 0 {
+		result = append(result, held6...)
+	}
+	if need4 == 0 && need6 == 0 {
+		return result, nil
+	}
+	var sel4, sel6 []poolRec
+	if need4 > 0 {
+		if sel4, err = selectPools(pr, args.Pools, true); err != nil {
+			return nil, err
+		}
+	}
+	if need6 > 0 {
+		if sel6, err = selectPools(pr, args.Pools, false); err != nil {
+			return nil, err
+		}
 	}
 	hr, hrev, err := m.loadHost(ctx, args.Host)
 	if err != nil {
@@ -192,124 +226,138 @@ func (m *IPAM) autoAssignOnce(ctx context.Context, args AutoAssignArgs, strict, 
 		}
 		return nil, errRetry
 	}
-	inSel := func(pool string) bool {
-		return slices.ContainsFunc(sel, func(p poolRec) bool { return p.Name == pool })
-	}
 	now := m.now()
-	need := args.Num4
 	var out []Assigned
-	takeFrom := func(lb *loadedBlock) {
-		if lb.rec == nil || need == 0 || len(lb.rec.Free) == 0 {
-			return
+	// allocate takes need addresses from the pools in sel (one family).
+	allocate := func(sel []poolRec, want int, fam string) error {
+		need := want
+		inSel := func(pool string) bool {
+			return slices.ContainsFunc(sel, func(p poolRec) bool { return p.Name == pool })
 		}
-		lb.dirty = true // records in a change are private copies, decoded for it
-		for need > 0 {
-			a, seq, ok := lb.rec.take(args.Handle, args.Host, args.Attrs, now)
-			if !ok {
-				break
+		takeFrom := func(lb *loadedBlock) {
+			if lb.rec == nil || need == 0 || len(lb.rec.Free) == 0 {
+				return
 			}
-			need--
-			out = append(out, Assigned{Addr: a, Block: lb.rec.CIDR, Pool: lb.rec.Pool, Seq: seq})
-			lh.rec.Addrs = append(lh.rec.Addrs, handleAddr{Pool: lb.rec.Pool, Block: lb.rec.CIDR, Addr: a, Seq: seq})
-			lh.dirty = true
-		}
-	}
-	// 1. The host's own blocks: those not known to be full first.
-	for _, full := range []bool{false, true} {
-		for _, hb := range hr.Blocks {
-			if need == 0 {
-				break
-			}
-			if hb.Pending || hb.Full != full || !inSel(hb.Pool) {
-				continue
-			}
-			lb, err := c.block(ctx, hb.Pool, hb.CIDR)
-			if err != nil {
-				return nil, err
-			}
-			if lb.rec != nil && lb.rec.Affinity == args.Host {
-				takeFrom(lb)
+			lb.dirty = true // records in a change are private copies, decoded for it
+			for need > 0 {
+				a, seq, ok := lb.rec.take(args.Handle, args.Host, args.Attrs, now)
+				if !ok {
+					break
+				}
+				need--
+				out = append(out, Assigned{Addr: a, Block: lb.rec.CIDR, Pool: lb.rec.Pool, Seq: seq})
+				lh.rec.Addrs = append(lh.rec.Addrs, handleAddr{Pool: lb.rec.Pool, Block: lb.rec.CIDR, Addr: a, Seq: seq})
+				lh.dirty = true
 			}
 		}
-	}
-	// 2. New blocks for the host.
-	capped := false
-	for need > 0 {
-		if m.maxBPH > 0 && len(hr.Blocks) >= m.maxBPH {
-			capped = true
-			break
-		}
-		claimed := false
-		for _, p := range sel {
-			b, err := m.claimIn(ctx, prev, hr, hrev, p)
-			if errors.Is(err, errNoFreeBlock) {
-				continue
-			}
-			if err != nil {
-				return nil, err
-			}
-			if hr, hrev, err = m.loadHost(ctx, args.Host); err != nil {
-				return nil, err
-			}
-			lb, err := c.block(ctx, p.Name, b)
-			if err != nil {
-				return nil, err
-			}
-			takeFrom(lb)
-			claimed = true
-			break
-		}
-		if !claimed {
-			break
-		}
-	}
-	// 3. Borrow.
-	if need > 0 && !strict {
-		for _, p := range sel {
-			if need == 0 {
-				break
-			}
-			kvs, _, err := m.st.List(ctx, m.k.blocks(p.Name))
-			if err != nil {
-				return nil, err
-			}
-			start := int(m.randN(uint64(len(kvs))))
-			for j := range kvs {
+		// 1. The host's own blocks: those not known to be full first.
+		for _, full := range []bool{false, true} {
+			for _, hb := range hr.Blocks {
 				if need == 0 {
 					break
 				}
-				kv := kvs[(start+j)%len(kvs)]
-				if _, seen := c.blocks[kv.Key]; seen {
+				if hb.Pending || hb.Full != full || !inSel(hb.Pool) {
 					continue
 				}
-				b, err := decodeBlock(kv.Value)
+				lb, err := c.block(ctx, hb.Pool, hb.CIDR)
 				if err != nil {
-					return nil, fmt.Errorf("%s: %w", kv.Key, err)
+					return err
 				}
-				if len(b.Free) == 0 {
-					continue
+				if lb.rec != nil && lb.rec.Affinity == args.Host {
+					takeFrom(lb)
 				}
-				lb := &loadedBlock{key: kv.Key, rec: b, rev: kv.Revision}
-				c.blocks[kv.Key] = lb
-				c.order = append(c.order, kv.Key)
-				takeFrom(lb)
 			}
 		}
+		// 2. New blocks for the host.
+		capped := false
+		for need > 0 {
+			if m.maxBPH > 0 && len(hr.Blocks) >= m.maxBPH {
+				capped = true
+				break
+			}
+			claimed := false
+			for _, p := range sel {
+				b, err := m.claimIn(ctx, prev, hr, hrev, p)
+				if errors.Is(err, errNoFreeBlock) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				if hr, hrev, err = m.loadHost(ctx, args.Host); err != nil {
+					return err
+				}
+				lb, err := c.block(ctx, p.Name, b)
+				if err != nil {
+					return err
+				}
+				takeFrom(lb)
+				claimed = true
+				break
+			}
+			if !claimed {
+				break
+			}
+		}
+		// 3. Borrow.
+		if need > 0 && !strict {
+			for _, p := range sel {
+				if need == 0 {
+					break
+				}
+				kvs, _, err := m.st.List(ctx, m.k.blocks(p.Name))
+				if err != nil {
+					return err
+				}
+				start := int(m.randN(uint64(len(kvs))))
+				for j := range kvs {
+					if need == 0 {
+						break
+					}
+					kv := kvs[(start+j)%len(kvs)]
+					if _, seen := c.blocks[kv.Key]; seen {
+						continue
+					}
+					b, err := decodeBlock(kv.Value)
+					if err != nil {
+						return fmt.Errorf("%s: %w", kv.Key, err)
+					}
+					if len(b.Free) == 0 {
+						continue
+					}
+					lb := &loadedBlock{key: kv.Key, rec: b, rev: kv.Revision}
+					c.blocks[kv.Key] = lb
+					c.order = append(c.order, kv.Key)
+					takeFrom(lb)
+				}
+			}
+		}
+		if need > 0 {
+			why := "pools full"
+			if capped {
+				why = fmt.Sprintf("host %s at MaxBlocksPerHost %d", args.Host, m.maxBPH)
+			}
+			if strict {
+				why += ", borrowing not allowed"
+			}
+			return fmt.Errorf("%w: %d of %d %s addresses (%s)", ErrExhausted, want-need, want, fam, why)
+		}
+		return nil
 	}
-	if need > 0 {
-		why := "pools full"
-		if capped {
-			why = fmt.Sprintf("host %s at MaxBlocksPerHost %d", args.Host, m.maxBPH)
+	if need4 > 0 {
+		if err := allocate(sel4, need4, "IPv4"); err != nil {
+			return nil, err
 		}
-		if strict {
-			why += ", borrowing not allowed"
+	}
+	if need6 > 0 {
+		if err := allocate(sel6, need6, "IPv6"); err != nil {
+			return nil, err
 		}
-		return nil, fmt.Errorf("%w: %d of %d addresses (%s)", ErrExhausted, args.Num4-need, args.Num4, why)
 	}
 	ops := append([]datastore.Op{datastore.Check(m.k.pools(), prev)}, c.ops()...)
 	if len(ops) > maxTxnBlocks+2 {
 		// etcd limits a transaction to 128 operations by default.
-		return nil, fmt.Errorf("%w: %d addresses span %d blocks (at most %d per assignment)", ErrInvalid, args.Num4, len(ops)-2, maxTxnBlocks)
+		return nil, fmt.Errorf("%w: %d addresses span %d blocks (at most %d per assignment)", ErrInvalid, args.Num4+args.Num6, len(ops)-2, maxTxnBlocks)
 	}
 	// Keep the host's full-block hints current.
 	hostDirty := false
@@ -327,7 +375,17 @@ func (m *IPAM) autoAssignOnce(ctx context.Context, args AutoAssignArgs, strict, 
 	if _, err := m.st.Txn(ctx, ops...); err != nil {
 		return nil, err
 	}
-	return out, nil
+	result = append(result, out...)
+	slices.SortStableFunc(result, func(a, b Assigned) int {
+		switch {
+		case a.Addr.Is4() == b.Addr.Is4():
+			return 0
+		case a.Addr.Is4():
+			return -1
+		}
+		return 1
+	})
+	return result, nil
 }
 
 // AssignIPArgs asks for one specific address. A plain value.

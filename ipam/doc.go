@@ -54,6 +54,7 @@
 // an assignment reads a block with room first instead of every block the
 // host holds.
 //
-// IPv4 is what assignment does today (AutoAssignArgs.Num4); IPv6 pools are
-// accepted by the model and AssignIP.
+// Pools, blocks and assignment work for IPv4 and IPv6 alike
+// (AutoAssignArgs.Num4 and Num6); IPv4 is what the rest of tabby uses end to
+// end today.
 package ipam

@@ -6,7 +6,7 @@ import "errors"
 // with errors.Is. Errors from the datastore (datastore.ErrUnavailable, ...)
 // are wrapped and passed through.
 var (
-	// ErrInvalid: bad input (empty handle or host, Num4 out of range, a
+	// ErrInvalid: bad input (empty handle or host, Num4/Num6 out of range, a
 	// malformed pool, ...). Nothing was written.
 	ErrInvalid = errors.New("ipam: invalid argument")
 	// ErrExhausted: no address (or block) is available under the request's

@@ -756,8 +756,8 @@ func TestPoolChangesSeenByOtherInstances(t *testing.T) {
 	e.clean(nil)
 }
 
-// IPv6 pools are accepted by the model: blocks are claimed, specific
-// addresses assigned and released (AutoAssign hands out IPv4 only, Num4).
+// IPv6 pools: blocks are claimed, specific addresses assigned and released,
+// and a handle holding only IPv6 gets IPv4 added by a Num4 request.
 func TestIPv6Model(t *testing.T) {
 	e := newEnv(t, nil, pool("v4", "10.244.0.0/16", 0), pool("v6", "fd00:10:244::/48", 0))
 	b, err := e.m.ClaimBlock(e.ctx, "n1", "v6")
@@ -802,4 +802,56 @@ func TestAssignmentSpanningTooManyBlocks(t *testing.T) {
 	}
 	e.assign("ok", "n1", 60)
 	e.clean(nil)
+}
+
+func TestDualStack(t *testing.T) {
+	e := newEnv(t, nil, pool("v4", "10.244.0.0/16", 0), pool("v6", "fd00:10:244::/48", 0))
+	args := ipam.AutoAssignArgs{Handle: "pod", Host: "n1", Num4: 1, Num6: 2}
+	as, err := e.m.AutoAssign(e.ctx, args)
+	if err != nil || len(as) != 3 || !as[0].Addr.Is4() || !as[1].Addr.Is6() || !as[2].Addr.Is6() {
+		t.Fatalf("dual stack: %+v %v", as, err)
+	}
+	if as[1].Block.Bits() != 122 || as[1].Addr != as[1].Block.Addr() || as[2].Addr != as[1].Addr.Next() {
+		t.Fatalf("IPv6 from a fresh /122: %+v", as[1:])
+	}
+	again, err := e.m.AutoAssign(e.ctx, args)
+	if err != nil || !reflect.DeepEqual(again, as) {
+		t.Fatalf("retry: %+v %v", again, err)
+	}
+	bs, _ := e.m.HostBlocks(e.ctx, "n1")
+	if len(bs) != 2 {
+		t.Fatalf("host blocks %v", bs)
+	}
+	// A handle holding IPv4 only gets its IPv6 added.
+	v4 := e.assign("half", "n1", 1)[0]
+	both, err := e.m.AutoAssign(e.ctx, ipam.AutoAssignArgs{Handle: "half", Host: "n1", Num4: 1, Num6: 1})
+	if err != nil || len(both) != 2 || both[0] != v4 || !both[1].Addr.Is6() {
+		t.Fatalf("add IPv6 to an IPv4 handle: %+v %v", both, err)
+	}
+	// IPv6 only.
+	if v6, err := e.m.AutoAssign(e.ctx, ipam.AutoAssignArgs{Handle: "six", Host: "n2", Num6: 1}); err != nil || len(v6) != 1 || !v6[0].Addr.Is6() {
+		t.Fatalf("IPv6 only: %+v %v", v6, err)
+	}
+	for _, bad := range []ipam.AutoAssignArgs{
+		{Handle: "x", Host: "n1", Num6: -1, Num4: 1},
+		{Handle: "x", Host: "n1", Num6: ipam.MaxNum4 + 1},
+		{Handle: "x", Host: "n1", Num6: 1, Pools: []string{"v4"}},
+	} {
+		if _, err := e.m.AutoAssign(e.ctx, bad); !errors.Is(err, ipam.ErrInvalid) {
+			t.Errorf("%+v: %v", bad, err)
+		}
+	}
+	rel, err := e.m.ReleaseByHandle(e.ctx, "pod")
+	if err != nil || len(rel) != 3 {
+		t.Fatalf("release %v %v", rel, err)
+	}
+	e.clean([]string{"n1", "n2"})
+	// No IPv6 pool at all.
+	e2 := newEnv(t, nil)
+	if _, err := e2.m.AutoAssign(e2.ctx, ipam.AutoAssignArgs{Handle: "x", Host: "n1", Num4: 1, Num6: 1}); !errors.Is(err, ipam.ErrExhausted) {
+		t.Fatalf("IPv6 without a pool: %v", err)
+	}
+	if got, _ := e2.m.HandleAddrs(e2.ctx, "x"); len(got) != 0 {
+		t.Fatalf("partial dual-stack assignment: %v", got)
+	}
 }
