@@ -57,7 +57,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	cfg.Logger = log
 
 	octx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	store, err := storeurl.Open(octx, storeURL, &storeurl.Options{Etcd: etcdurl.Open, Logger: log})
+	store, err := storeurl.Open(octx, storeURL, &storeurl.Options{DSN: etcdurl.Open, Logger: log})
 	cancel()
 	if err != nil {
 		fmt.Fprintf(stderr, "tabby-agent: datastore %s: %v\n", redact(storeURL), err)

@@ -5,8 +5,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -247,5 +249,79 @@ func TestInstallCNIAndHTTP(t *testing.T) {
 		if !strings.Contains(m, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
+	}
+}
+
+// cniAdd execs the installed tabby plugin inside node's namespace, as a
+// container runtime does, with the network config from the installed
+// conflist, and returns the pod's address.
+func cniAdd(t *testing.T, n *testNode, binDir, confDir, pod string) (netip.Addr, *kerneltest.NS) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(confDir, ConflistName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list struct {
+		CNIVersion string           `json:"cniVersion"`
+		Name       string           `json:"name"`
+		Plugins    []map[string]any `json:"plugins"`
+	}
+	if err := json.Unmarshal(raw, &list); err != nil {
+		t.Fatal(err)
+	}
+	conf := list.Plugins[0]
+	conf["cniVersion"], conf["name"] = list.CNIVersion, list.Name
+	stdin, _ := json.Marshal(conf)
+	pns := kerneltest.NewNS(t, "apod")
+	cmd := exec.Command("ip", "netns", "exec", n.ns.Name, filepath.Join(binDir, "tabby"))
+	cmd.Env = append(os.Environ(), "CNI_COMMAND=ADD", "CNI_CONTAINERID=c-"+pod, "CNI_NETNS="+pns.Path,
+		"CNI_IFNAME=eth0", "CNI_PATH="+binDir, "CNI_ARGS=K8S_POD_NAMESPACE=default;K8S_POD_NAME="+pod)
+	cmd.Stdin = bytes.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("CNI ADD %s on %s: %v\n%s\n%s", pod, n.name, err, out.String(), errb.String())
+	}
+	var res struct {
+		IPs []struct {
+			Address string `json:"address"`
+		} `json:"ips"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil || len(res.IPs) == 0 {
+		t.Fatalf("CNI ADD result %s: %v", out.String(), err)
+	}
+	p, err := netip.ParsePrefix(res.IPs[0].Address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p.Addr(), pns
+}
+
+// TestBinariesPodToPod is the deployment path end to end: two tabby-agent
+// processes install the plugins and the conflist, the installed tabby
+// binary adds one pod per node (CNI ADD exec'd as a runtime does), and the
+// pods reach each other across nodes over VXLAN.
+func TestBinariesPodToPod(t *testing.T) {
+	bin, nodes := twoNodes(t)
+	type inst struct{ bin, conf string }
+	var dirs []inst
+	for _, n := range nodes {
+		d := inst{t.TempDir(), t.TempDir()}
+		dirs = append(dirs, d)
+		n.start(t, bin, "--cni-bin-dir="+d.bin, "--cni-conf-dir="+d.conf)
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("%s log:\n%s", n.name, n.log)
+			}
+		})
+	}
+	for _, n := range nodes {
+		waitUntil(t, 20*time.Second, n.name+" routes its peer", func() bool { return n.peerRoutes(t) == 1 })
+	}
+	ip1, pod1 := cniAdd(t, nodes[0], dirs[0].bin, dirs[0].conf, "web-0")
+	ip2, _ := cniAdd(t, nodes[1], dirs[1].bin, dirs[1].conf, "web-1")
+	t.Logf("web-0 %v on worker1, web-1 %v on worker2", ip1, ip2)
+	if _, err := pod1.Ping(ip2, 10*time.Second); err != nil {
+		t.Fatalf("web-0 -> web-1: %v\n%s\n%s", err, nodes[0].ns.Dump(), nodes[1].ns.Dump())
 	}
 }
