@@ -26,6 +26,29 @@ cat > "$WORK/net.d/20-ptp.conflist" <<JSON
  "ipam":{"type":"host-local","subnet":"10.244.128.0/17","dataDir":"$WORK/host-local"}}]}
 JSON
 
+# The floor: a plugin that does nothing (prints a fixed result), so that
+# cnitool's and process start-up's share of every cycle is visible.
+mkdir -p "$WORK/noop"
+cat > "$WORK/noop/main.go" <<'GO'
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+func main() {
+	if os.Getenv("CNI_COMMAND") == "ADD" {
+		fmt.Print(`{"cniVersion":"1.1.0","ips":[{"address":"10.244.255.1/32"}]}`)
+	}
+}
+GO
+printf 'module noop\ngo 1.21\n' >"$WORK/noop/go.mod"
+(cd "$WORK/noop" && go build -o "$BIN/tbench-noop" .)
+cat > "$WORK/net.d/30-noop.conflist" <<JSON
+{"cniVersion":"1.1.0","name":"tbench-noop-$TAG","plugins":[{"type":"tbench-noop"}]}
+JSON
+
 for i in $(seq 0 $((WORKERS - 1))); do newpod "tbench-pod$i-$TAG"; done
 
 # cycle NET POD OUT N: N times ADD then DEL of POD on NET in the host
@@ -47,7 +70,7 @@ done
 SH
 chmod +x "$WORK/cycle.sh"
 export NETCONFPATH=$WORK/net.d CNI_PATH=$BIN CNI_PATH_NOETCD=$BIN/noetcd:$BIN PATH=$BIN:$PATH
-NETS="tabby tabby-noetcd ptp"
+NETS="tabby tabby-noetcd ptp noop"
 inhost() { ip netns exec "$HOSTNS" "$@"; }
 
 # Warm-up (page cache, block claim, first bolt file creation).
@@ -83,6 +106,7 @@ for m in seq par; do
 	report "$WORK/$m-tabby" "tabby, $m"
 	report "$WORK/$m-tabby-noetcd" "tabby -tags tabby_noetcd, $m"
 	report "$WORK/$m-ptp" "ptp+host-local, $m"
+	report "$WORK/$m-noop" "no-op plugin (floor), $m"
 done
 p50() { sort -n "$1" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 for m in seq par; do
