@@ -513,3 +513,36 @@ func TestDelWithoutNetns(t *testing.T) {
 		t.Fatalf("after DEL: %d allocated, links %v", n, l)
 	}
 }
+
+// tabby with a delegated IPAM (host-local): the address is host-local's,
+// used as a /32; DEL gives it back.
+func TestDelegatedHostLocal(t *testing.T) {
+	w := newWorld(t)
+	hl := filepath.Join(w.dir, "host-local")
+	w.writeList(w.tabbyConf(map[string]any{"ipam": map[string]any{"type": "host-local", "subnet": "10.244.200.0/24", "dataDir": hl}}))
+	pod := kerneltest.NewNS(t, "pod")
+	out, err := w.cnitool("add", pod.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := decodeResult(t, out)
+	addr := strings.TrimSuffix(r.IPs[0].Address, "/32")
+	if !strings.HasPrefix(addr, "10.244.200.") || r.IPs[0].Gateway != "169.254.1.1" {
+		t.Fatalf("result %+v", r)
+	}
+	if _, err := os.Stat(filepath.Join(hl, w.net, addr)); err != nil {
+		t.Fatalf("host-local has no reservation for %s: %v", addr, err)
+	}
+	if _, err := w.cnitool("check", pod.Path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.cnitool("del", pod.Path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(hl, w.net, addr)); !os.IsNotExist(err) {
+		t.Fatalf("host-local still holds %s: %v", addr, err)
+	}
+	if l := w.hostLinks(); len(l) != 0 {
+		t.Fatalf("host links left: %v", l)
+	}
+}
