@@ -8,7 +8,8 @@
 // The datastore URL (default bolt:///var/lib/tabby/tabby.db, or
 // $TABBY_DATASTORE) is any datastore/dsn URL: bolt:///path,
 // etcd://h1:2379,h2:2379?ca=&cert=&key=&username=&password-file=&prefix=
-// or memory://.
+// or memory://. A bolt file that does not exist is an error (tabbyctl does
+// not create one).
 //
 // Commands:
 //

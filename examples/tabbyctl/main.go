@@ -26,6 +26,12 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	open := func(ctx context.Context, url string) (datastore.Store, error) {
+		// Do not create a bolt file by looking at it.
+		if spec, err := dsn.Parse(url); err == nil && spec.Kind == dsn.Bolt {
+			if _, err := os.Stat(spec.Path); err != nil {
+				return nil, fmt.Errorf("datastore %s: %w", url, err)
+			}
+		}
 		return dsn.Open(ctx, url, nil)
 	}
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr, open))
