@@ -58,51 +58,87 @@ func (o *opReader) next(n int) int {
 
 func (o *opReader) more() bool { return o.i < len(o.b) }
 
-// runModel applies the operations encoded in ops to a small pool (256
-// addresses in /28 blocks, so exhaustion, claims and borrowing all happen)
+// runModel applies the operations encoded in ops to two small pools (64
+// IPv4 addresses in /29 blocks and 64 IPv6 in /125 blocks, for 3 hosts and
+// 24 handles, so exhaustion, claims and borrowing all happen)
 // and compares IPAM with the reference after each one.
 func runModel(t *testing.T, ops []byte) {
-	e := newEnv(t, &ipam.Config{MaxRetries: 5}, pool("p", "10.244.0.0/24", 28))
-	ref := &refModel{size: 256, addrs: map[netip.Addr]refAlloc{}, byHand: map[string][]netip.Addr{}}
+	e := newEnv(t, &ipam.Config{MaxRetries: 5}, pool("p", "10.244.0.0/26", 29), pool("q", "fd00::/122", 125))
+	ref := &refModel{size: 64, addrs: map[netip.Addr]refAlloc{}, byHand: map[string][]netip.Addr{}}
 	hosts := []string{"n1", "n2", "n3"}
 	o := &opReader{b: ops}
 	for step := 0; o.more(); step++ {
 		handle := fmt.Sprintf("h%d", o.next(24))
 		var what string
 		switch o.next(6) {
-		case 0, 1: // assign
-			n := 1 + o.next(4)
-			host := hosts[o.next(len(hosts))]
-			what = fmt.Sprintf("assign %s %s %d", handle, host, n)
-			got, err := e.m.AutoAssign(e.ctx, ipam.AutoAssignArgs{Handle: handle, Host: host, Num4: n})
-			if held := ref.byHand[handle]; len(held) > 0 {
-				if err != nil {
-					t.Fatalf("step %d %s: %v", step, what, err)
-				}
-				var addrs []netip.Addr
-				for _, a := range got {
-					addrs = append(addrs, a.Addr)
-				}
-				if !slices.Equal(addrs, held) {
-					t.Fatalf("step %d %s: retry returned %v, holds %v", step, what, addrs, held)
-				}
-				break
+		case 0, 1: // assign (IPv4, IPv6 or both)
+			n4, n6 := o.next(4), o.next(3)
+			if n4+n6 == 0 {
+				n4 = 1
 			}
-			free := ref.size - len(ref.addrs)
-			if free < n {
+			host := hosts[o.next(len(hosts))]
+			what = fmt.Sprintf("assign %s %s %d+%d", handle, host, n4, n6)
+			got, err := e.m.AutoAssign(e.ctx, ipam.AutoAssignArgs{Handle: handle, Host: host, Num4: n4, Num6: n6})
+			var held4, held6 []netip.Addr
+			for _, a := range ref.byHand[handle] {
+				if a.Is4() {
+					held4 = append(held4, a)
+				} else {
+					held6 = append(held6, a)
+				}
+			}
+			need4, need6 := n4, n6
+			if len(held4) > 0 {
+				need4 = 0
+			}
+			if len(held6) > 0 {
+				need6 = 0
+			}
+			free4, free6 := ref.size, ref.size
+			for a := range ref.addrs {
+				if a.Is4() {
+					free4--
+				} else {
+					free6--
+				}
+			}
+			if free4 < need4 || free6 < need6 {
 				if !errors.Is(err, ipam.ErrExhausted) {
-					t.Fatalf("step %d %s: %d free, got %v", step, what, free, err)
+					t.Fatalf("step %d %s: %d+%d free, got %v", step, what, free4, free6, err)
 				}
 				break
 			}
 			if err != nil {
-				t.Fatalf("step %d %s: %d free: %v", step, what, free, err)
+				t.Fatalf("step %d %s: %d+%d free: %v", step, what, free4, free6, err)
+			}
+			var c4, c6 int
+			for i, a := range got {
+				switch {
+				case a.Addr.Is4():
+					c4++
+				default:
+					c6++
+				}
+				if i > 0 && a.Addr.Is4() && !got[i-1].Addr.Is4() {
+					t.Fatalf("step %d %s: IPv4 after IPv6 in %v", step, what, got)
+				}
+			}
+			if (n4 > 0 && c4 != max(len(held4), need4)) || (n6 > 0 && c6 != max(len(held6), need6)) || (n4 == 0 && c4 > 0) || (n6 == 0 && c6 > 0) {
+				t.Fatalf("step %d %s: got %v (held %v %v)", step, what, got, held4, held6)
 			}
 			for _, a := range got {
+				if slices.Contains(held4, a.Addr) || slices.Contains(held6, a.Addr) {
+					continue
+				}
 				if _, dup := ref.addrs[a.Addr]; dup {
 					t.Fatalf("step %d %s: %s handed out twice", step, what, a.Addr)
 				}
 				ref.add(handle, a, e.clock.Now())
+			}
+			for _, h := range append(held4, held6...) {
+				if (h.Is4() && n4 > 0 || h.Is6() && n6 > 0) && !slices.ContainsFunc(got, func(a ipam.Assigned) bool { return a.Addr == h }) {
+					t.Fatalf("step %d %s: held %s not returned: %v", step, what, h, got)
+				}
 			}
 		case 2: // release by handle
 			what = "release " + handle
@@ -120,7 +156,10 @@ func runModel(t *testing.T, ops []byte) {
 				t.Fatalf("step %d %s: released %v, want %v", step, what, rel, want)
 			}
 		case 3: // release one address, maybe with a stale sequence number
-			a := netip.AddrFrom4([4]byte{10, 244, 0, byte(o.next(256))})
+			a := netip.AddrFrom4([4]byte{10, 244, 0, byte(o.next(64))})
+			if o.next(2) == 1 {
+				a = netip.AddrFrom16([16]byte{0: 0xfd, 15: byte(o.next(64))})
+			}
 			cur, ok := ref.addrs[a]
 			var seq uint64
 			switch o.next(3) {
@@ -189,8 +228,8 @@ func runModel(t *testing.T, ops []byte) {
 			}
 		}
 		u, _ := e.m.Usage(e.ctx)
-		if u.Pools[0].InUse != len(ref.addrs) {
-			t.Fatalf("step %d %s: usage %d, reference %d", step, what, u.Pools[0].InUse, len(ref.addrs))
+		if u.Pools[0].InUse+u.Pools[1].InUse != len(ref.addrs) {
+			t.Fatalf("step %d %s: usage %d+%d, reference %d", step, what, u.Pools[0].InUse, u.Pools[1].InUse, len(ref.addrs))
 		}
 		if ps, _ := e.m.Check(e.ctx, hosts); len(ps) > 0 {
 			t.Fatalf("step %d %s: inconsistent: %v", step, what, ps)
