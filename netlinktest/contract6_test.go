@@ -111,6 +111,16 @@ func contractIPv6(t *testing.T, w world) {
 	ok(t, n.h.RouteAdd(gw), "route via")
 	isErr(t, n.h.RouteAdd(gw), unix.EEXIST, "route via again")
 	ok(t, n.h.RouteReplace(gw), "replace")
+	// The slot is (table, destination, metric), whatever the next hop:
+	// NLM_F_EXCL refuses another gateway, replace swaps it.
+	other := *gw
+	other.Gw = net.ParseIP("fd00::3")
+	isErr(t, n.h.RouteAdd(&other), unix.EEXIST, "route via another gateway, same metric")
+	ok(t, n.h.RouteReplace(&other), "replace with another gateway")
+	rs0, err := n.h.RouteListFiltered(netlink.FAMILY_V6, &netlink.Route{Dst: ipnet("fd01::/64")}, netlink.RT_FILTER_DST)
+	ok(t, err, "list")
+	sameSet(t, "one route after replacing its gateway", renderRoutes(t, n, rs0), []string{"table=254 type=1 fd01::/64 dev=va proto=80 scope=0 via=fd00::3 metric=1024"})
+	ok(t, n.h.RouteReplace(gw), "replace back")
 	ok(t, n.h.RouteAdd(&netlink.Route{LinkIndex: idx, Dst: ipnet("fd02::/64"), Protocol: 80}), "route dev")
 	ok(t, n.h.RouteAdd(&netlink.Route{Dst: ipnet("fd03::/64"), Type: unix.RTN_BLACKHOLE, Protocol: 80}), "blackhole")
 	sameSet(t, "user routes", routes6(t, n), append(base,

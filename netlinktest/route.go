@@ -51,7 +51,7 @@ func (r *route) sameKey(o *route) bool {
 	if r.is4() {
 		return r.tos == o.tos
 	}
-	return r.link == o.link && r.gw == o.gw
+	return true // fib6_add_rt2node: same metric is the same slot, whatever the next hop
 }
 
 func (ns *namespace) view(r *route) netlink.Route {
