@@ -587,7 +587,7 @@ func (k *Kernel) RouteDel(nr *netlink.Route) error {
 					continue
 				}
 			}
-			if (q.src.IsValid() && r.src != q.src) || (q.proto != 0 && r.proto != q.proto) ||
+			if (r.is4() && q.src.IsValid() && r.src != q.src) || (q.proto != 0 && r.proto != q.proto) ||
 				(q.priority != 0 && r.priority != q.priority) || (q.link != 0 && r.link != q.link) ||
 				(q.gw.IsValid() && r.gw != q.gw) {
 				continue
