@@ -178,8 +178,8 @@ func (l *lock) publish(rev int64) {
 }
 
 // acquire takes this process's semaphore and then the file lock (see
-// lockFile) on the lock file (exclusive to write, shared to read), waiting at most until ctx ends
-// or LockTimeout passes.
+// lockFile) on the lock file, exclusive to write and shared to read,
+// waiting at most until ctx ends or LockTimeout passes.
 func (s *Store) acquire(ctx context.Context, write bool) (*lock, error) {
 	lctx, cancel := context.WithTimeout(ctx, s.opts.LockTimeout)
 	defer cancel()
