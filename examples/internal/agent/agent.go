@@ -105,7 +105,8 @@ type Agent struct {
 	// owned by Run
 	ns     netns.NsHandle
 	nl     *netlink.Handle
-	vx     *vxlan.Manager
+	vx     *vxlan.Manager // nil in VXLAN mode Never
+	direct *directRoutes  // VXLAN mode Never
 	nt     *nat.Manager
 	nftc   *countingConn
 	arp    *proxyarp.Responder
@@ -387,16 +388,20 @@ func (a *Agent) start(ctx context.Context) error {
 		return fmt.Errorf("agent: enable forwarding: %w", err)
 	}
 
-	mode := vxlan.ModeAlways
-	if c.VXLANMode != ipam.VXLANAlways {
-		mode = vxlan.ModeCrossSubnet
-	}
-	a.vx, err = vxlan.New(a.nl, &vxlan.Config{
-		Parent: c.Uplink, LocalAddr: c.NodeIP, TunnelAddr: a.tunnel, NodeName: c.Node,
-		MTU: mtu, Mode: mode, Namespace: c.Netns, Logger: a.log,
-	})
-	if err != nil {
-		return fmt.Errorf("agent: vxlan: %w", err)
+	if c.VXLANMode == ipam.VXLANNever {
+		a.direct = &directRoutes{nl: a.nl, uplink: c.Uplink, local: c.NodeIP.Masked(), log: a.log}
+	} else {
+		mode := vxlan.ModeAlways
+		if c.VXLANMode == ipam.VXLANCrossSubnet {
+			mode = vxlan.ModeCrossSubnet
+		}
+		a.vx, err = vxlan.New(a.nl, &vxlan.Config{
+			Parent: c.Uplink, LocalAddr: c.NodeIP, TunnelAddr: a.tunnel, NodeName: c.Node,
+			MTU: mtu, Mode: mode, Namespace: c.Netns, Logger: a.log,
+		})
+		if err != nil {
+			return fmt.Errorf("agent: vxlan: %w", err)
+		}
 	}
 	fd := 0
 	if c.Netns != "" {
@@ -435,7 +440,7 @@ func (a *Agent) start(ctx context.Context) error {
 	a.mu.Lock()
 	a.stats.Node = c.Node
 	a.stats.TunnelAddr = a.tunnel
-	a.stats.TunnelMAC = a.vx.MAC()
+	a.stats.TunnelMAC = a.tunnelMAC()
 	a.stats.DatastoreOK = true
 	a.mu.Unlock()
 	a.dsOK = true
@@ -508,7 +513,7 @@ func (a *Agent) refreshStore(ctx context.Context) error {
 func (a *Agent) announcement() reflector.Announcement {
 	return reflector.Announcement{
 		Node: a.cfg.Node, NodeIP: a.cfg.NodeIP.Addr(), TunnelIP: a.tunnel,
-		TunnelMAC: a.vx.MAC(), Blocks: slices.Clone(a.blocks), Addrs: slices.Clone(a.addrs),
+		TunnelMAC: a.tunnelMAC(), Blocks: slices.Clone(a.blocks), Addrs: slices.Clone(a.addrs),
 	}
 }
 
@@ -645,7 +650,7 @@ func (a *Agent) watchLinks(ctx context.Context, kick chan<- struct{}) {
 					return
 				}
 				name := u.Attrs().Name
-				if name != a.cfg.Uplink && name != a.vx.Device() && !strings.HasPrefix(name, HostPrefix) {
+				if name != a.cfg.Uplink && name != vxlan.DefaultDevice && !strings.HasPrefix(name, HostPrefix) {
 					continue
 				}
 				// Coalesce bursts (a pod's ADD makes several events).
@@ -665,16 +670,24 @@ func (a *Agent) sync(ctx context.Context, why string) {
 	var errs []error
 	writes := 0
 	peers := a.vxPeers()
-	if err := a.vx.SetPeers(peers); err != nil {
-		errs = append(errs, err)
+	if a.vx != nil {
+		if err := a.vx.SetPeers(peers); err != nil {
+			errs = append(errs, err)
+		}
+		if err := a.vx.SetLocalBlocks(a.blocks); err != nil {
+			errs = append(errs, err)
+		}
+		if err := a.vx.Sync(ctx); err != nil {
+			errs = append(errs, err)
+		}
+		writes += a.vx.LastResult().Writes
+	} else {
+		n, err := a.direct.sync(peers, a.blocks)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		writes += n
 	}
-	if err := a.vx.SetLocalBlocks(a.blocks); err != nil {
-		errs = append(errs, err)
-	}
-	if err := a.vx.Sync(ctx); err != nil {
-		errs = append(errs, err)
-	}
-	writes += a.vx.LastResult().Writes
 
 	if n, err := a.setSysctl("net/ipv4/ip_forward", "1"); err != nil {
 		errs = append(errs, err)
@@ -731,7 +744,9 @@ func (a *Agent) sync(ctx context.Context, why string) {
 	a.stats.SyncSeconds += el.Seconds()
 	a.stats.LastSync = el
 	a.stats.LastSyncWrites = writes
-	a.stats.vxIndex = a.vx.LastResult().DeviceIndex
+	if a.vx != nil {
+		a.stats.vxIndex = a.vx.LastResult().DeviceIndex
+	}
 	a.stats.KernelWrites += uint64(writes)
 	a.stats.Peers = len(a.peers)
 	a.stats.PeerNames = a.stats.PeerNames[:0]
@@ -933,4 +948,13 @@ func (a *Agent) unannounced(ws []nat.Workload) bool {
 		}
 	}
 	return false
+}
+
+// tunnelMAC is the VTEP MAC announced (derived from the node name when
+// there is no VXLAN device, as the vxlan package derives it).
+func (a *Agent) tunnelMAC() net.HardwareAddr {
+	if a.vx != nil {
+		return a.vx.MAC()
+	}
+	return vxlan.MACFromName(a.cfg.Node)
 }

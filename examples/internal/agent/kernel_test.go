@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -187,5 +188,86 @@ func TestAgentKernel(t *testing.T) {
 	// Stopped without graceful restart: withdrawn.
 	if list, _, _ := r.List(context.Background()); len(list) != 1 || list[0].Node != "worker2" {
 		t.Errorf("announcements after stop: %v", list)
+	}
+}
+
+// TestAgentNever: VXLAN mode Never routes a peer on the local subnet
+// directly, makes no VXLAN device, and a restart writes nothing.
+func TestAgentNever(t *testing.T) {
+	sw := kerneltest.NewNS(t, "agw")
+	mem := memory.New(nil)
+	defer mem.Close()
+	type run struct {
+		a    *Agent
+		stop context.CancelFunc
+		done chan error
+	}
+	var nss []*kerneltest.NS
+	start := func(i int, onSync func(time.Duration, int, error)) run {
+		ctx, cancel := context.WithCancel(context.Background())
+		a, err := New(Config{
+			Node: []string{"worker1", "worker2"}[i], NodeIP: netip.MustParsePrefix([]string{"10.4.7.61/24", "10.4.7.62/24"}[i]),
+			Uplink: "eth0", Store: mem, Netns: nss[i].Path, StateDir: t.TempDir(), VXLANMode: ipam.VXLANNever,
+			HoldTime: time.Hour, GracefulRestart: true, OnSync: onSync,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := run{a, cancel, make(chan error, 1)}
+		go func() { r.done <- a.Run(ctx) }()
+		select {
+		case <-a.Started():
+		case err := <-r.done:
+			t.Fatal(err)
+		case <-time.After(20 * time.Second):
+			t.Fatal("not started")
+		}
+		return r
+	}
+	for i := range 2 {
+		n := kerneltest.NewNS(t, "agv")
+		kerneltest.Veth(t, n, "eth0", sw, []string{"w1", "w2"}[i])
+		n.AddAddr(t, "eth0", []string{"10.4.7.61/24", "10.4.7.62/24"}[i])
+		nss = append(nss, n)
+	}
+	r1, r2 := start(0, nil), start(1, nil)
+	defer r2.stop()
+	b2 := r2.a.Stats().Blocks[0]
+	want := b2.String() + " via 10.4.7.62"
+	direct := func() bool {
+		rs, _ := nss[0].Handle.RouteList(nil, unix.AF_INET)
+		for _, r := range rs {
+			if r.Dst != nil && r.Gw != nil && r.Dst.String()+" via "+r.Gw.String() == want && r.Protocol == 80 {
+				return true
+			}
+		}
+		return false
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !direct() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no route %s on worker1:\n%s", want, nss[0].Dump())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := nss[0].Handle.LinkByName("vxlan.calico"); err == nil {
+		t.Error("mode Never made vxlan.calico")
+	}
+	r1.stop()
+	<-r1.done
+	var mu sync.Mutex
+	first := -1
+	r1 = start(0, func(_ time.Duration, w int, _ error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if first < 0 {
+			first = w
+		}
+	})
+	defer r1.stop()
+	mu.Lock()
+	defer mu.Unlock()
+	if first != 0 || !direct() {
+		t.Errorf("restart: first sync wrote %d, route kept %v", first, direct())
 	}
 }
