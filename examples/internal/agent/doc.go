@@ -14,7 +14,9 @@
 //     default, inside the node's namespace);
 //   - announces the node through the reflector, with ipam as the validator of
 //     what the peers announce, and follows the peers into the vxlan manager
-//     (routes, neighbours, FDB) and the nat manager's VXLAN allow-list;
+//     (routes, neighbours, FDB; modes Always and CrossSubnet) and the nat
+//     manager's VXLAN allow-list; in mode Never there is no VXLAN device:
+//     peers on the local subnet get direct routes (direct.go), others none;
 //   - keeps the masquerade rules for the natOutgoing pools and the workload
 //     source guard (local pods are read back from the /32 routes on the
 //     cali* interfaces);
@@ -32,7 +34,11 @@
 // keeps retrying, and leaves the kernel as it was (the reflector withdraws
 // nobody while the store is silent).
 //
-// What it owns: nothing of its own; the packages it drives own their kernel
+// It announces the addresses the node borrowed from other nodes' blocks
+// too. Config.Now is the clock of IPAM records and sync timings.
+//
+// What it owns: nothing of its own (except, in mode Never, the same routes
+// package vxlan would own); the packages it drives own their kernel
 // and datastore state (vxlan: the device, routes with protocol 80, permanent
 // neighbours and FDB; nat: the table "tabby"; ipam and reflector: their key
 // prefixes). It writes the files nodename and mtu in the state directory
