@@ -58,20 +58,20 @@ func (o *opReader) next(n int) int {
 
 func (o *opReader) more() bool { return o.i < len(o.b) }
 
-// runModel applies the operations encoded in ops to two small pools (64
-// IPv4 addresses in /29 blocks and 64 IPv6 in /125 blocks, for 3 hosts and
-// 24 handles, so exhaustion, claims and borrowing all happen)
+// runModel applies the operations encoded in ops to two small pools (32
+// IPv4 addresses in four /29 blocks and 32 IPv6 in four /125 blocks, for 3
+// hosts and 64 handles, so exhaustion, claims and borrowing all happen)
 // and compares IPAM with the reference after each one.
 func runModel(t *testing.T, ops []byte) {
-	e := newEnv(t, &ipam.Config{MaxRetries: 5}, pool("p", "10.244.0.0/26", 29), pool("q", "fd00::/122", 125))
-	ref := &refModel{size: 64, addrs: map[netip.Addr]refAlloc{}, byHand: map[string][]netip.Addr{}}
+	e := newEnv(t, &ipam.Config{MaxRetries: 5}, pool("p", "10.244.0.0/27", 29), pool("q", "fd00::/123", 125))
+	ref := &refModel{size: 32, addrs: map[netip.Addr]refAlloc{}, byHand: map[string][]netip.Addr{}}
 	hosts := []string{"n1", "n2", "n3"}
 	o := &opReader{b: ops}
 	for step := 0; o.more(); step++ {
-		handle := fmt.Sprintf("h%d", o.next(24))
+		handle := fmt.Sprintf("h%d", o.next(64))
 		var what string
-		switch o.next(6) {
-		case 0, 1: // assign (IPv4, IPv6 or both)
+		switch [...]int{0, 0, 0, 0, 2, 3, 4, 5}[o.next(8)] { // half assignments
+		case 0: // assign (IPv4, IPv6 or both)
 			n4, n6 := o.next(4), o.next(3)
 			if n4+n6 == 0 {
 				n4 = 1
@@ -156,9 +156,9 @@ func runModel(t *testing.T, ops []byte) {
 				t.Fatalf("step %d %s: released %v, want %v", step, what, rel, want)
 			}
 		case 3: // release one address, maybe with a stale sequence number
-			a := netip.AddrFrom4([4]byte{10, 244, 0, byte(o.next(64))})
+			a := netip.AddrFrom4([4]byte{10, 244, 0, byte(o.next(32))})
 			if o.next(2) == 1 {
-				a = netip.AddrFrom16([16]byte{0: 0xfd, 15: byte(o.next(64))})
+				a = netip.AddrFrom16([16]byte{0: 0xfd, 15: byte(o.next(32))})
 			}
 			cur, ok := ref.addrs[a]
 			var seq uint64
