@@ -8,15 +8,13 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"math/rand/v2"
 	"os"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/tabbynet/tabby/internal/nsenter"
 )
-
-var pingID atomic.Uint32
 
 // Ping sends ICMP echo requests from the namespace at nsPath to dst, one
 // every 200ms until a reply arrives or timeout passes. It returns the
@@ -32,7 +30,7 @@ func Ping(nsPath string, dst netip.Addr, timeout time.Duration) (netip.Addr, err
 		return netip.Addr{}, fmt.Errorf("ping: socket: %w", err)
 	}
 	defer conn.Close()
-	id := uint16(os.Getpid()) ^ uint16(pingID.Add(1)*7919)
+	id := uint16(rand.Uint32())
 	deadline := time.Now().Add(timeout)
 	buf := make([]byte, 1500)
 	for seq := uint16(1); time.Now().Before(deadline); seq++ {
@@ -170,7 +168,7 @@ func PingStream(nsPath string, dst netip.Addr, interval time.Duration, stop <-ch
 		return 0, 0, fmt.Errorf("ping: socket: %w", err)
 	}
 	defer conn.Close()
-	id := uint16(os.Getpid()) ^ uint16(pingID.Add(1)*7919)
+	id := uint16(rand.Uint32())
 	got := make(chan uint16, 1024)
 	go func() {
 		buf := make([]byte, 1500)
