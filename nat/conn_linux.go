@@ -16,7 +16,8 @@ import (
 //
 // Writes (Add*, Del*, Set*Elements) are only queued; Flush sends everything
 // queued since the previous Flush to the kernel as one nftables transaction,
-// which the kernel applies entirely or not at all.
+// which the kernel applies entirely or not at all. A Conn therefore serves
+// one Manager.
 type Conn interface {
 	ListTablesOfFamily(family nftables.TableFamily) ([]*nftables.Table, error)
 	ListChainsOfTableFamily(family nftables.TableFamily) ([]*nftables.Chain, error)

@@ -112,6 +112,17 @@
 // nftables applies a transaction entirely or not at all, so a failed Sync
 // leaves the previous ruleset working; the next Sync retries.
 //
+// LastResult says what the last Sync wrote (Writes: the transaction it
+// sent, 0 or 1; Rebuilt and its Reason; elements Added and Removed) and
+// Totals adds it up since New, for metrics. A Sync with nothing to change,
+// and a failed one, report zero writes.
+//
+// Each set a rebuild adds carries a transaction ID the Manager assigns
+// (1, 2, ... within the transaction). nftables v0.3.0 would otherwise take
+// one from an unsynchronised package-level counter, a data race between
+// Managers in one process (several agents or namespaces per process);
+// TestKernelConcurrentManagers checks this under -race.
+//
 // # Namespaces, seam and tests
 //
 // Open(fd, cfg), or New over Dial(fd), works in the network namespace fd

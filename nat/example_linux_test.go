@@ -154,3 +154,31 @@ func ExampleOpen() {
 		fmt.Println(err)
 	}
 }
+
+// LastResult says what each Sync wrote and Totals add it up, for metrics:
+// the first Sync builds the table, an unchanged state writes nothing.
+func ExampleManager_LastResult() {
+	m, _ := nat.New(&nattest.Conn{}, &nat.Config{DisableWorkloadGuard: true})
+	d := nat.Desired{
+		Pools:      []nat.Pool{{CIDR: netip.MustParsePrefix("10.244.0.0/16"), NATOutgoing: true}},
+		VXLANPeers: []netip.Addr{netip.MustParseAddr("10.4.7.60")},
+	}
+	sync := func(what string) {
+		_ = m.SetDesired(d)
+		if err := m.Sync(context.Background()); err != nil {
+			panic(err)
+		}
+		r := m.LastResult()
+		fmt.Printf("%s: writes %d, rebuilt %t (%s), +%d -%d\n", what, r.Writes, r.Rebuilt, r.Reason, r.Added, r.Removed)
+	}
+	sync("create")
+	d.VXLANPeers[0] = netip.MustParseAddr("10.4.7.62")
+	sync("replace a peer")
+	sync("unchanged")
+	fmt.Printf("%+v\n", m.Totals())
+	// Output:
+	// create: writes 1, rebuilt true (table missing), +3 -0
+	// replace a peer: writes 1, rebuilt false (), +1 -1
+	// unchanged: writes 0, rebuilt false (), +0 -0
+	// {Syncs:3 Errors:0 Writes:2 Rebuilds:1 Added:4 Removed:1}
+}

@@ -21,7 +21,11 @@ import (
 // the table back from the kernel and applies the difference as a single
 // nftables transaction. A Sync with nothing to change sends nothing.
 //
-// A Manager is safe for concurrent use; calls are serialised.
+// LastResult and Totals report what Syncs wrote, for metrics.
+//
+// A Manager is safe for concurrent use; calls are serialised (LastResult and
+// Totals never wait for a Sync in progress). Several Managers may run in one
+// process, each on its own Conn.
 type Manager struct {
 	conn Conn
 	cfg  Config
@@ -31,6 +35,10 @@ type Manager struct {
 
 	mu      sync.Mutex
 	desired *ruleset // nil until the first successful SetDesired
+
+	statMu sync.Mutex // guards last and totals
+	last   Result
+	totals Totals
 }
 
 // Open dials nftables in the network namespace netnsFd refers to (0: the
@@ -136,12 +144,20 @@ func (m *Manager) Render() string {
 //     the table is missing): deletes and recreates the table;
 //
 // in one transaction, so a failed Sync leaves the previous ruleset intact.
-func (m *Manager) Sync(ctx context.Context) error {
+// LastResult then says what it wrote.
+func (m *Manager) Sync(ctx context.Context) (err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var res Result
+	defer func() {
+		m.statMu.Lock()
+		m.last = res
+		m.totals.add(res, err)
+		m.statMu.Unlock()
+	}()
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("nat: sync: %w", err)
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	if m.desired == nil {
 		return ErrNoDesiredState
 	}
@@ -152,14 +168,30 @@ func (m *Manager) Sync(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("nat: sync: %w", err)
 	}
-	n, err := m.apply(m.desired, obs)
+	r, err := m.apply(m.desired, obs)
 	if err != nil {
 		return fmt.Errorf("nat: sync table %s: %w", m.cfg.Table, err)
 	}
-	if n > 0 {
-		m.log.Debug("nat: synced", "table", m.cfg.Table, "changes", n)
+	res = r
+	if r.Writes > 0 {
+		m.log.Debug("nat: synced", "table", m.cfg.Table, "rebuilt", r.Rebuilt, "added", r.Added, "removed", r.Removed)
 	}
 	return nil
+}
+
+// LastResult returns what the last Sync wrote (zero before the first Sync,
+// and after a Sync that failed or found nothing to change).
+func (m *Manager) LastResult() Result {
+	m.statMu.Lock()
+	defer m.statMu.Unlock()
+	return m.last
+}
+
+// Totals returns the Manager's counters since New.
+func (m *Manager) Totals() Totals {
+	m.statMu.Lock()
+	defer m.statMu.Unlock()
+	return m.totals
 }
 
 // Cleanup deletes the Manager's table, and with it every rule and set it
@@ -181,6 +213,9 @@ func (m *Manager) Cleanup(ctx context.Context) error {
 	if err := m.conn.Flush(); err != nil {
 		return fmt.Errorf("nat: delete table %s: %w", m.cfg.Table, err)
 	}
+	m.statMu.Lock()
+	m.totals.Writes++
+	m.statMu.Unlock()
 	m.log.Debug("nat: deleted table", "table", m.cfg.Table)
 	return nil
 }

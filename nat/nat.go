@@ -148,3 +148,50 @@ func SNATPortRange(vxlanPort uint16) (lo, hi uint16) {
 // ErrUnsupported is returned by every Manager method on systems other than
 // Linux, where nftables does not exist.
 var ErrUnsupported = errors.ErrUnsupported
+
+// Result describes what the last Sync wrote. A plain value, safe to keep and
+// read from any goroutine.
+//
+// Elements are counted as the caller gives them: a pool or excluded prefix,
+// a peer address, a workload interface, an interface-address pair (the
+// kernel stores an interval as two elements; it counts as one here).
+type Result struct {
+	// Writes is the number of nftables transactions the Sync sent and the
+	// kernel applied: 1, or 0 when nothing differed or the Sync failed (a
+	// transaction applies entirely or not at all, so a failed Sync wrote
+	// nothing and its Result is zero).
+	Writes int
+	// Rebuilt: the transaction deleted (if present) and recreated the whole
+	// table, because something other than set contents differed.
+	Rebuilt bool
+	// Reason says why the table was rebuilt ("table missing", "chain input
+	// missing", ...); "" when it was not.
+	Reason string
+	// Added and Removed count the set elements the transaction added and
+	// removed. A rebuild adds every desired element and removes every
+	// element the old table held.
+	Added, Removed int
+}
+
+// Totals are a Manager's counters since New, for metrics. A plain value.
+type Totals struct {
+	Syncs    uint64 // Sync calls
+	Errors   uint64 // Syncs that returned an error
+	Writes   uint64 // transactions applied, by Sync and by Cleanup
+	Rebuilds uint64 // Syncs that rebuilt the table
+	Added    uint64 // set elements added by Syncs
+	Removed  uint64 // set elements removed by Syncs (not by Cleanup)
+}
+
+func (t *Totals) add(r Result, err error) {
+	t.Syncs++
+	if err != nil {
+		t.Errors++
+	}
+	t.Writes += uint64(r.Writes)
+	if r.Rebuilt {
+		t.Rebuilds++
+	}
+	t.Added += uint64(r.Added)
+	t.Removed += uint64(r.Removed)
+}

@@ -38,6 +38,12 @@ func (*Manager) Cleanup(context.Context) error { return ErrUnsupported }
 // Dump returns ErrUnsupported.
 func (*Manager) Dump(context.Context) (string, error) { return "", ErrUnsupported }
 
+// LastResult returns a zero Result.
+func (*Manager) LastResult() Result { return Result{} }
+
+// Totals returns zero Totals.
+func (*Manager) Totals() Totals { return Totals{} }
+
 // Close returns nil.
 func (*Manager) Close() error { return nil }
 

@@ -145,13 +145,14 @@ func chunks(es []nftables.SetElement, f func([]nftables.SetElement) error) error
 }
 
 // apply queues the difference between want and o and flushes it as one
-// transaction. It returns the number of queued changes (0: nothing sent).
-func (m *Manager) apply(want *ruleset, o *observed) (int, error) {
+// transaction. It returns what was applied (zero: nothing sent, or an
+// error).
+func (m *Manager) apply(want *ruleset, o *observed) (Result, error) {
 	if ok, why := sameStructure(want, o); !ok {
 		m.log.Debug("nat: rebuilding table", "table", want.table, "reason", why)
-		return m.rebuild(want, o)
+		return m.rebuild(want, o, why)
 	}
-	changes := 0
+	var r Result
 	for _, s := range want.sets {
 		os := o.sets[s.name]
 		var add, del []nftables.SetElement
@@ -171,39 +172,52 @@ func (m *Manager) apply(want *ruleset, o *observed) (int, error) {
 		// Deletes first: an interval may be replaced by one with the same
 		// start (a pool resized) in the same transaction.
 		if err := chunks(del, func(es []nftables.SetElement) error { return m.conn.SetDeleteElements(os.set, es) }); err != nil {
-			return 0, fmt.Errorf("delete elements of set %s: %w", s.name, err)
+			return Result{}, fmt.Errorf("delete elements of set %s: %w", s.name, err)
 		}
 		if err := chunks(add, func(es []nftables.SetElement) error { return m.conn.SetAddElements(os.set, es) }); err != nil {
-			return 0, fmt.Errorf("add elements to set %s: %w", s.name, err)
+			return Result{}, fmt.Errorf("add elements to set %s: %w", s.name, err)
 		}
 		if nadd+ndel > 0 {
 			m.log.Debug("nat: set update", "set", s.name, "add", nadd, "delete", ndel)
 		}
-		changes += nadd + ndel
+		r.Added += nadd
+		r.Removed += ndel
 	}
-	if changes == 0 {
-		return 0, nil
+	if r.Added+r.Removed == 0 {
+		return Result{}, nil
 	}
 	if err := m.conn.Flush(); err != nil {
-		return 0, err
+		return Result{}, err
 	}
-	return changes, nil
+	r.Writes = 1
+	return r, nil
 }
 
 // rebuild replaces the whole table in one transaction: delete (if present)
 // and create with every set, element, chain and rule.
-func (m *Manager) rebuild(want *ruleset, o *observed) (int, error) {
-	changes := 1
+//
+// Every set gets its transaction ID here (1, 2, ... within the
+// transaction, which is all the kernel needs: rules and elements refer to a
+// set added in the same batch by name or by this ID). With Set.ID 0,
+// nftables v0.3.0 would take one from its package-level counter, which is
+// not synchronised and races between Managers in one process.
+func (m *Manager) rebuild(want *ruleset, o *observed, why string) (Result, error) {
+	r := Result{Writes: 1, Rebuilt: true, Reason: why}
 	if o != nil {
 		m.conn.DelTable(o.table)
-		changes++
+		for _, os := range o.sets {
+			r.Removed += len(os.items)
+		}
 	}
 	t := m.conn.AddTable(&nftables.Table{Name: want.table, Family: nftables.TableFamilyIPv4})
 	sets := map[string]*nftables.Set{}
+	var setID uint32
 	for _, s := range want.sets {
 		ns := s.kind.set(t, s.name)
+		setID++
+		ns.ID = setID
 		if err := m.conn.AddSet(ns, nil); err != nil {
-			return 0, fmt.Errorf("add set %s: %w", s.name, err)
+			return Result{}, fmt.Errorf("add set %s: %w", s.name, err)
 		}
 		sets[s.name] = ns
 		var es []nftables.SetElement
@@ -211,25 +225,23 @@ func (m *Manager) rebuild(want *ruleset, o *observed) (int, error) {
 			es = append(es, it.elems...)
 		}
 		if err := chunks(es, func(es []nftables.SetElement) error { return m.conn.SetAddElements(ns, es) }); err != nil {
-			return 0, fmt.Errorf("add elements to set %s: %w", s.name, err)
+			return Result{}, fmt.Errorf("add elements to set %s: %w", s.name, err)
 		}
-		changes += 1 + len(s.items)
+		r.Added += len(s.items)
 	}
 	for _, c := range want.chains {
 		ch := m.conn.AddChain(c.chain(t))
-		changes++
-		for _, r := range c.rules {
+		for _, rl := range c.rules {
 			m.conn.AddRule(&nftables.Rule{
-				Table: t, Chain: ch, Exprs: r.exprs(sets),
-				UserData: commentData(r.comment),
+				Table: t, Chain: ch, Exprs: rl.exprs(sets),
+				UserData: commentData(rl.comment),
 			})
-			changes++
 		}
 	}
 	if err := m.conn.Flush(); err != nil {
-		return 0, err
+		return Result{}, err
 	}
-	return changes, nil
+	return r, nil
 }
 
 // render shows what the kernel holds, decoded from its elements and rule

@@ -24,6 +24,7 @@ type Conn struct {
 	stats   Stats
 	failAt  error // returned by the next non-empty Flush, nothing applied
 	handles uint64
+	setIDs  map[uint32]string // IDs of the sets added in the pending transaction
 }
 
 // Stats counts what reached the fake kernel. A plain value.
@@ -113,6 +114,7 @@ func (c *Conn) Flush() error {
 	defer c.mu.Unlock()
 	ops := c.pending
 	c.pending = nil
+	c.setIDs = nil
 	if len(ops) == 0 {
 		return nil
 	}
@@ -265,9 +267,17 @@ func (c *Conn) DelTable(t *nftables.Table) {
 }
 
 // AddSet queues the creation of set st with vals.
+//
+// Stricter than the kernel, it rejects a set without an ID (Set.ID 0) and
+// one whose ID another set in the same transaction has: with ID 0,
+// nftables' own Conn would take an ID from its unsynchronised package-level
+// counter, which races between connections in one process.
 func (c *Conn) AddSet(st *nftables.Set, vals []nftables.SetElement) error {
 	if st.Table == nil {
 		return errors.New("nattest: set without table")
+	}
+	if err := c.claimSetID(st); err != nil {
+		return err
 	}
 	ss := *st
 	ss.Table = nil
@@ -285,6 +295,22 @@ func (c *Conn) AddSet(st *nftables.Set, vals []nftables.SetElement) error {
 	if len(vals) > 0 {
 		return c.SetAddElements(st, vals)
 	}
+	return nil
+}
+
+func (c *Conn) claimSetID(st *nftables.Set) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st.ID == 0 {
+		return fmt.Errorf("nattest: set %s without ID (nftables would take one from its unsynchronised global counter): %w", st.Name, unix.EINVAL)
+	}
+	if other, ok := c.setIDs[st.ID]; ok {
+		return fmt.Errorf("nattest: set %s: ID %d already used by set %s in this transaction: %w", st.Name, st.ID, other, unix.EEXIST)
+	}
+	if c.setIDs == nil {
+		c.setIDs = map[uint32]string{}
+	}
+	c.setIDs[st.ID] = st.Name
 	return nil
 }
 

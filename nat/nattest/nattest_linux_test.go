@@ -15,7 +15,7 @@ import (
 func TestTransactionIsAllOrNothing(t *testing.T) {
 	c := &nattest.Conn{}
 	tb := c.AddTable(&nftables.Table{Name: "t", Family: nftables.TableFamilyIPv4})
-	s := &nftables.Set{Table: tb, Name: "s", KeyType: nftables.TypeIPAddr}
+	s := &nftables.Set{Table: tb, Name: "s", KeyType: nftables.TypeIPAddr, ID: 1}
 	if err := c.AddSet(s, []nftables.SetElement{{Key: []byte{192, 0, 2, 1}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -53,5 +53,27 @@ func TestTransactionIsAllOrNothing(t *testing.T) {
 	}
 	if st := c.Stats(); st.Flushes != 4 || st.Messages != 7 {
 		t.Fatalf("stats %+v", st)
+	}
+}
+
+// A set needs its own ID, unique within the transaction; the next
+// transaction may use the same IDs again.
+func TestAddSetRequiresID(t *testing.T) {
+	c := &nattest.Conn{}
+	tb := c.AddTable(&nftables.Table{Name: "t", Family: nftables.TableFamilyIPv4})
+	if err := c.AddSet(&nftables.Set{Table: tb, Name: "a", KeyType: nftables.TypeIPAddr}, nil); !errors.Is(err, unix.EINVAL) {
+		t.Fatalf("ID 0: err = %v, want EINVAL", err)
+	}
+	if err := c.AddSet(&nftables.Set{Table: tb, Name: "a", KeyType: nftables.TypeIPAddr, ID: 7}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AddSet(&nftables.Set{Table: tb, Name: "b", KeyType: nftables.TypeIPAddr, ID: 7}, nil); !errors.Is(err, unix.EEXIST) {
+		t.Fatalf("duplicate ID: err = %v, want EEXIST", err)
+	}
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AddSet(&nftables.Set{Table: tb, Name: "b", KeyType: nftables.TypeIPAddr, ID: 7}, nil); err != nil {
+		t.Fatalf("ID of an earlier transaction: %v", err)
 	}
 }
