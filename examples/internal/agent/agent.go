@@ -108,7 +108,6 @@ type Agent struct {
 	vx     *vxlan.Manager // nil in VXLAN mode Never
 	direct *directRoutes  // VXLAN mode Never
 	nt     *nat.Manager
-	nftc   *countingConn
 	arp    *proxyarp.Responder
 	ann    *reflector.Announcer
 	refl   *reflector.Reflector
@@ -407,18 +406,13 @@ func (a *Agent) start(ctx context.Context) error {
 	if c.Netns != "" {
 		fd = int(a.ns)
 	}
-	conn, err := nat.Dial(fd)
-	if err != nil {
-		return fmt.Errorf("agent: nftables: %w", err)
-	}
-	a.nftc = &countingConn{Conn: conn}
 	ncfg := &nat.Config{Logger: a.log}
 	if c.VXLANMode == ipam.VXLANNever {
 		ncfg.DisableVXLANGuard = true
 	} else {
 		ncfg.TunnelInterface = a.vx.Device()
 	}
-	nt, err := nat.New(a.nftc, ncfg)
+	nt, err := nat.Open(fd, ncfg)
 	a.mu.Lock()
 	a.nt = nt
 	a.mu.Unlock()
@@ -730,11 +724,10 @@ func (a *Agent) sync(ctx context.Context, why string) {
 		if err := a.nt.SetDesired(d); err != nil {
 			errs = append(errs, err)
 		} else {
-			before := a.nftc.writes
 			if err := a.nt.Sync(ctx); err != nil {
 				errs = append(errs, err)
 			}
-			writes += a.nftc.writes - before
+			writes += a.nt.LastResult().Writes
 		}
 	}
 	err = errors.Join(errs...)
@@ -866,9 +859,6 @@ func (a *Agent) stop() {
 func (a *Agent) close() {
 	if a.nt != nil {
 		a.nt.Close()
-	}
-	if a.nftc != nil {
-		a.nftc.Conn.CloseLasting()
 	}
 	if a.nl != nil {
 		a.nl.Close()
