@@ -169,7 +169,7 @@ type Result struct {
 	Reason string
 	// Added and Removed count the set elements the transaction added and
 	// removed. A rebuild adds every desired element and removes every
-	// element the old table held.
+	// element the old table held (of the sets whose type tabby reads).
 	Added, Removed int
 }
 
