@@ -54,6 +54,16 @@
 // an assignment reads a block with room first instead of every block the
 // host holds.
 //
+// # Nodes that leave
+//
+// IPAM.ReleaseHost cleans up after a node removed from the cluster for
+// good: its tunnel address is freed, its empty blocks are deleted, the
+// blocks that still hold addresses lose their affinity (the addresses stay
+// valid until their handles are released; GC then frees the emptied
+// blocks), and its host record goes. It is conditional like everything
+// else: an assignment for the node racing the release never leaves a block
+// affine to the node that the node's record does not list.
+//
 // Pools, blocks and assignment work for IPv4 and IPv6 alike
 // (AutoAssignArgs.Num4 and Num6); IPv4 is what the rest of tabby uses end to
 // end today.

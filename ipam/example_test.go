@@ -131,3 +131,43 @@ func ExampleIPAM_GC() {
 	// pool default: 1/64 in use
 	// problems: 0
 }
+
+// worker1 leaves the cluster for good while a pod's address is still
+// allocated: its tunnel address is freed and its block loses its affinity;
+// once the pod's handle is released, GC frees the block for another node.
+func ExampleIPAM_ReleaseHost() {
+	ctx := context.Background()
+	st := memory.New(nil)
+	defer st.Close()
+	m, _ := ipam.New(st, nil)
+	_ = m.CreatePool(ctx, ipam.Pool{Name: "default", CIDR: netip.MustParsePrefix("10.244.235.128/26"), VXLANMode: ipam.VXLANAlways})
+
+	_, _ = m.AssignTunnelAddress(ctx, "worker1")
+	_, _ = m.AutoAssign(ctx, ipam.AutoAssignArgs{Handle: "k8s-pod-network.6ff8e3ade03", Host: "worker1", Num4: 1})
+
+	r, _ := m.ReleaseHost(ctx, "worker1", ipam.ReleaseHostOptions{})
+	fmt.Println("tunnel freed:", r.TunnelAddrs)
+	fmt.Println("unaffine:", r.UnaffinedBlocks, "still allocated:", r.Remaining)
+	fmt.Println("record removed:", r.RecordRemoved)
+	problems, _ := m.Check(ctx, []string{})
+	fmt.Println("problems:", len(problems))
+
+	r, _ = m.ReleaseHost(ctx, "worker1", ipam.ReleaseHostOptions{})
+	fmt.Println("again changed:", r.Changed())
+
+	_, _ = m.ReleaseByHandle(ctx, "k8s-pod-network.6ff8e3ade03")
+	_, _ = m.GC(ctx, ipam.GCOptions{}) // sees the block empty
+	res, _ := m.GC(ctx, ipam.GCOptions{})
+	fmt.Println("gc freed:", res.ReleasedBlocks)
+
+	tunnel, _ := m.AssignTunnelAddress(ctx, "worker2")
+	fmt.Println("worker2 tunnel:", tunnel)
+	// Output:
+	// tunnel freed: [10.244.235.128]
+	// unaffine: [10.244.235.128/26] still allocated: 1
+	// record removed: true
+	// problems: 0
+	// again changed: false
+	// gc freed: [10.244.235.128/26]
+	// worker2 tunnel: 10.244.235.128
+}

@@ -210,8 +210,27 @@ func runModel(t *testing.T, ops []byte) {
 				t.Fatalf("step %d %s: released %v, want %v", step, what, got, want)
 			}
 		case 5:
-			what = "tick"
-			e.clock.Advance(time.Duration(o.next(120)) * time.Second)
+			v := o.next(128)
+			if v < 120 {
+				what = "tick"
+				e.clock.Advance(time.Duration(v) * time.Second)
+				break
+			}
+			// Now and then a host leaves: its addresses stay.
+			host := hosts[v%len(hosts)]
+			what = "release-host " + host
+			if _, err := e.m.ReleaseHost(e.ctx, host, ipam.ReleaseHostOptions{Scan: v%2 == 0}); err != nil {
+				t.Fatalf("step %d %s: %v", step, what, err)
+			}
+			if bs, err := e.m.HostBlocks(e.ctx, host); err != nil || len(bs) > 0 {
+				t.Fatalf("step %d %s: still holds %v (%v)", step, what, bs, err)
+			}
+			u, _ := e.m.Usage(e.ctx)
+			for _, b := range u.Blocks {
+				if b.Affinity == host {
+					t.Fatalf("step %d %s: %s still affine", step, what, b.CIDR)
+				}
+			}
 		}
 		// Compare the whole state.
 		al, err := e.m.Allocations(e.ctx)
