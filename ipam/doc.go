@@ -60,9 +60,11 @@
 // good: its tunnel address is freed, its empty blocks are deleted, the
 // blocks that still hold addresses lose their affinity (the addresses stay
 // valid until their handles are released; GC then frees the emptied
-// blocks), and its host record goes. It is conditional like everything
-// else: an assignment for the node racing the release never leaves a block
-// affine to the node that the node's record does not list.
+// blocks), and its host record goes. GC does the same for every host not
+// in GCOptions.LiveHosts, so that Check with the same list reports no
+// unknown host. It is conditional like everything else: an assignment for
+// the node racing the release never leaves a block affine to the node that
+// the node's record does not list.
 //
 // Pools, blocks and assignment work for IPv4 and IPv6 alike
 // (AutoAssignArgs.Num4 and Num6); IPv4 is what the rest of tabby uses end to

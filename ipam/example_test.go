@@ -171,3 +171,30 @@ func ExampleIPAM_ReleaseHost() {
 	// gc freed: [10.244.235.128/26]
 	// worker2 tunnel: 10.244.235.128
 }
+
+// GC releases the hosts that are no longer in the cluster when given the
+// live ones.
+func ExampleGCOptions_liveHosts() {
+	ctx := context.Background()
+	st := memory.New(nil)
+	defer st.Close()
+	m, _ := ipam.New(st, nil)
+	_ = m.CreatePool(ctx, ipam.Pool{Name: "default", CIDR: netip.MustParsePrefix("10.244.0.0/16"), VXLANMode: ipam.VXLANAlways})
+	for _, h := range []string{"worker1", "worker2"} {
+		_, _ = m.AssignTunnelAddress(ctx, h)
+	}
+
+	live := []string{"worker1"}
+	problems, _ := m.Check(ctx, live)
+	fmt.Println("problems before:", len(problems))
+	res, _ := m.GC(ctx, ipam.GCOptions{LiveHosts: live})
+	for _, r := range res.ReleasedHosts {
+		fmt.Println("released", r.Host, "blocks deleted:", len(r.DeletedBlocks))
+	}
+	problems, _ = m.Check(ctx, live)
+	fmt.Println("problems after:", len(problems))
+	// Output:
+	// problems before: 2
+	// released worker2 blocks deleted: 1
+	// problems after: 0
+}

@@ -3,6 +3,7 @@ package ipam
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -26,6 +27,14 @@ type GCOptions struct {
 	// by two GC passes in a row is released. A host's last block is never
 	// released.
 	MinEmptyAge time.Duration
+	// LiveHosts, if not nil, are the hosts still in the cluster: every
+	// other host that has a host record or a block affinity is released as
+	// by ReleaseHost (its tunnel address, its affinities and its host
+	// record) before anything else, so that Check(ctx, LiveHosts) then
+	// reports no unknown host. nil, the default, releases no host; an empty
+	// non-nil list releases every host, so pass nil when the list of nodes
+	// is not known.
+	LiveHosts []string
 }
 
 // GCResult says what one GC pass did. A plain value.
@@ -39,6 +48,10 @@ type GCResult struct {
 	MarkedEmpty int
 	// Confirmed counts pending affinities resolved (confirmed or dropped).
 	Confirmed int
+	// ReleasedHosts are the hosts not in GCOptions.LiveHosts that were
+	// released, with what was released for each (their tunnel addresses
+	// and blocks are listed there, not in Released and ReleasedBlocks).
+	ReleasedHosts []HostRelease
 }
 
 // GC releases leaked allocations and idle block affinities, and completes
@@ -48,6 +61,14 @@ type GCResult struct {
 func (m *IPAM) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 	var res GCResult
 	now := m.now()
+	// 0. Hosts gone from the cluster.
+	if opts.LiveHosts != nil {
+		rels, err := m.releaseDeadHosts(ctx, opts.LiveHosts)
+		res.ReleasedHosts = rels
+		if err != nil {
+			return res, fmt.Errorf("ipam: gc: %w", err)
+		}
+	}
 	// 1. Leaked allocations.
 	kvs, _, err := m.st.List(ctx, m.k.blocksAll())
 	if err != nil {
@@ -131,4 +152,54 @@ func (m *IPAM) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 		}
 	}
 	return res, nil
+}
+
+// releaseDeadHosts releases every host not in live that has a host record
+// or a block affine to it: the same set Check(ctx, live) reports as unknown
+// hosts.
+func (m *IPAM) releaseDeadHosts(ctx context.Context, live []string) ([]HostRelease, error) {
+	alive := make(map[string]bool, len(live))
+	for _, h := range live {
+		alive[h] = true
+	}
+	dead := map[string][]hostBlock{}
+	hkvs, _, err := m.st.List(ctx, m.k.hostsAll())
+	if err != nil {
+		return nil, err
+	}
+	for _, kv := range hkvs {
+		if h := kv.Key[len(m.k.hostsAll()):]; !alive[h] {
+			dead[h] = nil
+		}
+	}
+	kvs, _, err := m.st.List(ctx, m.k.blocksAll())
+	if err != nil {
+		return nil, err
+	}
+	for _, kv := range kvs {
+		b, err := decodeBlock(kv.Value)
+		if err != nil {
+			m.log.Warn("ipam: gc: skipping corrupt block", "key", kv.Key, "err", err)
+			continue
+		}
+		if b.Affinity != "" && !alive[b.Affinity] {
+			dead[b.Affinity] = append(dead[b.Affinity], hostBlock{Pool: b.Pool, CIDR: b.CIDR})
+		}
+	}
+	var out []HostRelease
+	for _, h := range slices.Sorted(maps.Keys(dead)) {
+		if !validRef(h) {
+			m.log.Warn("ipam: gc: skipping invalid host name", "host", h)
+			continue
+		}
+		r, err := m.releaseHost(ctx, h, dead[h])
+		if err != nil {
+			return out, err
+		}
+		if r.Changed() {
+			out = append(out, r)
+			m.log.Debug("ipam: gc released host", "host", h, "deleted", len(r.DeletedBlocks), "unaffined", len(r.UnaffinedBlocks))
+		}
+	}
+	return out, nil
 }

@@ -647,7 +647,7 @@ func TestUsageAndCheck(t *testing.T) {
 	}
 	e.clean([]string{"n1", "n2"})
 	ps, _ := e.m.Check(e.ctx, []string{"n1"})
-	if len(ps) != 2 || ps[0].Kind != ipam.ProblemUnknownHost || ps[1].Kind != ipam.ProblemUnknownHost {
+	if len(ps) != 3 || ps[0].Kind != ipam.ProblemUnknownHost || ps[1].Kind != ipam.ProblemUnknownHost || ps[2].Kind != ipam.ProblemUnknownHost {
 		t.Fatalf("unknown hosts: %v", ps)
 	}
 	// Break the store by hand: drop a handle record.

@@ -87,8 +87,8 @@ func TestReleaseHost(t *testing.T) {
 	if len(pending) != 1 {
 		t.Fatalf("pending block: %v", pending)
 	}
-	if ps, _ := m.Check(e.ctx, []string{"n2"}); len(ps) != 3 {
-		t.Fatalf("before: %d problems, want 3 blocks: %v", len(ps), ps)
+	if ps, _ := m.Check(e.ctx, []string{"n2"}); len(ps) != 4 {
+		t.Fatalf("before: %d problems, want 3 blocks and the host record of n1: %v", len(ps), ps)
 	}
 
 	r, err := m.ReleaseHost(e.ctx, "n1", ipam.ReleaseHostOptions{})
@@ -303,6 +303,70 @@ func TestReleaseHostConcurrentAssign(t *testing.T) {
 	}
 	e.clean([]string{})
 	t.Logf("%d assignments raced the releases", assigned.Load())
+}
+
+// TestGCReleasesDeadHosts: GC with LiveHosts releases exactly the hosts
+// Check reports as unknown, including a block affine to a host whose
+// record is gone.
+func TestGCReleasesDeadHosts(t *testing.T) {
+	e := newEnv(t, nil)
+	for _, h := range []string{"n1", "n2", "n3"} {
+		if _, err := e.m.AssignTunnelAddress(e.ctx, h); err != nil {
+			t.Fatal(err)
+		}
+		e.assign("pod-"+h, h, 2)
+	}
+	// n3's record lost (a store damaged by hand): its block is a stray.
+	kv, err := e.st.Get(e.ctx, "tabby/ipam/hosts/n3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.st.Delete(e.ctx, kv.Key, kv.Revision); err != nil {
+		t.Fatal(err)
+	}
+	live := []string{"n1"}
+	ps, _ := e.m.Check(e.ctx, live)
+	unknown := 0
+	for _, p := range ps {
+		if p.Kind == ipam.ProblemUnknownHost {
+			unknown++
+		}
+	}
+	if unknown != 3 { // n2's block and record, n3's block
+		t.Fatalf("before: %v", ps)
+	}
+	// Off by default.
+	res, err := e.m.GC(e.ctx, ipam.GCOptions{})
+	if err != nil || len(res.ReleasedHosts) != 0 {
+		t.Fatalf("gc without LiveHosts: %+v %v", res, err)
+	}
+	res, err = e.m.GC(e.ctx, ipam.GCOptions{LiveHosts: live})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range res.ReleasedHosts {
+		got = append(got, r.Host)
+		if len(r.TunnelAddrs) != 1 || len(r.UnaffinedBlocks) != 1 || r.Remaining != 2 {
+			t.Errorf("%+v", r)
+		}
+	}
+	if !slices.Equal(got, []string{"n2", "n3"}) {
+		t.Fatalf("released hosts %v", got)
+	}
+	e.clean(live)
+	// The pods' handles are released, or GC releases them: then GC frees
+	// the blocks.
+	valid := func(h string) bool { return h == "pod-n1" || h == ipam.TunnelHandle("n1") }
+	for range 2 {
+		if _, err := e.m.GC(e.ctx, ipam.GCOptions{LiveHosts: live, Valid: valid}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if u, _ := e.m.Usage(e.ctx); len(u.Blocks) != 1 || u.Blocks[0].Affinity != "n1" || u.Blocks[0].InUse != 3 {
+		t.Fatalf("blocks: %+v", u.Blocks)
+	}
+	e.clean(live)
 }
 
 // TestReleaseHostEtcd: on etcd, which refuses transactions of more than

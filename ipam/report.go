@@ -196,7 +196,9 @@ const (
 	ProblemDanglingHandle
 	// ProblemOrphanAllocation: an allocation whose handle does not list it.
 	ProblemOrphanAllocation
-	// ProblemUnknownHost: a block is affine to a host not in the given list.
+	// ProblemUnknownHost: a block is affine to, or a host record exists for,
+	// a host not in the given list (GC with GCOptions.LiveHosts, or
+	// ReleaseHost, removes both).
 	ProblemUnknownHost
 	// ProblemAffinityMismatch: a host's confirmed affinity and the block's
 	// affinity disagree.
@@ -235,9 +237,9 @@ func (p Problem) String() string { return p.Kind.String() + " " + p.Key + ": " +
 // Check verifies the stored state at one revision: handles pointing at
 // nothing, allocations with no handle, host and block affinities that
 // disagree, blocks outside their pool, undecodable records and, if hosts is
-// not nil, blocks affine to hosts not in hosts. Pending affinities (an
-// interrupted claim) are not problems. It returns no problems for a
-// consistent store.
+// not nil, blocks affine to, and host records of, hosts not in hosts.
+// Pending affinities (an interrupted claim) are not problems. It returns no
+// problems for a consistent store.
 func (m *IPAM) Check(ctx context.Context, hosts []string) ([]Problem, error) {
 	s, err := m.snap(ctx)
 	if err != nil {
@@ -312,6 +314,9 @@ func (m *IPAM) Check(ctx context.Context, hosts []string) ([]Problem, error) {
 	}
 	slices.Sort(hn)
 	for _, h := range hn {
+		if hosts != nil && !known[h] {
+			add(ProblemUnknownHost, m.k.host(h), "record of unknown host %q (%d blocks)", h, len(s.hosts[h].Blocks))
+		}
 		for _, hb := range s.hosts[h].Blocks {
 			if hb.Pending {
 				continue
