@@ -24,6 +24,13 @@
 //	ipam release --ip ADDR | --handle HANDLE
 //	    free one address, or every address of a handle
 //	    (<network>.<containerID>.<ifname> for the CNI plugins)
+//	ipam release-host --host NODE
+//	    for a node removed from the cluster for good (a running node would
+//	    claim new blocks): free its tunnel address, delete its empty blocks,
+//	    make its other blocks affine to no host (their addresses stay valid
+//	    until their handles are released or GC runs) and remove its host
+//	    record; it also scans every block for ones affine to NODE. Running it
+//	    again does nothing ("nothing to release")
 //	pools list [-o table|json]
 //	pools add --cidr CIDR [--name NAME] [--block-size 26]
 //	          [--vxlan-mode Always|CrossSubnet|Never] [--nat-outgoing=true] [--disabled]

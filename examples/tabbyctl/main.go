@@ -46,6 +46,7 @@ commands:
   ipam show [--blocks] [-o table|json]   pools (and blocks): total, allocated, free
   ipam check                             consistency report; exit 1 on problems
   ipam release --ip ADDR | --handle H    free an address or a handle's addresses
+  ipam release-host --host NODE          clean up after a node removed for good
   pools list [-o table|json]
   pools add --cidr CIDR [--name N] [--block-size 26] [--vxlan-mode Always]
             [--nat-outgoing=true] [--disabled]
@@ -117,6 +118,8 @@ func (a *app) dispatch(ctx context.Context, args []string, stderr io.Writer) err
 		return a.ipamCheck(ctx, sub(2), stderr)
 	case cmd == "ipam release":
 		return a.ipamRelease(ctx, sub(2), stderr)
+	case cmd == "ipam release-host":
+		return a.ipamReleaseHost(ctx, sub(2), stderr)
 	case cmd == "pools list":
 		return a.poolsList(ctx, sub(2), stderr)
 	case cmd == "pools add":
@@ -322,6 +325,46 @@ func (a *app) ipamRelease(ctx context.Context, args []string, stderr io.Writer) 
 	}
 	for _, r := range rel {
 		fmt.Fprintf(a.stdout, "released %v\n", r)
+	}
+	return nil
+}
+
+func (a *app) ipamReleaseHost(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := newFlags("ipam release-host", stderr)
+	host := fs.String("host", "", "node removed from the cluster (required)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *host == "" || fs.NArg() != 0 {
+		return fmt.Errorf("%w: ipam release-host needs --host NODE and nothing else", errUsage)
+	}
+	m, err := a.ipam()
+	if err != nil {
+		return err
+	}
+	// An operator's one-off: also look for blocks the host's record lost.
+	r, err := m.ReleaseHost(ctx, *host, ipam.ReleaseHostOptions{Scan: true})
+	if err != nil {
+		return err
+	}
+	if !r.Changed() {
+		fmt.Fprintf(a.stdout, "host %s: nothing to release\n", *host)
+		return nil
+	}
+	for _, t := range r.TunnelAddrs {
+		fmt.Fprintf(a.stdout, "released tunnel address %v\n", t)
+	}
+	for _, b := range r.DeletedBlocks {
+		fmt.Fprintf(a.stdout, "deleted empty block %v\n", b)
+	}
+	for _, b := range r.UnaffinedBlocks {
+		fmt.Fprintf(a.stdout, "block %v no longer affine\n", b)
+	}
+	if r.RecordRemoved {
+		fmt.Fprintf(a.stdout, "host %s removed\n", *host)
+	}
+	if r.Remaining > 0 {
+		fmt.Fprintf(a.stdout, "%d address(es) still allocated in blocks no longer affine: release their handles (or let GC) to free the blocks\n", r.Remaining)
 	}
 	return nil
 }

@@ -164,3 +164,67 @@ func TestPeers(t *testing.T) {
 		t.Fatal(out)
 	}
 }
+
+func TestIPAMReleaseHost(t *testing.T) {
+	ctx := context.Background()
+	st := memory.New(nil)
+	if _, _, rc := ctl(t, st, "pools", "add", "--cidr", "10.244.235.128/25"); rc != 0 {
+		t.Fatal(rc)
+	}
+	m, _ := ipam.New(st, nil)
+	tunnel, err := m.AssignTunnelAddress(ctx, "worker1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod, err := m.AutoAssign(ctx, ipam.AutoAssignArgs{Handle: "n.a.eth0", Host: "worker1", Num4: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The tunnel's block is full (63 of the pod's addresses); the other
+	// holds one of them.
+	out, errs, rc := ctl(t, st, "ipam", "release-host", "--host", "worker1")
+	if rc != 0 {
+		t.Fatal(rc, errs)
+	}
+	for _, want := range []string{"released tunnel address " + tunnel.String(), "block 10.244.235.128/26 no longer affine",
+		"block 10.244.235.192/26 no longer affine", "host worker1 removed", "64 address(es) still allocated"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in:\n%s", want, out)
+		}
+	}
+	if bs, _ := m.HostBlocks(ctx, "worker1"); len(bs) != 0 {
+		t.Fatalf("worker1 holds %v", bs)
+	}
+	if as, _ := m.HandleAddrs(ctx, "n.a.eth0"); len(as) != len(pod) {
+		t.Fatalf("the pod's addresses must stay: %v", as)
+	}
+	if out, _, rc := ctl(t, st, "ipam", "check"); rc != 0 {
+		t.Fatal(out)
+	}
+	if out, _, rc := ctl(t, st, "ipam", "release-host", "--host", "worker1"); rc != 0 || !strings.Contains(out, "nothing to release") {
+		t.Fatal(out, rc)
+	}
+	// Once the pod is gone GC frees the blocks; an empty affine block is
+	// deleted by release-host.
+	if _, err := m.ReleaseByHandle(ctx, "n.a.eth0"); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := m.GC(ctx, ipam.GCOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := m.ClaimBlock(ctx, "worker2", "10.244.235.128-25"); err != nil {
+		t.Fatal(err)
+	}
+	if out, _, rc := ctl(t, st, "ipam", "release-host", "--host", "worker2"); rc != 0 || !strings.Contains(out, "deleted empty block") {
+		t.Fatal(out, rc)
+	}
+	// Usage and bad input.
+	if _, _, rc := ctl(t, st, "ipam", "release-host"); rc != 2 {
+		t.Fatal(rc)
+	}
+	if _, errs, rc := ctl(t, st, "ipam", "release-host", "--host", "a/b"); rc != 1 || !strings.Contains(errs, "invalid") {
+		t.Fatal(errs, rc)
+	}
+}
