@@ -2,6 +2,7 @@ package ipam
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -33,7 +34,9 @@ type GCOptions struct {
 	// record) before anything else, so that Check(ctx, LiveHosts) then
 	// reports no unknown host. nil, the default, releases no host; an empty
 	// non-nil list releases every host, so pass nil when the list of nodes
-	// is not known.
+	// is not known. A host with an allocation made for it less than
+	// GracePeriod ago (a node that joined after the list was taken) is
+	// kept for a later pass.
 	LiveHosts []string
 }
 
@@ -63,7 +66,7 @@ func (m *IPAM) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 	now := m.now()
 	// 0. Hosts gone from the cluster.
 	if opts.LiveHosts != nil {
-		rels, err := m.releaseDeadHosts(ctx, opts.LiveHosts)
+		rels, err := m.releaseDeadHosts(ctx, opts.LiveHosts, now, opts.GracePeriod)
 		res.ReleasedHosts = rels
 		if err != nil {
 			return res, fmt.Errorf("ipam: gc: %w", err)
@@ -156,13 +159,14 @@ func (m *IPAM) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 
 // releaseDeadHosts releases every host not in live that has a host record
 // or a block affine to it: the same set Check(ctx, live) reports as unknown
-// hosts.
-func (m *IPAM) releaseDeadHosts(ctx context.Context, live []string) ([]HostRelease, error) {
+// hosts, except those with an allocation younger than grace.
+func (m *IPAM) releaseDeadHosts(ctx context.Context, live []string, now time.Time, grace time.Duration) ([]HostRelease, error) {
 	alive := make(map[string]bool, len(live))
 	for _, h := range live {
 		alive[h] = true
 	}
 	dead := map[string][]hostBlock{}
+	fresh := map[string]bool{}
 	hkvs, _, err := m.st.List(ctx, m.k.hostsAll())
 	if err != nil {
 		return nil, err
@@ -185,14 +189,30 @@ func (m *IPAM) releaseDeadHosts(ctx context.Context, live []string) ([]HostRelea
 		if b.Affinity != "" && !alive[b.Affinity] {
 			dead[b.Affinity] = append(dead[b.Affinity], hostBlock{Pool: b.Pool, CIDR: b.CIDR})
 		}
+		if grace > 0 {
+			b.materialize()
+			for _, a := range b.Allocs {
+				if a.Host != "" && !alive[a.Host] && now.Sub(a.Time) < grace {
+					fresh[a.Host] = true
+				}
+			}
+		}
 	}
 	var out []HostRelease
 	for _, h := range slices.Sorted(maps.Keys(dead)) {
+		if fresh[h] {
+			m.log.Debug("ipam: gc: keeping a host with fresh allocations", "host", h)
+			continue
+		}
 		if !validRef(h) {
 			m.log.Warn("ipam: gc: skipping invalid host name", "host", h)
 			continue
 		}
 		r, err := m.releaseHost(ctx, h, dead[h])
+		if errors.Is(err, ErrCorrupt) {
+			m.log.Warn("ipam: gc: cannot release host", "host", h, "err", err)
+			continue
+		}
 		if err != nil {
 			return out, err
 		}

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/tabbynet/tabby/datastore"
 	"github.com/tabbynet/tabby/datastore/etcd"
@@ -340,7 +341,13 @@ func TestGCReleasesDeadHosts(t *testing.T) {
 	if err != nil || len(res.ReleasedHosts) != 0 {
 		t.Fatalf("gc without LiveHosts: %+v %v", res, err)
 	}
-	res, err = e.m.GC(e.ctx, ipam.GCOptions{LiveHosts: live})
+	// Nodes that may have joined after the list was taken are kept.
+	res, err = e.m.GC(e.ctx, ipam.GCOptions{LiveHosts: live, GracePeriod: time.Minute})
+	if err != nil || len(res.ReleasedHosts) != 0 {
+		t.Fatalf("gc within the grace period: %+v %v", res, err)
+	}
+	e.clock.Advance(2 * time.Minute)
+	res, err = e.m.GC(e.ctx, ipam.GCOptions{LiveHosts: live, GracePeriod: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
