@@ -60,8 +60,9 @@ func (o *opReader) more() bool { return o.i < len(o.b) }
 
 // runModel applies the operations encoded in ops to two small pools (32
 // IPv4 addresses in four /29 blocks and 32 IPv6 in four /125 blocks, for 3
-// hosts and 64 handles, so exhaustion, claims and borrowing all happen)
-// and compares IPAM with the reference after each one.
+// hosts and 64 handles, so exhaustion, claims and borrowing all happen;
+// now and then a host is released) and compares IPAM with the reference
+// after each one.
 func runModel(t *testing.T, ops []byte) {
 	e := newEnv(t, &ipam.Config{MaxRetries: 5}, pool("p", "10.244.0.0/27", 29), pool("q", "fd00::/123", 125))
 	ref := &refModel{size: 32, addrs: map[netip.Addr]refAlloc{}, byHand: map[string][]netip.Addr{}}
@@ -277,6 +278,7 @@ func FuzzModel(f *testing.F) {
 	f.Add([]byte{0, 0, 0, 1, 0})
 	f.Add([]byte{1, 0, 3, 0, 1, 1, 2, 0, 1, 4, 0, 2, 5, 100, 4, 0, 0})
 	f.Add([]byte("assign, release, gc, tick: a byte soup drives them all"))
+	f.Add([]byte{1, 0, 3, 0, 1, 0, 7, 121, 1, 0, 2, 0, 0, 0, 7, 126}) // assign, release the host, assign again
 	f.Fuzz(func(t *testing.T, ops []byte) {
 		if len(ops) > 600 {
 			ops = ops[:600]
