@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/tabbynet/tabby/netlinktest/internal/abi"
 )
@@ -80,7 +79,7 @@ func (k *Kernel) AddrReplace(lk netlink.Link, a *netlink.Addr) error {
 // the link index and compute an IPv4 broadcast address (stored in a).
 func (k *Kernel) prepAddr(lk netlink.Link, a *netlink.Addr) (int, error) {
 	if a == nil || a.IPNet == nil {
-		return 0, unix.EINVAL
+		return 0, abi.EINVAL
 	}
 	idx := a.LinkIndex
 	if lk != nil {
@@ -121,16 +120,16 @@ func (k *Kernel) addrModify(op string, lk netlink.Link, a *netlink.Addr, replace
 	return k.do(op, func() error {
 		l := k.ns.links[idx]
 		if l == nil {
-			return unix.ENODEV
+			return abi.ENODEV
 		}
 		ip, ok := toAddr(a.IP)
 		if !ok {
-			return unix.EINVAL
+			return abi.EINVAL
 		}
 		ones, bits := a.Mask.Size()
 		if bits != ip.BitLen() {
 			if !(bits == 128 && ip.Is4()) {
-				return unix.EINVAL
+				return abi.EINVAL
 			}
 			ones -= 96
 		}
@@ -154,7 +153,7 @@ func (k *Kernel) addrModify(op string, lk netlink.Link, a *netlink.Addr, replace
 		for _, old := range l.addrs {
 			if old.ip == ip && (old.bits == ones || ip.Is6()) {
 				if !replace {
-					return unix.EEXIST
+					return abi.EEXIST
 				}
 				old.scope, old.flags, old.valid, old.preferred = na.scope, na.flags, na.valid, na.preferred
 				if ip.Is4() {
@@ -216,11 +215,11 @@ func (k *Kernel) AddrDel(lk netlink.Link, a *netlink.Addr) error {
 	return k.do("AddrDel", func() error {
 		l := k.ns.links[idx]
 		if l == nil {
-			return unix.ENODEV
+			return abi.ENODEV
 		}
 		ip, ok := toAddr(a.IP)
 		if !ok {
-			return unix.EINVAL
+			return abi.EINVAL
 		}
 		ones, _ := a.Mask.Size()
 		if ip.Is4() && len(a.Mask) == 16 {
@@ -248,7 +247,7 @@ func (k *Kernel) AddrDel(lk netlink.Link, a *netlink.Addr) error {
 			}
 			return nil
 		}
-		return unix.EADDRNOTAVAIL
+		return abi.EADDRNOTAVAIL
 	})
 }
 

@@ -45,8 +45,10 @@
 // 'TestContract|TestDifferential'`; TABBY_KERNEL_TESTS=1 turns a missing
 // root into a failure). Where they differ the fake is wrong. In particular:
 //
-//   - Errors are the bare unix.Errno values netlink returns (EEXIST, ENODEV,
-//     ESRCH, ENETUNREACH, ENETDOWN, EADDRNOTAVAIL, ERANGE, ...), or the
+//   - Errors are the bare errno values netlink returns (EEXIST, ENODEV,
+//     ESRCH, ENETUNREACH, ENETDOWN, EADDRNOTAVAIL, ERANGE, ...), typed
+//     syscall.Errno (which unix.Errno aliases on Linux) and with their Linux
+//     numbers on every system, or the
 //     errors netlink itself makes (netlink.LinkNotFoundError from
 //     LinkByName and LinkByIndex, "LinkAttrs.Name cannot be empty").
 //

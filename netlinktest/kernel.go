@@ -5,9 +5,10 @@ import (
 	"net"
 	"sort"
 	"sync"
+	"syscall"
 
+	"github.com/tabbynet/tabby/netlinktest/internal/abi"
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // fdBase is the first fake namespace file descriptor. Fake descriptors are
@@ -98,27 +99,27 @@ func (m *machine) newNamespace(path string) *namespace {
 
 // NewNamespace creates a namespace bound at path, like `ip netns add`, and
 // returns a handle on it. It holds only lo, down. A path already bound
-// gives an error wrapping unix.EEXIST.
+// gives an error wrapping abi.EEXIST.
 func (k *Kernel) NewNamespace(path string) (*Kernel, error) {
 	k.m.mu.Lock()
 	defer k.m.mu.Unlock()
 	if path == "" {
-		return nil, fmt.Errorf("netlinktest: new namespace: empty path: %w", unix.EINVAL)
+		return nil, fmt.Errorf("netlinktest: new namespace: empty path: %w", abi.EINVAL)
 	}
 	if _, ok := k.m.byPath[path]; ok {
-		return nil, fmt.Errorf("netlinktest: new namespace %s: %w", path, unix.EEXIST)
+		return nil, fmt.Errorf("netlinktest: new namespace %s: %w", path, abi.EEXIST)
 	}
 	return &Kernel{m: k.m, ns: k.m.newNamespace(path)}, nil
 }
 
 // NamespaceAt returns a handle on the namespace bound at path ("" is the
-// initial namespace). An unknown path gives an error wrapping unix.ENOENT.
+// initial namespace). An unknown path gives an error wrapping abi.ENOENT.
 func (k *Kernel) NamespaceAt(path string) (*Kernel, error) {
 	k.m.mu.Lock()
 	defer k.m.mu.Unlock()
 	ns, ok := k.m.byPath[path]
 	if !ok {
-		return nil, fmt.Errorf("netlinktest: open namespace %s: %w", path, unix.ENOENT)
+		return nil, fmt.Errorf("netlinktest: open namespace %s: %w", path, abi.ENOENT)
 	}
 	return &Kernel{m: k.m, ns: ns}, nil
 }
@@ -126,17 +127,17 @@ func (k *Kernel) NamespaceAt(path string) (*Kernel, error) {
 // DeleteNamespace destroys the namespace bound at path: its links vanish
 // (and with them veth peers in other namespaces), and the path is unbound.
 // Handles on it stay usable but see an empty namespace without lo. An
-// unknown path gives an error wrapping unix.ENOENT; the initial namespace
+// unknown path gives an error wrapping abi.ENOENT; the initial namespace
 // cannot be deleted (EINVAL).
 func (k *Kernel) DeleteNamespace(path string) error {
 	k.m.mu.Lock()
 	defer k.m.mu.Unlock()
 	if path == "" {
-		return fmt.Errorf("netlinktest: delete namespace: the initial namespace: %w", unix.EINVAL)
+		return fmt.Errorf("netlinktest: delete namespace: the initial namespace: %w", abi.EINVAL)
 	}
 	ns, ok := k.m.byPath[path]
 	if !ok {
-		return fmt.Errorf("netlinktest: delete namespace %s: %w", path, unix.ENOENT)
+		return fmt.Errorf("netlinktest: delete namespace %s: %w", path, abi.ENOENT)
 	}
 	for _, l := range ns.sortedLinks() {
 		if _, still := ns.links[l.index]; still {
@@ -181,7 +182,7 @@ func (k *Kernel) Writes() int {
 type failure struct {
 	op    string
 	left  int
-	errno unix.Errno
+	errno syscall.Errno
 }
 
 // FailNth arms a failure: the n-th next call (1 = the next one) of the
@@ -189,8 +190,10 @@ type failure struct {
 // nothing. op is a method name such as "LinkAdd" or "RouteReplace"
 // (read-only methods such as "LinkByName" may be named too); "" counts
 // every mutating method (the netlink writes and SetSysctl). Rules are
-// independent; each fires once. n < 1 is treated as 1.
-func (k *Kernel) FailNth(op string, n int, errno unix.Errno) {
+// independent; each fires once. n < 1 is treated as 1. errno is a
+// syscall.Errno so that callers can pass unix.EIO (an alias on Linux) or, on
+// systems where x/sys/unix has no errno, syscall.EIO or a syscall.Errno(n).
+func (k *Kernel) FailNth(op string, n int, errno syscall.Errno) {
 	k.m.mu.Lock()
 	defer k.m.mu.Unlock()
 	if n < 1 {
@@ -266,13 +269,13 @@ func (m *machine) nsByFd(v any) (*namespace, error) {
 	case netlink.NsFd:
 		fd = int(x)
 	case netlink.NsPid:
-		return nil, unix.ENOTSUP // the fake has no processes
+		return nil, abi.ENOTSUP // the fake has no processes
 	default:
-		return nil, unix.EINVAL
+		return nil, abi.EINVAL
 	}
 	ns, ok := m.byFd[fd]
 	if !ok {
-		return nil, unix.EBADF
+		return nil, abi.EBADF
 	}
 	return ns, nil
 }

@@ -9,7 +9,6 @@ import (
 	"unsafe"
 
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/tabbynet/tabby/netlinktest/internal/abi"
 )
@@ -305,17 +304,17 @@ func linkNotFound(msg string) error {
 // rejects it.
 func validName(name string) error {
 	if len(name) > ifNameMax {
-		return unix.ERANGE
+		return abi.ERANGE
 	}
 	if name == "" || name == "." || name == ".." {
-		return unix.EINVAL
+		return abi.EINVAL
 	}
 	if strings.ContainsAny(name, "/:") {
-		return unix.EINVAL
+		return abi.EINVAL
 	}
 	for _, r := range name {
 		if r == ' ' || r == '\t' || r == '\n' || r == '\v' || r == '\f' || r == '\r' {
-			return unix.EINVAL
+			return abi.EINVAL
 		}
 	}
 	return nil
@@ -324,10 +323,10 @@ func validName(name string) error {
 // validMAC mirrors eth_prepare_mac_addr_change / is_valid_ether_addr.
 func validMAC(hw net.HardwareAddr) error {
 	if len(hw) != 6 {
-		return unix.EINVAL
+		return abi.EINVAL
 	}
 	if hw[0]&1 != 0 || allZero(hw) {
-		return unix.EADDRNOTAVAIL
+		return abi.EADDRNOTAVAIL
 	}
 	return nil
 }
@@ -425,16 +424,16 @@ func (ns *namespace) detach(l *link) {
 // ENODEV.
 func (ns *namespace) resolve(lk netlink.Link) (*link, error) {
 	if lk == nil || lk.Attrs() == nil {
-		return nil, unix.EINVAL
+		return nil, abi.EINVAL
 	}
 	a := lk.Attrs()
 	ns.ensureIndex(a)
 	if a.Index == 0 {
-		return nil, unix.EINVAL
+		return nil, abi.EINVAL
 	}
 	l := ns.links[a.Index]
 	if l == nil {
-		return nil, unix.ENODEV
+		return nil, abi.ENODEV
 	}
 	return l, nil
 }
@@ -468,7 +467,7 @@ func (k *Kernel) LinkByIndex(i int) (netlink.Link, error) {
 		l := k.ns.links[i]
 		if l == nil {
 			if i <= 0 {
-				return unix.EINVAL
+				return abi.EINVAL
 			}
 			return linkNotFound("Link not found")
 		}
@@ -493,7 +492,7 @@ func (k *Kernel) LinkList() ([]netlink.Link, error) {
 // LinkAdd creates a veth pair, dummy, vxlan or bridge device.
 func (k *Kernel) LinkAdd(lk netlink.Link) error {
 	if lk == nil || lk.Attrs() == nil {
-		return unix.EINVAL
+		return abi.EINVAL
 	}
 	base := lk.Attrs()
 	if base.Name == "" {
@@ -526,7 +525,7 @@ func (k *Kernel) linkAdd(lk netlink.Link) error {
 		return err
 	}
 	if ns.linkByName(base.Name) != nil {
-		return unix.EEXIST
+		return abi.EEXIST
 	}
 	if base.HardwareAddr != nil {
 		if err := validMAC(base.HardwareAddr); err != nil {
@@ -542,7 +541,7 @@ func (k *Kernel) linkAdd(lk netlink.Link) error {
 		up: base.Flags&net.FlagUp != 0}
 	want := base.Index
 	if want > 0 && ns.links[want] != nil {
-		return unix.EBUSY
+		return abi.EBUSY
 	}
 	switch v := lk.(type) {
 	case *netlink.Veth:
@@ -558,19 +557,19 @@ func (k *Kernel) linkAdd(lk netlink.Link) error {
 			return err
 		}
 	default:
-		return unix.EOPNOTSUPP
+		return abi.EOPNOTSUPP
 	}
 	if base.MTU > 0 {
 		lo, hi := ns.mtuRange(l.kind, l.vx)
 		if base.MTU < lo {
-			return unix.EINVAL
+			return abi.EINVAL
 		}
 		l.mtu = base.MTU
 		l.mtuByUser = true
 		if l.kind == kindVxlan && l.mtu > hi {
 			l.mtu = hi // vxlan_config_apply clamps to the lower device
 		} else if l.mtu > hi {
-			return unix.EINVAL
+			return abi.EINVAL
 		}
 	}
 	if len(l.hw) == 0 {
@@ -606,7 +605,7 @@ func (ns *namespace) vxlanConf(l *link, v *netlink.Vxlan) error {
 		c.id = 0
 	}
 	if c.id < 0 || c.id >= 1<<24 {
-		return unix.ERANGE
+		return abi.ERANGE
 	}
 	if v.SrcAddr != nil {
 		c.src = normIP(v.SrcAddr)
@@ -623,13 +622,13 @@ func (ns *namespace) vxlanConf(l *link, v *netlink.Vxlan) error {
 		c.port = vxlanPortLinux
 	}
 	if c.vtepDev != 0 && ns.links[c.vtepDev] == nil {
-		return unix.ENODEV
+		return abi.ENODEV
 	}
 	v6 := c.headroom() == vxlanHeadroom6
 	for _, o := range ns.links {
 		if o.kind == kindVxlan && o.vx.id == c.id && o.vx.port == c.port &&
 			(o.vx.headroom() == vxlanHeadroom6) == v6 {
-			return unix.EEXIST
+			return abi.EEXIST
 		}
 	}
 	l.vx = c
@@ -663,11 +662,11 @@ func (k *Kernel) addVeth(ns *namespace, l *link, v *netlink.Veth, want int) erro
 		return err
 	}
 	if pns.linkByName(v.PeerName) != nil || (pns == ns && v.PeerName == base.Name) {
-		return unix.EEXIST
+		return abi.EEXIST
 	}
 	if base.MTU > 0 {
 		if base.MTU < minMTU || base.MTU > maxMTU {
-			return unix.EINVAL
+			return abi.EINVAL
 		}
 		l.mtu = base.MTU
 	}
@@ -679,7 +678,7 @@ func (k *Kernel) addVeth(ns *namespace, l *link, v *netlink.Veth, want int) erro
 		p.mtu = base.MTU
 	}
 	if p.mtu < minMTU || p.mtu > maxMTU {
-		return unix.EINVAL
+		return abi.EINVAL
 	}
 	switch {
 	case v.PeerTxQLen >= 0:
@@ -788,7 +787,7 @@ func (k *Kernel) LinkSetMTU(lk netlink.Link, mtu int) error {
 		}
 		lo, hi := k.ns.mtuRange(l.kind, l.vx)
 		if mtu < lo || mtu > hi {
-			return unix.EINVAL
+			return abi.EINVAL
 		}
 		if l.kind == kindBridge {
 			l.mtuByUser = true
@@ -811,7 +810,7 @@ func (k *Kernel) LinkSetHardwareAddr(lk netlink.Link, hw net.HardwareAddr) error
 			return err
 		}
 		if l.kind == kindLoopback {
-			return unix.EOPNOTSUPP
+			return abi.EOPNOTSUPP
 		}
 		if err := validMAC(hw); err != nil {
 			return err
@@ -833,7 +832,7 @@ func (k *Kernel) LinkSetAlias(lk netlink.Link, alias string) error {
 			return err
 		}
 		if len(alias) >= 256 { // longer than IFALIASZ-1: the attribute policy says ERANGE
-			return unix.ERANGE
+			return abi.ERANGE
 		}
 		l.alias = alias
 		k.ns.notifyLink(l, abi.RTM_NEWLINK)
@@ -855,7 +854,7 @@ func (k *Kernel) LinkSetName(lk netlink.Link, name string) error {
 			return nil
 		}
 		if k.ns.linkByName(name) != nil {
-			return unix.EEXIST
+			return abi.EEXIST
 		}
 		// inetdev_changename: the first IPv4 address takes the new name,
 		// the others keep their ":suffix" or get ":<position>".
@@ -923,22 +922,22 @@ func (k *Kernel) setMaster(lk netlink.Link, idx int, op string) error {
 		}
 		m := k.ns.links[idx]
 		if m == nil {
-			return unix.ENODEV
+			return abi.ENODEV
 		}
 		if m == l {
-			return unix.ELOOP
+			return abi.ELOOP
 		}
 		if m.kind != kindBridge {
-			return unix.EOPNOTSUPP
+			return abi.EOPNOTSUPP
 		}
 		if l.kind == kindLoopback || l.kind == kindBridge {
-			return unix.EINVAL
+			return abi.EINVAL
 		}
 		if l.master == idx {
 			return nil
 		}
 		if l.master != 0 {
-			return unix.EBUSY
+			return abi.EBUSY
 		}
 		l.master = idx
 		m.hadPorts = true
@@ -959,16 +958,16 @@ func (k *Kernel) LinkSetNsFd(lk netlink.Link, fd int) error {
 		}
 		to, ok := k.m.byFd[fd]
 		if !ok {
-			return unix.EBADF
+			return abi.EBADF
 		}
 		if l.kind == kindLoopback || l.kind == kindBridge {
-			return unix.EINVAL // NETIF_F_NETNS_LOCAL
+			return abi.EINVAL // NETIF_F_NETNS_LOCAL
 		}
 		if to == k.ns {
 			return nil
 		}
 		if to.linkByName(l.name) != nil {
-			return unix.EEXIST
+			return abi.EEXIST
 		}
 		from := k.ns
 		if l.up {

@@ -7,7 +7,6 @@ import (
 	"sort"
 
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/tabbynet/tabby/netlinktest/internal/abi"
 )
@@ -138,7 +137,7 @@ func neighFamily(n *netlink.Neigh) int {
 
 func (k *Kernel) neighModify(op string, n *netlink.Neigh, mode neighMode) error {
 	if n == nil {
-		return unix.EINVAL
+		return abi.EINVAL
 	}
 	return k.do(op, func() error {
 		fam := neighFamily(n)
@@ -151,21 +150,21 @@ func (k *Kernel) neighModify(op string, n *netlink.Neigh, mode neighMode) error 
 
 func (ns *namespace) arpModify(n *netlink.Neigh, fam int, mode neighMode) error {
 	if fam != abi.AF_INET && fam != abi.AF_INET6 {
-		return unix.EAFNOSUPPORT
+		return abi.EAFNOSUPPORT
 	}
 	if n.LinkIndex == 0 {
-		return unix.EINVAL
+		return abi.EINVAL
 	}
 	l := ns.links[n.LinkIndex]
 	if l == nil {
-		return unix.ENODEV
+		return abi.ENODEV
 	}
 	ip, ok := toAddr(n.IP)
 	if !ok || ip.Is4() != (fam == abi.AF_INET) {
-		return unix.EINVAL
+		return abi.EINVAL
 	}
 	if n.HardwareAddr != nil && len(n.HardwareAddr) < 6 && l.kind != kindLoopback {
-		return unix.EINVAL
+		return abi.EINVAL
 	}
 	for _, o := range ns.neighs {
 		if o.family != fam || o.link != l.index || o.ip != ip {
@@ -173,7 +172,7 @@ func (ns *namespace) arpModify(n *netlink.Neigh, fam int, mode neighMode) error 
 		}
 		switch mode {
 		case neighAdd:
-			return unix.EEXIST
+			return abi.EEXIST
 		case neighAppend:
 			if n.HardwareAddr != nil && !bytes.Equal(o.mac, n.HardwareAddr) && o.state&nudValid != 0 {
 				return nil // no override: the kernel keeps the valid entry
@@ -233,14 +232,14 @@ func isZeroOrMulticast(mac net.HardwareAddr) bool {
 
 func (ns *namespace) fdbModify(n *netlink.Neigh, mode neighMode) error {
 	if n.LinkIndex == 0 {
-		return unix.EINVAL
+		return abi.EINVAL
 	}
 	l := ns.links[n.LinkIndex]
 	if l == nil {
-		return unix.ENODEV
+		return abi.ENODEV
 	}
 	if len(n.HardwareAddr) != 6 {
-		return unix.EINVAL
+		return abi.EINVAL
 	}
 	if l.kind != kindVxlan {
 		// ndo_dflt_fdb_add: the address joins the device's unicast or
@@ -248,7 +247,7 @@ func (ns *namespace) fdbModify(n *netlink.Neigh, mode neighMode) error {
 		for _, o := range ns.neighs {
 			if o.family == abi.AF_BRIDGE && o.link == l.index && bytes.Equal(o.mac, n.HardwareAddr) {
 				if mode == neighAdd {
-					return unix.EEXIST
+					return abi.EEXIST
 				}
 				return nil
 			}
@@ -259,13 +258,13 @@ func (ns *namespace) fdbModify(n *netlink.Neigh, mode neighMode) error {
 	}
 	ip, ok := toAddr(n.IP)
 	if !ok {
-		return unix.EAFNOSUPPORT
+		return abi.EAFNOSUPPORT
 	}
 	if ip.Is6() != (l.vx.headroom() == vxlanHeadroom6) {
-		return unix.EAFNOSUPPORT // the remote must be of the device's family
+		return abi.EAFNOSUPPORT // the remote must be of the device's family
 	}
 	if n.State&(abi.NUD_PERMANENT|abi.NUD_REACHABLE) == 0 {
-		return unix.EINVAL
+		return abi.EINVAL
 	}
 	var entry []*neigh
 	for _, o := range ns.neighs {
@@ -277,10 +276,10 @@ func (ns *namespace) fdbModify(n *netlink.Neigh, mode neighMode) error {
 	if len(entry) > 0 {
 		switch mode {
 		case neighAdd:
-			return unix.EEXIST
+			return abi.EEXIST
 		case neighSet:
 			if isZeroOrMulticast(n.HardwareAddr) {
-				return unix.EOPNOTSUPP
+				return abi.EOPNOTSUPP
 			}
 			entry[0].ip = ip
 		case neighAppend:
@@ -321,27 +320,27 @@ func (ns *namespace) addNeigh(n *neigh) {
 // that the entry does not have is a silent no-op, as on the kernel).
 func (k *Kernel) NeighDel(n *netlink.Neigh) error {
 	if n == nil {
-		return unix.EINVAL
+		return abi.EINVAL
 	}
 	return k.do("NeighDel", func() error {
 		ns := k.ns
 		fam := neighFamily(n)
 		if n.LinkIndex == 0 {
-			return unix.EINVAL
+			return abi.EINVAL
 		}
 		l := ns.links[n.LinkIndex]
 		if l == nil {
-			return unix.ENODEV
+			return abi.ENODEV
 		}
 		if fam == abi.AF_BRIDGE {
 			if len(n.HardwareAddr) != 6 {
-				return unix.EINVAL
+				return abi.EINVAL
 			}
 			var ip netip.Addr
 			if l.kind == kindVxlan {
 				a, ok := toAddr(n.IP)
 				if !ok {
-					return unix.EAFNOSUPPORT
+					return abi.EAFNOSUPPORT
 				}
 				ip = a
 			}
@@ -358,13 +357,13 @@ func (k *Kernel) NeighDel(n *netlink.Neigh) error {
 			}
 			ns.neighs = kept
 			if !found {
-				return unix.ENOENT
+				return abi.ENOENT
 			}
 			return nil
 		}
 		ip, ok := toAddr(n.IP)
 		if !ok {
-			return unix.EINVAL
+			return abi.EINVAL
 		}
 		for i, o := range ns.neighs {
 			if o.family == fam && o.link == l.index && o.ip == ip {
@@ -372,7 +371,7 @@ func (k *Kernel) NeighDel(n *netlink.Neigh) error {
 				return nil
 			}
 		}
-		return unix.ENOENT
+		return abi.ENOENT
 	})
 }
 

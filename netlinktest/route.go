@@ -7,7 +7,6 @@ import (
 	"sort"
 
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/tabbynet/tabby/netlinktest/internal/abi"
 )
@@ -331,7 +330,7 @@ func (ns *namespace) lookup(dst netip.Addr, scope, oif, table int) *route {
 // the kernel reads it. del selects RTM_DELROUTE defaults.
 func buildRoute(r *netlink.Route, del bool) (*route, error) {
 	if r == nil {
-		return nil, unix.EINVAL
+		return nil, abi.EINVAL
 	}
 	if (r.Dst == nil || r.Dst.IP == nil) && r.Src == nil && r.Gw == nil {
 		return nil, fmt.Errorf("either Dst.IP, Src.IP or Gw must be set")
@@ -354,7 +353,7 @@ func buildRoute(r *netlink.Route, del bool) (*route, error) {
 	fam := func(ip net.IP) (netip.Addr, error) {
 		a, ok := toAddr(ip)
 		if !ok {
-			return a, unix.EINVAL
+			return a, abi.EINVAL
 		}
 		if is4 >= 0 && (is4 == 1) != a.Is4() {
 			return a, fmt.Errorf("gateway, source, and destination ip are not the same IP family")
@@ -403,11 +402,11 @@ func buildRoute(r *netlink.Route, del bool) (*route, error) {
 	}
 	p := netip.PrefixFrom(dstAddr, dstBits)
 	if !p.IsValid() {
-		return nil, unix.EINVAL
+		return nil, abi.EINVAL
 	}
 	if p.Masked() != p {
 		if dstAddr.Is4() {
-			return nil, unix.EINVAL // "Invalid prefix for given prefix length"
+			return nil, abi.EINVAL // "Invalid prefix for given prefix length"
 		}
 		p = p.Masked()
 	}
@@ -442,7 +441,7 @@ func (k *Kernel) routeModify(op string, nr *netlink.Route, replace bool) error {
 		for _, o := range ns.routes {
 			if o.sameKey(r) {
 				if !replace {
-					return unix.EEXIST
+					return abi.EEXIST
 				}
 				r.seq = o.seq
 				*o = *r
@@ -457,18 +456,18 @@ func (k *Kernel) routeModify(op string, nr *netlink.Route, replace bool) error {
 // checkRoute validates r like fib_create_info and resolves its device.
 func (ns *namespace) checkRoute(r *route) error {
 	if r.typ <= abi.RTN_UNSPEC || r.typ > abi.RTN_XRESOLVE || r.scope > abi.RT_SCOPE_NOWHERE {
-		return unix.EINVAL
+		return abi.EINVAL
 	}
 	if r.is4() && r.scope > abi.RT_SCOPE_HOST {
-		return unix.EINVAL
+		return abi.EINVAL
 	}
 	switch r.typ {
 	case abi.RTN_BLACKHOLE, abi.RTN_UNREACHABLE, abi.RTN_PROHIBIT, abi.RTN_THROW:
 		if r.gw.IsValid() || r.link != 0 {
-			return unix.EINVAL
+			return abi.EINVAL
 		}
 		if r.onlink {
-			return unix.EINVAL
+			return abi.EINVAL
 		}
 		if !r.is4() {
 			r.link = ns.loopbackIndex() // ip6 reject routes point at lo
@@ -481,21 +480,21 @@ func (ns *namespace) checkRoute(r *route) error {
 			// (through the given device, if any).
 			res := ns.lookup(r.gw, 0, r.link, r.table)
 			if res == nil || (res.typ != abi.RTN_UNICAST && res.typ != abi.RTN_LOCAL) {
-				return unix.EHOSTUNREACH
+				return abi.EHOSTUNREACH
 			}
 			if r.link == 0 {
 				r.link = res.link
 			}
 		}
 		if r.link == 0 {
-			return unix.ENODEV
+			return abi.ENODEV
 		}
 		l := ns.links[r.link]
 		if l == nil {
-			return unix.ENODEV
+			return abi.ENODEV
 		}
 		if !l.up {
-			return unix.ENETDOWN
+			return abi.ENETDOWN
 		}
 		return nil
 	}
@@ -503,22 +502,22 @@ func (ns *namespace) checkRoute(r *route) error {
 	if r.link != 0 {
 		dev = ns.links[r.link]
 		if dev == nil {
-			return unix.ENODEV
+			return abi.ENODEV
 		}
 	}
 	switch {
 	case r.gw.IsValid() && r.onlink:
 		if r.scope >= abi.RT_SCOPE_LINK {
-			return unix.EINVAL
+			return abi.EINVAL
 		}
 		if dev == nil {
-			return unix.ENODEV
+			return abi.ENODEV
 		}
 		if !dev.up {
-			return unix.ENETDOWN
+			return abi.ENETDOWN
 		}
 		if ns.hasLocal(r.gw) {
-			return unix.EINVAL
+			return abi.EINVAL
 		}
 	case r.gw.IsValid():
 		scope := r.scope + 1
@@ -527,28 +526,28 @@ func (ns *namespace) checkRoute(r *route) error {
 		}
 		res := ns.lookup(r.gw, scope, r.link, r.table)
 		if res == nil {
-			return unix.ENETUNREACH
+			return abi.ENETUNREACH
 		}
 		if res.typ != abi.RTN_UNICAST && res.typ != abi.RTN_LOCAL {
-			return unix.EINVAL
+			return abi.EINVAL
 		}
 		dev = ns.links[res.link]
 		if dev == nil {
-			return unix.EINVAL
+			return abi.EINVAL
 		}
 		if !dev.up {
-			return unix.ENETDOWN
+			return abi.ENETDOWN
 		}
 		r.link = dev.index
 	default:
 		if r.onlink {
-			return unix.EINVAL
+			return abi.EINVAL
 		}
 		if dev == nil {
-			return unix.ENODEV
+			return abi.ENODEV
 		}
 		if !dev.up && r.typ != abi.RTN_LOCAL {
-			return unix.ENETDOWN
+			return abi.ENETDOWN
 		}
 	}
 	return ns.checkPrefsrc(r)
@@ -562,7 +561,7 @@ func (ns *namespace) checkPrefsrc(r *route) error {
 		return nil
 	}
 	if !ns.hasLocal(r.src) {
-		return unix.EINVAL
+		return abi.EINVAL
 	}
 	return nil
 }
@@ -597,7 +596,7 @@ func (k *Kernel) RouteDel(nr *netlink.Route) error {
 			}
 		}
 		if victim == nil {
-			return unix.ESRCH
+			return abi.ESRCH
 		}
 		for i, o := range ns.routes {
 			if o == victim {

@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"strings"
 
-	"golang.org/x/sys/unix"
+	"github.com/tabbynet/tabby/netlinktest/internal/abi"
 )
 
 // sysctlDefault is one key (relative to /proc/sys) and its default value.
@@ -42,7 +42,7 @@ func sysctlKey(key string) (string, error) {
 		k = strings.ReplaceAll(k, ".", "/")
 	}
 	if k == "" || strings.HasPrefix(k, "/") || strings.Contains(k, "..") {
-		return "", fmt.Errorf("netlinktest: sysctl: invalid key %q: %w", key, unix.EINVAL)
+		return "", fmt.Errorf("netlinktest: sysctl: invalid key %q: %w", key, abi.EINVAL)
 	}
 	return k, nil
 }
@@ -66,7 +66,7 @@ func (ns *namespace) sysctlSlot(key string) (l *link, tmpl string, ok bool) {
 
 // Sysctl reads a key relative to /proc/sys (slash form, e.g.
 // "net/ipv4/conf/eth0/forwarding"). Keys of a link exist only while the
-// link exists; unknown keys give an error wrapping unix.ENOENT.
+// link exists; unknown keys give an error wrapping abi.ENOENT.
 func (k *Kernel) Sysctl(key string) (string, error) {
 	var v string
 	err := k.read("Sysctl", func() error {
@@ -76,7 +76,7 @@ func (k *Kernel) Sysctl(key string) (string, error) {
 		}
 		l, tmpl, ok := k.ns.sysctlSlot(kk)
 		if !ok {
-			return fmt.Errorf("netlinktest: sysctl: get %s: %w", key, unix.ENOENT)
+			return fmt.Errorf("netlinktest: sysctl: get %s: %w", key, abi.ENOENT)
 		}
 		if l != nil {
 			v = l.getSysctl(tmpl)
@@ -102,11 +102,11 @@ func (k *Kernel) SetSysctl(key, value string) error {
 		ns := k.ns
 		l, tmpl, ok := ns.sysctlSlot(kk)
 		if !ok {
-			return fmt.Errorf("netlinktest: sysctl: set %s=%s: %w", key, value, unix.ENOENT)
+			return fmt.Errorf("netlinktest: sysctl: set %s=%s: %w", key, value, abi.ENOENT)
 		}
 		n, err := strconv.Atoi(strings.TrimSpace(value))
 		if err != nil {
-			return fmt.Errorf("netlinktest: sysctl: set %s=%s: %w", key, value, unix.EINVAL)
+			return fmt.Errorf("netlinktest: sysctl: set %s=%s: %w", key, value, abi.EINVAL)
 		}
 		v := strconv.Itoa(n)
 		if l != nil {
