@@ -1,9 +1,3 @@
-//go:build linux
-
-// Linux-only only because netlinktest does not build on Windows yet (it
-// uses golang.org/x/sys/unix errnos); these tests need nothing else from
-// Linux, so drop the constraint once it does.
-
 package vxlan_test
 
 import (
