@@ -63,7 +63,7 @@ func TestDecodeRejects(t *testing.T) {
 func TestFrameString(t *testing.T) {
 	src, dst := netip.MustParseAddr("10.4.7.1"), netip.MustParseAddr("10.4.7.2")
 	for f, want := range map[Frame]string{
-		{Src: src, Dst: dst, Proto: ProtoICMP}:                            "IP 10.4.7.1 > 10.4.7.2 proto 1",
+		{Src: src, Dst: dst, Proto: ProtoICMP}:                         "IP 10.4.7.1 > 10.4.7.2 proto 1",
 		{Src: src, Dst: dst, Proto: ProtoTCP, SrcPort: 1, DstPort: 80}: "IP 10.4.7.1.1 > 10.4.7.2.80 proto 6",
 	} {
 		if got := f.String(); got != want {
