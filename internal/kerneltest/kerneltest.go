@@ -1,6 +1,6 @@
 // Package kerneltest holds the helpers tabby's kernel tests share: the root
 // gate, throwaway named network namespaces that are always removed, veth
-// links between them, and Go replacements for ping.
+// links between them, and wrappers over internal/probe (ping, capture).
 //
 // Kernel tests run only as root. They skip otherwise, except when
 // TABBY_KERNEL_TESTS=1 (set by .ci/run), where a missing privilege is a
