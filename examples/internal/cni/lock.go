@@ -5,14 +5,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-
-	"golang.org/x/sys/unix"
 )
 
 // LockFile is the name, in the state directory, of the host-wide IPAM lock.
 const LockFile = "ipam.lock"
 
-// FileLock is the default Env.HostLock: an exclusive flock on
+// FileLock is the default Env.HostLock: an exclusive lock (flock, or
+// LockFileEx on Windows) on
 // <stateDir>/ipam.lock, waited for until ctx ends (then the error wraps
 // context.DeadlineExceeded: try again later). Like Calico's IPAM lock it
 // makes the plugins of one host take turns on the IPAM read-modify-write,
@@ -26,23 +25,23 @@ func FileLock(ctx context.Context, stateDir string) (func(), error) {
 	if err != nil {
 		return nil, fmt.Errorf("ipam lock: %w", err)
 	}
-	if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
-		return func() { f.Close() }, nil
+	if lockFile(f, false) == nil {
+		return func() { unlockClose(f) }, nil
 	}
 	done := make(chan error, 1)
-	go func() { done <- unix.Flock(int(f.Fd()), unix.LOCK_EX) }()
+	go func() { done <- lockFile(f, true) }()
 	select {
 	case err := <-done:
 		if err != nil {
 			f.Close()
 			return nil, fmt.Errorf("ipam lock: %w", err)
 		}
-		return func() { f.Close() }, nil
+		return func() { unlockClose(f) }, nil
 	case <-ctx.Done():
-		// Release the lock as soon as the waiting flock gets it.
+		// Release the lock as soon as the waiting lock call gets it.
 		go func() {
 			<-done
-			f.Close()
+			unlockClose(f)
 		}()
 		return nil, fmt.Errorf("ipam lock %s: %w", f.Name(), ctx.Err())
 	}

@@ -458,7 +458,7 @@ func (c *call) ownsInterface(ctx context.Context, m *ipam.IPAM, pl *veth.Plumber
 	if err != nil {
 		return true
 	}
-	routes, err := host.RouteList(lk, netlink.FAMILY_V4)
+	routes, err := host.RouteList(lk, familyV4)
 	if err != nil {
 		return true
 	}

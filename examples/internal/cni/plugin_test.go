@@ -9,12 +9,12 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
-	"golang.org/x/sys/unix"
 
 	"github.com/tabbynet/tabby/examples/internal/cni"
 	"github.com/tabbynet/tabby/veth"
@@ -167,8 +167,8 @@ func TestAddFailureLeavesNothing(t *testing.T) {
 		code  uint
 	}{
 		{"missing netns", func(h *harness) {}, "/run/netns/missing", cni.CodeInvalidEnvironment},
-		{"link add fails", func(h *harness) { h.k.FailNth("LinkAdd", 1, unix.ENOMEM) }, "/run/netns/pod1", cni.CodeKernel},
-		{"pod route fails", func(h *harness) { h.k.FailNth("RouteReplace", 1, unix.ENETUNREACH) }, "/run/netns/pod1", cni.CodeKernel},
+		{"link add fails", func(h *harness) { h.k.FailNth("LinkAdd", 1, syscall.ENOMEM) }, "/run/netns/pod1", cni.CodeKernel},
+		{"pod route fails", func(h *harness) { h.k.FailNth("RouteReplace", 1, syscall.ENETUNREACH) }, "/run/netns/pod1", cni.CodeKernel},
 		{"ifname taken", func(h *harness) {
 			pod, _ := h.k.NamespaceAt("/run/netns/pod1")
 			if err := pod.LinkAdd(dummy("eth0")); err != nil {
@@ -503,7 +503,7 @@ func TestDelegatedIPAM(t *testing.T) {
 		t.Fatal("delegated run left state")
 	}
 	// A failed plumbing gives the address back to the delegate.
-	h.k.FailNth("LinkAdd", 1, unix.ENOMEM)
+	h.k.FailNth("LinkAdd", 1, syscall.ENOMEM)
 	if _, err := p.Add(args(conf, "c2", "/run/netns/pod1", "")); err == nil {
 		t.Fatal("ADD succeeded")
 	}

@@ -4,5 +4,6 @@
 // there with `go install`, and everything runs as root in network
 // namespaces the tests create: the plugins run inside a throwaway "host"
 // namespace (ip netns exec), never in the machine's own. The package has no
-// code of its own.
+// code of its own; its tests are Linux-only (kernel tests), so that the
+// package still vets on other systems.
 package e2e
