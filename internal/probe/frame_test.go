@@ -6,26 +6,27 @@ import (
 	"testing"
 )
 
+// ethIPv4 builds an Ethernet header and a 20-byte IPv4 header.
+func ethIPv4(proto byte, src, dst [4]byte) []byte {
+	b := make([]byte, 14+20)
+	binary.BigEndian.PutUint16(b[12:], 0x0800)
+	ip := b[14:]
+	ip[0], ip[9] = 0x45, proto
+	copy(ip[12:], src[:])
+	copy(ip[16:], dst[:])
+	return b
+}
+
 // vxlanFrame builds Ethernet/IPv4/UDP 4789/VXLAN/Ethernet/IPv4 ICMP.
 func vxlanFrame(vni uint32) []byte {
-	inner := make([]byte, 14+20)
-	binary.BigEndian.PutUint16(inner[12:], 0x0800)
-	ip := inner[14:]
-	ip[0], ip[9] = 0x45, 1
-	copy(ip[12:], []byte{10, 244, 2, 1})
-	copy(ip[16:], []byte{10, 244, 88, 1})
+	inner := ethIPv4(ProtoICMP, [4]byte{10, 244, 2, 1}, [4]byte{10, 244, 88, 1})
 	vx := make([]byte, 8)
 	vx[0] = 0x08
 	vx[4], vx[5], vx[6] = byte(vni>>16), byte(vni>>8), byte(vni)
 	udp := make([]byte, 8)
 	binary.BigEndian.PutUint16(udp, 40000)
 	binary.BigEndian.PutUint16(udp[2:], 4789)
-	outer := make([]byte, 14+20)
-	binary.BigEndian.PutUint16(outer[12:], 0x0800)
-	oip := outer[14:]
-	oip[0], oip[9] = 0x45, 17
-	copy(oip[12:], []byte{10, 4, 7, 61})
-	copy(oip[16:], []byte{10, 4, 7, 62})
+	outer := ethIPv4(ProtoUDP, [4]byte{10, 4, 7, 61}, [4]byte{10, 4, 7, 62})
 	return append(append(append(outer, udp...), vx...), inner...)
 }
 
