@@ -1,6 +1,7 @@
 package cni
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -9,6 +10,8 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
+
+	"github.com/tabbynet/tabby/ipam"
 )
 
 // IPAMPlugin implements the standalone tabby-ipam plugin: block IPAM with
@@ -25,17 +28,37 @@ func NewIPAM(env Env) *IPAMPlugin { return &IPAMPlugin{p: New(env)} }
 // returns it as a /32 with the configured gateway (default 169.254.1.1)
 // and routes (default 0.0.0.0/0). A repeated ADD returns the same address.
 func (ip *IPAMPlugin) Add(args *skel.CmdArgs) (types.Result, error) {
-	ctx, cancel := ip.p.ctx()
-	defer cancel()
-	c, err := ip.p.begin(args, "ADD", true)
+	var res *types100.Result
+	err := ip.withIPAM(args, "ADD", func(ctx context.Context, c *call, m *ipam.IPAM) error {
+		var err error
+		res, err = c.ipamResult(ctx, m)
+		return err
+	})
 	if err != nil {
 		return nil, err
+	}
+	return res, nil
+}
+
+// withIPAM runs fn for one plugin call with its configuration, logger and
+// IPAM opened, and closes them afterwards.
+func (ip *IPAMPlugin) withIPAM(args *skel.CmdArgs, cmd string, fn func(context.Context, *call, *ipam.IPAM) error) error {
+	ctx, cancel := ip.p.ctx()
+	defer cancel()
+	c, err := ip.p.begin(args, cmd, true)
+	if err != nil {
+		return err
 	}
 	defer c.close()
 	m, err := c.ipam(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
+	return fn(ctx, c, m)
+}
+
+// ipamResult assigns the call's addresses and builds the IPAM result.
+func (c *call) ipamResult(ctx context.Context, m *ipam.IPAM) (*types100.Result, error) {
 	a, err := c.assign(ctx, m)
 	if err != nil {
 		return nil, err
@@ -59,36 +82,23 @@ func (ip *IPAMPlugin) Add(args *skel.CmdArgs) (types.Result, error) {
 
 // Del releases the handle's addresses; unknown handles succeed.
 func (ip *IPAMPlugin) Del(args *skel.CmdArgs) error {
-	ctx, cancel := ip.p.ctx()
-	defer cancel()
-	c, err := ip.p.begin(args, "DEL", true)
-	if err != nil {
+	return ip.withIPAM(args, "DEL", func(ctx context.Context, c *call, m *ipam.IPAM) error {
+		_, err := c.release(ctx, m)
 		return err
-	}
-	defer c.close()
-	m, err := c.ipam(ctx)
-	if err != nil {
-		return err
-	}
-	_, err = c.release(ctx, m)
-	return err
+	})
 }
 
 // Check verifies that the handle holds exactly the addresses of
 // prevResult.
 func (ip *IPAMPlugin) Check(args *skel.CmdArgs) error {
-	ctx, cancel := ip.p.ctx()
-	defer cancel()
-	c, err := ip.p.begin(args, "CHECK", true)
-	if err != nil {
-		return err
-	}
-	defer c.close()
+	return ip.withIPAM(args, "CHECK", func(ctx context.Context, c *call, m *ipam.IPAM) error {
+		return c.checkIPAM(ctx, m)
+	})
+}
+
+// checkIPAM compares the handle's addresses with prevResult.
+func (c *call) checkIPAM(ctx context.Context, m *ipam.IPAM) error {
 	prev, err := c.prevResult()
-	if err != nil {
-		return err
-	}
-	m, err := c.ipam(ctx)
 	if err != nil {
 		return err
 	}
@@ -122,18 +132,9 @@ func (ip *IPAMPlugin) Check(args *skel.CmdArgs) error {
 // GC releases this network's allocations on this node whose attachments
 // are not valid.
 func (ip *IPAMPlugin) GC(args *skel.CmdArgs) error {
-	ctx, cancel := ip.p.ctx()
-	defer cancel()
-	c, err := ip.p.begin(args, "GC", true)
-	if err != nil {
-		return err
-	}
-	defer c.close()
-	m, err := c.ipam(ctx)
-	if err != nil {
-		return err
-	}
-	return c.gc(ctx, m, nil)
+	return ip.withIPAM(args, "GC", func(ctx context.Context, c *call, m *ipam.IPAM) error {
+		return c.gc(ctx, m, nil)
+	})
 }
 
 // Status reports whether the datastore answers (code 50 otherwise).
