@@ -145,6 +145,10 @@ func parse(fs *flag.FlagSet, args []string) error {
 		}
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
+	// Every command with an -o flag accepts the same formats.
+	if o := fs.Lookup("o"); o != nil {
+		return checkOutput(o.Value.String())
+	}
 	return nil
 }
 
@@ -196,9 +200,6 @@ func (a *app) ipamShow(ctx context.Context, args []string, stderr io.Writer) err
 	blocks := fs.Bool("blocks", false, "show every block")
 	out := outputFlag(fs)
 	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if err := checkOutput(*out); err != nil {
 		return err
 	}
 	m, err := a.ipam()
@@ -384,9 +385,6 @@ func (a *app) poolsList(ctx context.Context, args []string, stderr io.Writer) er
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if err := checkOutput(*out); err != nil {
-		return err
-	}
 	m, err := a.ipam()
 	if err != nil {
 		return err
@@ -486,9 +484,6 @@ func (a *app) peers(ctx context.Context, args []string, stderr io.Writer) error 
 	out := outputFlag(fs)
 	prefix := fs.String("prefix", reflector.DefaultPrefix, "announcement key prefix")
 	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if err := checkOutput(*out); err != nil {
 		return err
 	}
 	r, err := reflector.New(a.st, &reflector.Config{Prefix: *prefix})

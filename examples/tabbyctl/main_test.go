@@ -122,8 +122,11 @@ func TestPools(t *testing.T) {
 	if _, errs, rc := ctl(t, st, "pools", "delete", "blue"); rc != 1 || errs == "" {
 		t.Fatal(rc)
 	}
-	if _, _, rc := ctl(t, st, "pools", "list", "-o", "yaml"); rc != 2 {
-		t.Fatal(rc)
+	// Every command that prints rejects an unknown format as a usage error.
+	for _, cmd := range [][]string{{"pools", "list"}, {"ipam", "show"}, {"peers"}} {
+		if _, errs, rc := ctl(t, st, append(cmd, "-o", "yaml")...); rc != 2 || !strings.Contains(errs, "want table or json") {
+			t.Fatalf("%v -o yaml: exit %d, stderr %q", cmd, rc, errs)
+		}
 	}
 	if _, _, rc := ctl(t, st, "frobnicate"); rc != 2 {
 		t.Fatal(rc)
