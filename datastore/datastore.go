@@ -25,6 +25,10 @@ var (
 	ErrInvalid = errors.New("datastore: invalid argument")
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("datastore: closed")
+	// ErrCorrupt: the store's data cannot be trusted (a truncated, empty or
+	// damaged file, a record that does not decode). Retrying will not help;
+	// nothing was written. Repair or restore the store.
+	ErrCorrupt = errors.New("datastore: corrupt")
 )
 
 // KV is one key with its value and the revision at which it was last
