@@ -58,10 +58,21 @@ func newHarness(t *testing.T) *harness {
 			h.mu.Lock()
 			return h.mu.Unlock, nil
 		},
+		// The fake's host namespace stands for the plugin's own.
+		CheckNetNS: func(path string) error {
+			if path == hostNetNS {
+				return cni.ErrHostNetNS
+			}
+			return nil
+		},
 	}
 	h.p = cni.New(h.env)
 	return h
 }
+
+// hostNetNS is the path the harness's CheckNetNS treats as the plugin's
+// own namespace.
+const hostNetNS = "/proc/self/ns/net"
 
 func (h *harness) netns(path string) {
 	h.t.Helper()

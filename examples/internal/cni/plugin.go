@@ -81,6 +81,11 @@ type Env struct {
 	// HostLock serialises the IPAM operations of the plugins of one host
 	// (see FileLock, the default); it returns the unlock function.
 	HostLock func(ctx context.Context, stateDir string) (func(), error)
+	// CheckNetNS vets CNI_NETNS before ADD or CHECK does anything else:
+	// an error wrapping ErrHostNetNS or veth.ErrInvalidNetNS refuses the
+	// call. nil: CheckNetNS (the real kernel's files) when OpenNetNS is
+	// nil, else only that OpenNetNS opens the path (a fake kernel).
+	CheckNetNS func(path string) error
 	// Hook, if set, is called by ADD at named points ("assigned": the
 	// address is allocated, "plumbed": the veth pair is made), for tests
 	// that kill the plugin there.
@@ -110,6 +115,21 @@ func New(env Env) *Plugin {
 	if env.HostLock == nil {
 		env.HostLock = FileLock
 	}
+	if env.CheckNetNS == nil {
+		env.CheckNetNS = CheckNetNS
+		if open := env.OpenNetNS; open != nil {
+			// A fake kernel's namespaces have no files to compare: the
+			// path must open as one of its namespaces.
+			env.CheckNetNS = func(path string) error {
+				ns, err := open(path)
+				if err != nil {
+					return fmt.Errorf("%w: %s: %w", veth.ErrInvalidNetNS, path, err)
+				}
+				ns.Close()
+				return nil
+			}
+		}
+	}
 	return &Plugin{env: env}
 }
 
@@ -134,6 +154,9 @@ func (c *call) close() {
 }
 
 func (p *Plugin) begin(args *skel.CmdArgs, cmd string, standalone bool) (*call, error) {
+	if err := ValidateCmdArgs(args); err != nil {
+		return nil, err
+	}
 	conf, err := LoadConf(args.StdinData, standalone, p.env.Hostname)
 	if err != nil {
 		return nil, err
@@ -339,6 +362,11 @@ func (p *Plugin) Add(args *skel.CmdArgs) (types.Result, error) {
 	if args.Netns == "" {
 		return nil, &EnvError{Var: "CNI_NETNS", Reason: "missing"}
 	}
+	// Before any allocation or write: a CNI_NETNS that is the host's own
+	// namespace would get the "pod" end, its address and a default route.
+	if err := p.env.CheckNetNS(args.Netns); err != nil {
+		return nil, err
+	}
 	pl, err := c.plumber()
 	if err != nil {
 		return nil, err
@@ -499,6 +527,9 @@ func (p *Plugin) Check(args *skel.CmdArgs) error {
 	defer c.close()
 	prev, err := c.prevResult()
 	if err != nil {
+		return err
+	}
+	if err := p.env.CheckNetNS(args.Netns); err != nil {
 		return err
 	}
 	pl, err := c.plumber()
@@ -709,8 +740,9 @@ func keyFromAttrs(a map[string]string) string {
 	return a["container"]
 }
 
-// Status is CNI STATUS: ready when the datastore answers (code 50
-// otherwise).
+// Status is CNI STATUS: ready when the datastore answers; code 106
+// (CodeCorruptStore) when it answers that it is corrupt, code 50
+// otherwise.
 func (p *Plugin) Status(args *skel.CmdArgs) error {
 	return p.status(args, false)
 }
@@ -731,6 +763,9 @@ func (p *Plugin) status(args *skel.CmdArgs, standalone bool) error {
 		_, err = m.ListPools(ctx)
 	}
 	if err != nil {
+		if te := ToError(err); te.Code == CodeCorruptStore {
+			return types.NewError(CodeCorruptStore, "datastore corrupt", err.Error())
+		}
 		return types.NewError(CodeNotAvailable, "datastore not available", err.Error())
 	}
 	return nil
