@@ -29,6 +29,16 @@ func NewIPAM(env Env) *IPAMPlugin { return &IPAMPlugin{p: New(env)} }
 // and routes (default 0.0.0.0/0). A repeated ADD returns the same address.
 func (ip *IPAMPlugin) Add(args *skel.CmdArgs) (types.Result, error) {
 	var res *types100.Result
+	if args.Netns != "" {
+		// Not used by IPAM, but a call for the host's own namespace is
+		// refused before anything is allocated, as the main plugin does.
+		if err := ValidateCmdArgs(args); err != nil {
+			return nil, err
+		}
+		if err := ip.p.env.CheckNetNS(args.Netns); err != nil {
+			return nil, err
+		}
+	}
 	err := ip.withIPAM(args, "ADD", func(ctx context.Context, c *call, m *ipam.IPAM) error {
 		var err error
 		res, err = c.ipamResult(ctx, m)
