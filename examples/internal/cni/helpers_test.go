@@ -130,12 +130,18 @@ func code(t *testing.T, err error) uint {
 	return cni.ToError(err).Code
 }
 
-func (h *harness) allocations() []ipam.Allocation {
+func (h *harness) ipam() *ipam.IPAM {
 	h.t.Helper()
 	m, err := ipam.New(h.st, nil)
 	if err != nil {
 		h.t.Fatal(err)
 	}
+	return m
+}
+
+func (h *harness) allocations() []ipam.Allocation {
+	h.t.Helper()
+	m := h.ipam()
 	a, err := m.Allocations(context.Background())
 	if err != nil {
 		h.t.Fatal(err)

@@ -396,6 +396,7 @@ func (p *Plugin) Add(args *skel.CmdArgs) (types.Result, error) {
 		}
 		return nil, err
 	}
+	c.label(vr.HostIfName)
 	c.hook("plumbed")
 	c.log.Info("added", "key", c.key, "host", vr.HostIfName, "addrs", a.addrs)
 	res := vethResult(c.conf.CNIVersion, vr)
@@ -444,8 +445,9 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
+	prev, _ := c.prevResult() // DEL carries it from 0.4.0 on; optional
 	if c.conf.IPAM.Type != IPAMType {
-		if err := pl.Teardown(ctx, c.key); err != nil {
+		if err := c.teardown(ctx, pl, c.findAttachment(ctx, nil, pl, prev)); err != nil {
 			return fmt.Errorf("%w: %w", errKernel, err)
 		}
 		return p.env.Delegate.Del(ctx, c.conf.IPAM.Type, args.StdinData)
@@ -454,13 +456,14 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 	if err != nil {
 		// Still remove the interface; the runtime retries DEL for the
 		// address once the store is back.
-		if terr := pl.Teardown(ctx, c.key); terr != nil {
+		if terr := c.teardown(ctx, pl, c.findAttachment(ctx, nil, pl, prev)); terr != nil {
 			c.log.Warn("teardown", "err", terr)
 		}
 		return err
 	}
-	if c.ownsInterface(ctx, m, pl) {
-		if err := pl.Teardown(ctx, c.key); err != nil {
+	att := c.findAttachment(ctx, m, pl, prev)
+	if c.ownsInterface(ctx, m, att) {
+		if err := c.teardown(ctx, pl, att); err != nil {
 			return fmt.Errorf("%w: %w", errKernel, err)
 		}
 	}
@@ -477,12 +480,12 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 // interface of a pod recreated under the same namespace/name: the host
 // interface is this attachment's unless it routes only addresses that are
 // allocated to other handles.
-func (c *call) ownsInterface(ctx context.Context, m *ipam.IPAM, pl *veth.Plumber) bool {
+func (c *call) ownsInterface(ctx context.Context, m *ipam.IPAM, att attachment) bool {
 	host := c.hostLink()
-	if host == nil || c.key == c.args.ContainerID {
+	if host == nil || att.key == c.args.ContainerID {
 		return true
 	}
-	lk, err := host.LinkByName(pl.HostIfName(c.key))
+	lk, err := host.LinkByName(att.name)
 	if err != nil {
 		return true
 	}
@@ -509,7 +512,7 @@ func (c *call) ownsInterface(ctx context.Context, m *ipam.IPAM, pl *veth.Plumber
 		others++
 	}
 	if others > 0 {
-		c.log.Warn("host interface belongs to another sandbox of the pod; not removing it", "key", c.key)
+		c.log.Warn("host interface belongs to another sandbox of the pod; not removing it", "key", att.key, "host", att.name)
 		return false
 	}
 	return true
@@ -536,8 +539,19 @@ func (p *Plugin) Check(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
+	var m *ipam.IPAM
+	if c.conf.IPAM.Type == IPAMType {
+		if m, err = c.ipam(ctx); err != nil {
+			return err
+		}
+	}
+	// The attachment as ADD made it, whatever this call's CNI_ARGS say.
+	att := c.findAttachment(ctx, m, pl, prev)
+	if att.key == "" {
+		return &checkError{fmt.Sprintf("host interface %s does not say which workload it is (no alias %s...)", att.name, aliasPrefix)}
+	}
 	// Interfaces.
-	hostName := pl.HostIfName(c.key)
+	hostName := att.name
 	var podIdx = -1
 	for i, ifc := range prev.Interfaces {
 		if ifc.Sandbox != "" && ifc.Name == args.IfName {
@@ -581,11 +595,7 @@ func (p *Plugin) Check(args *skel.CmdArgs) error {
 		}
 	}
 	// IPAM.
-	if c.conf.IPAM.Type == IPAMType {
-		m, err := c.ipam(ctx)
-		if err != nil {
-			return err
-		}
+	if m != nil {
 		held, err := m.HandleAddrs(ctx, c.handle)
 		if err != nil {
 			return fmt.Errorf("ipam: handle %s: %w", c.handle, err)
@@ -603,7 +613,7 @@ func (p *Plugin) Check(args *skel.CmdArgs) error {
 		return err
 	}
 	// Kernel.
-	err = pl.Check(ctx, veth.Pod{Key: c.key, NetNS: args.Netns, IfName: args.IfName, Addrs: addrs, MTU: c.conf.MTU})
+	err = pl.Check(ctx, veth.Pod{Key: att.key, NetNS: args.Netns, IfName: args.IfName, Addrs: addrs, MTU: c.conf.MTU})
 	if err != nil && !errors.Is(err, veth.ErrInvalid) && !errors.Is(err, veth.ErrMismatch) {
 		err = fmt.Errorf("%w: %w", errKernel, err)
 	}
@@ -712,6 +722,9 @@ func (c *call) gc(ctx context.Context, m *ipam.IPAM, pl *veth.Plumber) error {
 			continue
 		}
 		c.log.Info("gc released", "handle", h, "addrs", rel)
+	}
+	if pl != nil {
+		errs = append(errs, c.gcInterfaces(ctx, m, pl)...)
 	}
 	if len(errs) > 0 {
 		return &gcError{errors.Join(errs...)}
