@@ -48,6 +48,9 @@ type IPAMConf struct {
 	Type      string   `json:"type"`
 	Pools     []string `json:"pools,omitempty"`
 	BlockSize int      `json:"blockSize,omitempty"`
+	// BlockSize6 is the block size of IPv6 pools (default 122); pools of
+	// both families make a dual-stack network: one address of each.
+	BlockSize6 int `json:"blockSize6,omitempty"`
 	NodeName  string   `json:"nodeName,omitempty"`
 	Datastore string   `json:"datastore,omitempty"`
 	StateDir  string   `json:"stateDir,omitempty"`
@@ -229,6 +232,9 @@ func (i *IPAMConf) resolve() error {
 	if i.BlockSize != 0 && (i.BlockSize < ipam.MinBlockSize4 || i.BlockSize > ipam.MaxBlockSize4) {
 		return confErr("ipam.blockSize", "%d is outside %d..%d", i.BlockSize, ipam.MinBlockSize4, ipam.MaxBlockSize4)
 	}
+	if i.BlockSize6 != 0 && (i.BlockSize6 < ipam.MinBlockSize6 || i.BlockSize6 > ipam.MaxBlockSize6) {
+		return confErr("ipam.blockSize6", "%d is outside %d..%d", i.BlockSize6, ipam.MinBlockSize6, ipam.MaxBlockSize6)
+	}
 	for _, s := range i.Pools {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
@@ -237,19 +243,21 @@ func (i *IPAMConf) resolve() error {
 		if p != p.Masked() {
 			return confErr("ipam.pools", "%q has host bits set (want %v)", s, p.Masked())
 		}
-		if !p.Addr().Is4() {
-			return confErr("ipam.pools", "%q: only IPv4 pools are assigned from", s)
+		if p.Addr().Is4In6() {
+			return confErr("ipam.pools", "%q: an IPv4-mapped IPv6 prefix", s)
 		}
-		bs := i.BlockSize
-		if bs == 0 {
-			bs = ipam.DefaultBlockSize4
-		}
+		bs := i.blockSize(p)
 		if p.Bits() > bs {
 			return confErr("ipam.pools", "%q is smaller than a block (/%d)", s, bs)
 		}
 		pool := ipam.Pool{Name: PoolName(p), CIDR: p, BlockSize: bs, VXLANMode: ipam.VXLANAlways}
 		if err := pool.Validate(); err != nil {
 			return confErr("ipam.pools", "%q: %v", s, err)
+		}
+		for _, q := range i.PoolPrefixes {
+			if q.Overlaps(p) {
+				return confErr("ipam.pools", "%q overlaps %v", s, q)
+			}
 		}
 		i.PoolPrefixes = append(i.PoolPrefixes, p)
 	}
@@ -278,6 +286,30 @@ func (i *IPAMConf) resolve() error {
 		i.RoutePrefix = append(i.RoutePrefix, p.Masked())
 	}
 	return nil
+}
+
+// blockSize is the configured (or default) block size for pool p's family.
+func (i *IPAMConf) blockSize(p netip.Prefix) int {
+	if p.Addr().Is6() {
+		if i.BlockSize6 != 0 {
+			return i.BlockSize6
+		}
+		return ipam.DefaultBlockSize6
+	}
+	if i.BlockSize != 0 {
+		return i.BlockSize
+	}
+	return ipam.DefaultBlockSize4
+}
+
+// Families says which address families the configured pools have; with
+// no pools both are false (every enabled pool is used).
+func (i *IPAMConf) Families() (v4, v6 bool) {
+	for _, p := range i.PoolPrefixes {
+		v4 = v4 || p.Addr().Is4()
+		v6 = v6 || p.Addr().Is6()
+	}
+	return v4, v6
 }
 
 // PoolName is the name the plugins give a pool they create for a CIDR of

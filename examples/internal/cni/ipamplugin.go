@@ -76,6 +76,14 @@ func (c *call) ipamResult(ctx context.Context, m *ipam.IPAM) (*types100.Result, 
 	gw := c.conf.IPAM.GatewayAddr
 	res := &types100.Result{CNIVersion: types100.ImplementedSpecVersion}
 	for _, p := range a.addrs {
+		if p.Addr().Is6() {
+			// IPv6 (dual stack): a /128; the main plugin routes it
+			// (the gateway and prefixLength settings are IPv4's).
+			res.IPs = append(res.IPs, &types100.IPConfig{
+				Address: net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(128, 128)},
+			})
+			continue
+		}
 		res.IPs = append(res.IPs, &types100.IPConfig{
 			Address: net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(c.conf.IPAM.PrefixLength, 32)},
 			Gateway: gw.AsSlice(),

@@ -280,13 +280,13 @@ func (c *call) assign(ctx context.Context, m *ipam.IPAM) (*allocation, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ipam: handle %s: %w", c.handle, err)
 	}
-	pools, err := EnsurePools(ctx, m, c.conf.IPAM.PoolPrefixes, c.conf.IPAM.BlockSize)
+	req, err := EnsurePools(ctx, m, c.conf.IPAM.PoolPrefixes, c.conf.IPAM.BlockSize, c.conf.IPAM.BlockSize6)
 	if err != nil {
 		return nil, err
 	}
 	c.log.Debug("pools", "elapsed", time.Since(c.start))
 	as, err := m.AutoAssign(ctx, ipam.AutoAssignArgs{
-		Handle: c.handle, Host: c.conf.NodeName, Num4: 1, Attrs: c.attrs(), Pools: pools,
+		Handle: c.handle, Host: c.conf.NodeName, Num4: req.Num4, Num6: req.Num6, Attrs: c.attrs(), Pools: req.Pools,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("ipam: assign for %s on %s: %w", c.handle, c.conf.NodeName, err)
@@ -335,14 +335,11 @@ func (c *call) delegateAdd(ctx context.Context) (*allocation, error) {
 			continue
 		}
 		addr = addr.Unmap()
-		if !addr.Is4() {
-			continue // veth plumbs IPv4 only for now
-		}
-		a.addrs = append(a.addrs, netip.PrefixFrom(addr, 32))
+		a.addrs = append(a.addrs, netip.PrefixFrom(addr, addr.BitLen()))
 	}
 	if len(a.addrs) == 0 {
 		a.undo()
-		return nil, confErr("ipam", "plugin %s returned no IPv4 address", c.conf.IPAM.Type)
+		return nil, confErr("ipam", "plugin %s returned no address", c.conf.IPAM.Type)
 	}
 	a.dns = res.DNS
 	return a, nil
@@ -415,7 +412,10 @@ func vethResult(version string, vr *veth.Result) *types100.Result {
 	if !supportsIfaceMTU(version) {
 		res.Interfaces[1].Mtu = 0
 	}
-	gw := veth.Gateway4()
+	// One default route per family, via that family's gateway
+	// (169.254.1.1; the host end's link-local address for IPv6), IPv4
+	// first as veth orders the addresses.
+	seen := map[bool]bool{}
 	for _, ip := range vr.IPs {
 		a := ip.Address
 		res.IPs = append(res.IPs, &types100.IPConfig{
@@ -423,9 +423,33 @@ func vethResult(version string, vr *veth.Result) *types100.Result {
 			Address:   net.IPNet{IP: a.Addr().AsSlice(), Mask: net.CIDRMask(a.Bits(), a.Addr().BitLen())},
 			Gateway:   ip.Gateway.AsSlice(),
 		})
+		if v6 := a.Addr().Is6(); !seen[v6] {
+			seen[v6] = true
+			any := netip.IPv4Unspecified()
+			if v6 {
+				any = netip.IPv6Unspecified()
+			}
+			res.Routes = append(res.Routes, &types.Route{
+				Dst: net.IPNet{IP: any.AsSlice(), Mask: net.CIDRMask(0, any.BitLen())}, GW: ip.Gateway.AsSlice()})
+		}
 	}
-	res.Routes = []*types.Route{{Dst: net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}, GW: gw.AsSlice()}}
+	slices.SortStableFunc(res.Routes, func(a, b *types.Route) int { return len(a.Dst.IP) - len(b.Dst.IP) })
 	return res
+}
+
+// defaultRoute reports whether r is a default route tabby makes: 0.0.0.0/0
+// via 169.254.1.1 or ::/0 via the host end's link-local address.
+func defaultRoute(r *types.Route, hostMAC net.HardwareAddr) bool {
+	gw, _ := netip.AddrFromSlice(r.GW)
+	gw = gw.Unmap()
+	ones, bits := r.Dst.Mask.Size()
+	if ones != 0 || !r.Dst.IP.IsUnspecified() {
+		return false
+	}
+	if bits == 128 && r.Dst.IP.To4() == nil {
+		return gw == veth.LinkLocal(hostMAC)
+	}
+	return gw == veth.Gateway4()
 }
 
 func supportsIfaceMTU(v string) bool { return v == "1.1.0" }
@@ -588,10 +612,9 @@ func (p *Plugin) Check(args *skel.CmdArgs) error {
 		return &checkError{"prevResult has no address on " + args.IfName}
 	}
 	for _, r := range prev.Routes {
-		gw, _ := netip.AddrFromSlice(r.GW)
-		ones, _ := r.Dst.Mask.Size()
-		if ones != 0 || !r.Dst.IP.IsUnspecified() || gw.Unmap() != veth.Gateway4() {
-			return &checkError{fmt.Sprintf("route %v via %v is not one tabby makes (default via %v)", r.Dst.String(), r.GW, veth.Gateway4())}
+		if !defaultRoute(r, veth.DefaultHostMAC()) {
+			return &checkError{fmt.Sprintf("route %v via %v is not one tabby makes (default via %v or %v)",
+				r.Dst.String(), r.GW, veth.Gateway4(), veth.LinkLocal(veth.DefaultHostMAC()))}
 		}
 	}
 	// IPAM.
