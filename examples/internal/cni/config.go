@@ -50,10 +50,10 @@ type IPAMConf struct {
 	BlockSize int      `json:"blockSize,omitempty"`
 	// BlockSize6 is the block size of IPv6 pools (default 122); pools of
 	// both families make a dual-stack network: one address of each.
-	BlockSize6 int `json:"blockSize6,omitempty"`
-	NodeName  string   `json:"nodeName,omitempty"`
-	Datastore string   `json:"datastore,omitempty"`
-	StateDir  string   `json:"stateDir,omitempty"`
+	BlockSize6 int    `json:"blockSize6,omitempty"`
+	NodeName   string `json:"nodeName,omitempty"`
+	Datastore  string `json:"datastore,omitempty"`
+	StateDir   string `json:"stateDir,omitempty"`
 	// Gateway returned by the standalone tabby-ipam (default 169.254.1.1).
 	Gateway string `json:"gateway,omitempty"`
 	// Routes returned by the standalone tabby-ipam; absent means
