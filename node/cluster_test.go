@@ -6,9 +6,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -399,7 +399,9 @@ func TestSeedClusterOnFake(t *testing.T) {
 	t.Run("node death and return", func(t *testing.T) {
 		s2 := w2.n.Stats()
 		vx, _ := w1.k.Netlink.LinkByName("vxlan.calico")
-		toW2 := func(r netlink.Route) bool { return r.Dst != nil && r.Dst.String() == s2.Blocks[0].String() && r.LinkIndex == vx.Attrs().Index }
+		toW2 := func(r netlink.Route) bool {
+			return r.Dst != nil && r.Dst.String() == s2.Blocks[0].String() && r.LinkIndex == vx.Attrs().Index
+		}
 		w2.stop() // dies: its record is left to expire after the hold time
 		eventually(t, "worker2 withdrawn on worker1", func() error {
 			if hasRoute(w1.k.Netlink, toW2) || slices.Contains(w1.n.Stats().Peers, "worker2") {

@@ -36,8 +36,8 @@ type Sysctl interface {
 }
 
 var (
-	_ Netlink = (*netlink.Handle)(nil)
-	_ Sysctl  = sysctl.NS{}
+	_ Netlink  = (*netlink.Handle)(nil)
+	_ Sysctl   = sysctl.NS{}
 	_ nat.Conn = (*nftables.Conn)(nil)
 )
 
