@@ -11,9 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tabbynet/tabby/examples/internal/agent"
 	"github.com/tabbynet/tabby/examples/internal/nettools"
-	"github.com/tabbynet/tabby/ipam"
+	"github.com/tabbynet/tabby/node"
 	"github.com/tabbynet/tabby/veth"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -85,7 +84,7 @@ func (c *cluster) q1(x *q) {
 		x.check(len(s.Blocks) > 0 && s.Blocks[0].Addr() == s.TunnelAddr, "%s: tunnel address %v is not the block's first address", n.spec.name, s.TunnelAddr)
 	}
 	for _, p := range c.pods {
-		s := c.node(p.spec.node).agent.Stats()
+		s := c.host(p.spec.node).agent.Stats()
 		in := slices.ContainsFunc(s.Blocks, func(b netip.Prefix) bool { return b.Contains(p.ip) })
 		x.say("%s on %s: %v/32 (cluster CIDR: %v, in %s's block: %v)", p.spec.name, p.spec.node, p.ip, clusterCIDR.Contains(p.ip), p.spec.node, in)
 		x.check(clusterCIDR.Contains(p.ip), "%s: %v outside %v", p.spec.name, p.ip, clusterCIDR)
@@ -129,7 +128,7 @@ func (c *cluster) q3(x *q) {
 		x.check(slices.Equal(as, []string{netip.PrefixFrom(s.TunnelAddr, 32).String()}), "%s: addresses %v, want the tunnel address %v/32", n.spec.name, as, s.TunnelAddr)
 	}
 	for _, p := range c.pods {
-		n := c.node(p.spec.node)
+		n := c.host(p.spec.node)
 		l, err := n.ns.NL.LinkByName(hostIf(p))
 		if err != nil {
 			x.check(false, "%s: host interface %s: %v", p.spec.name, hostIf(p), err)
@@ -145,7 +144,7 @@ func (c *cluster) q3(x *q) {
 
 func (c *cluster) q4(x *q) {
 	for _, p := range c.pods {
-		n := c.node(p.spec.node)
+		n := c.host(p.spec.node)
 		hl, err1 := n.ns.NL.LinkByName(hostIf(p))
 		pl, err2 := p.ns.NL.LinkByName("eth0")
 		if err1 != nil || err2 != nil {
@@ -161,7 +160,7 @@ func (c *cluster) q4(x *q) {
 
 func (c *cluster) q5(x *q) {
 	p := c.pod("pod-a")
-	n := c.node(p.spec.node)
+	n := c.host(p.spec.node)
 	routes, _ := p.ns.NL.RouteList(nil, unix.AF_INET)
 	for _, r := range routes {
 		x.say("%s route: %s", p.spec.name, fmtRoute(p.ns.NL, r))
@@ -183,7 +182,7 @@ func (c *cluster) q5(x *q) {
 	}
 	x.check(gwMAC == "ee:ee:ee:ee:ee:ee", "169.254.1.1 resolved to %q, want ee:ee:ee:ee:ee:ee", gwMAC)
 	pa, _ := (sysctlAt(n.ns.Path)).Sysctl("net/ipv4/conf/" + hostIf(p) + "/proxy_arp")
-	if c.opt.proxyARP == agent.ProxyARPKernel {
+	if c.opt.proxyARP == "kernel" {
 		pd, _ := (sysctlAt(n.ns.Path)).Sysctl("net/ipv4/neigh/" + hostIf(p) + "/proxy_delay")
 		x.say("%s: kernel proxy ARP (Calico's way): %s proxy_arp=%s proxy_delay=%s", p.spec.node, hostIf(p), pa, pd)
 		x.check(pa == "1" && pd == "0", "kernel mode: proxy_arp=%s proxy_delay=%s on %s", pa, pd, hostIf(p))
@@ -201,7 +200,7 @@ func (c *cluster) q5(x *q) {
 
 func (c *cluster) q6(x *q) {
 	a, b := c.pod("pod-a"), c.pod("pod-b")
-	n := c.node(a.spec.node)
+	n := c.host(a.spec.node)
 	from, err := nettools.Ping(a.ns.Path, b.ip, 3*time.Second)
 	x.check(err == nil && from == b.ip, "ping %v from %s: %v (reply from %v)", b.ip, a.spec.name, err, from)
 	if err == nil {
@@ -236,7 +235,7 @@ func bridges(h *netlink.Handle) []string {
 
 func (c *cluster) q7(x *q) {
 	a, b := c.pod("pod-a"), c.pod("pod-c")
-	n1, n2 := c.node(a.spec.node), c.node(b.spec.node)
+	n1, n2 := c.host(a.spec.node), c.host(b.spec.node)
 	vx, err := n1.ns.NL.LinkByName("vxlan.calico")
 	if err != nil {
 		x.check(false, "%s: vxlan.calico: %v", n1.spec.name, err)
@@ -291,12 +290,12 @@ func (c *cluster) q7(x *q) {
 	}
 	x.check(seen, "no VXLAN packet %v:* > %v:4789 vni 4096 [%v > %v] on %s's underlay (%d frames)", n1.spec.ip.Addr(), n2.spec.ip.Addr(), a.ip, b.ip, n1.spec.name, len(frames))
 
-	if c.opt.mode != ipam.VXLANCrossSubnet {
+	if c.opt.mode != node.VXLANCrossSubnet {
 		return
 	}
 	// CrossSubnet: the master is on worker1's subnet, so it is routed
 	// directly, without encapsulation.
-	m := c.node("master")
+	m := c.host("master")
 	sm := m.agent.Stats()
 	var direct bool
 	for _, r := range routes {
@@ -327,7 +326,7 @@ func (c *cluster) q7(x *q) {
 
 func (c *cluster) q8(x *q) {
 	p := c.pod("pod-a")
-	n := c.node(p.spec.node)
+	n := c.host(p.spec.node)
 	seen, err := nettools.AskEcho(p.ns.Path, netipAddrPort(internetIP, echoPort), 3*time.Second)
 	x.check(err == nil, "UDP from %s to %v: %v", p.spec.name, internetIP, err)
 	if err == nil {
