@@ -54,20 +54,20 @@ func (m *metrics) handler(a *node.Node) http.Handler {
 }
 
 var (
-	descPeers     = prometheus.NewDesc("tabby_agent_peers", "Live, validated peers followed.", nil, nil)
-	descSyncs     = prometheus.NewDesc("tabby_agent_syncs_total", "Dataplane syncs.", nil, nil)
-	descWrites    = prometheus.NewDesc("tabby_agent_kernel_writes_total", "Kernel writes made by syncs (netlink, nftables transactions, sysctls).", nil, nil)
-	descLastW     = prometheus.NewDesc("tabby_agent_last_sync_kernel_writes", "Kernel writes of the last sync.", nil, nil)
-	descReady     = prometheus.NewDesc("tabby_agent_ready", "1 when the datastore answers and the first sync is done.", nil, nil)
-	descDS        = prometheus.NewDesc("tabby_agent_datastore_up", "1 when the datastore answered the last probe.", nil, nil)
-	descIPAM      = prometheus.NewDesc("tabby_agent_ipam_addresses", "Addresses of the node's blocks, by state.", []string{"state"}, nil)
-	descBlocks    = prometheus.NewDesc("tabby_agent_ipam_blocks", "Blocks affine to the node.", nil, nil)
-	descARPReq    = prometheus.NewDesc("tabby_agent_arp_requests_total", "ARP requests read by the proxy-ARP responder.", nil, nil)
-	descARPRep    = prometheus.NewDesc("tabby_agent_arp_replies_total", "ARP replies sent.", nil, nil)
-	descARPIgn    = prometheus.NewDesc("tabby_agent_arp_ignored_total", "ARP frames not answered, by reason.", []string{"reason"}, nil)
-	descARPErr    = prometheus.NewDesc("tabby_agent_arp_errors_total", "Responder errors, by kind.", []string{"kind"}, nil)
+	descPeers       = prometheus.NewDesc("tabby_agent_peers", "Live, validated peers followed.", nil, nil)
+	descSyncs       = prometheus.NewDesc("tabby_agent_syncs_total", "Dataplane syncs.", nil, nil)
+	descWrites      = prometheus.NewDesc("tabby_agent_kernel_writes_total", "Kernel writes made by syncs (netlink, nftables transactions, sysctls).", nil, nil)
+	descLastW       = prometheus.NewDesc("tabby_agent_last_sync_kernel_writes", "Kernel writes of the last sync.", nil, nil)
+	descReady       = prometheus.NewDesc("tabby_agent_ready", "1 when the datastore answers and the first sync is done.", nil, nil)
+	descDS          = prometheus.NewDesc("tabby_agent_datastore_up", "1 when the datastore answered the last probe.", nil, nil)
+	descIPAM        = prometheus.NewDesc("tabby_agent_ipam_addresses", "Addresses of the node's blocks, by state.", []string{"state"}, nil)
+	descBlocks      = prometheus.NewDesc("tabby_agent_ipam_blocks", "Blocks affine to the node.", nil, nil)
+	descARPReq      = prometheus.NewDesc("tabby_agent_arp_requests_total", "ARP requests read by the proxy-ARP responder.", nil, nil)
+	descARPRep      = prometheus.NewDesc("tabby_agent_arp_replies_total", "ARP replies sent.", nil, nil)
+	descARPIgn      = prometheus.NewDesc("tabby_agent_arp_ignored_total", "ARP frames not answered, by reason.", []string{"reason"}, nil)
+	descARPErr      = prometheus.NewDesc("tabby_agent_arp_errors_total", "Responder errors, by kind.", []string{"kind"}, nil)
 	descNATRestores = prometheus.NewDesc("tabby_agent_nat_restores_total", "Syncs that restored nftables state changed by someone else.", nil, nil)
-	descARPIfaces = prometheus.NewDesc("tabby_agent_arp_interfaces", "Interfaces the responder serves.", nil, nil)
+	descARPIfaces   = prometheus.NewDesc("tabby_agent_arp_interfaces", "Interfaces the responder serves.", nil, nil)
 )
 
 // statsCollector reads node.Stats at scrape time.
