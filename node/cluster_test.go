@@ -17,6 +17,7 @@ import (
 
 	"github.com/tabbynet/tabby/datastore"
 	"github.com/tabbynet/tabby/datastore/memory"
+	"github.com/tabbynet/tabby/explain"
 	"github.com/tabbynet/tabby/netlinktest"
 	"github.com/tabbynet/tabby/node"
 	"github.com/tabbynet/tabby/node/nodetest"
@@ -75,6 +76,8 @@ func newFakeCluster(t *testing.T, hold time.Duration) *fakeCluster {
 		eth0, _ := k.LinkByName("eth0")
 		must(t, k.LinkSetUp(eth0))
 		must(t, k.AddrAdd(eth0, &netlink.Addr{IPNet: &net.IPNet{IP: s.ip.Addr().AsSlice(), Mask: net.CIDRMask(s.ip.Bits(), 32)}}))
+		// The way out (Q8): a router on the underlay.
+		must(t, k.RouteAdd(&netlink.Route{Gw: net.IPv4(10, 4, 7, 1), LinkIndex: eth0.Attrs().Index}))
 		c.nodes[s.name] = &fakeNode{name: s.name, ip: s.ip, k: nodetest.NewKernel(k)}
 	}
 	return c
@@ -375,6 +378,74 @@ func TestSeedClusterOnFake(t *testing.T) {
 				if !strings.Contains(rules, peer) {
 					return fmt.Errorf("VXLAN allow-list lacks %s in\n%s", peer, rules)
 				}
+			}
+			return nil
+		})
+	})
+
+	t.Run("explain walks the seed's questions on kernel state", func(t *testing.T) {
+		rules, err := w1.n.NATRules(context.Background())
+		must(t, err)
+		probe := func(ctx context.Context) (net.HardwareAddr, error) {
+			w := w1.k.Wire(podA.res.HostIfName)
+			pl, _ := podA.ns.LinkByName("eth0")
+			w.Send(proxyarptest.Request(pl.Attrs().HardwareAddr, podA.res.Addrs[0], netip.MustParseAddr("169.254.1.1")))
+			f, ok := w.Recv(5 * time.Second)
+			if !ok {
+				return nil, fmt.Errorf("no reply")
+			}
+			_, rep, err := proxyarptest.Parse(f)
+			if err != nil {
+				return nil, err
+			}
+			return rep.SenderHardwareAddr, nil
+		}
+		for _, tc := range []struct {
+			dest  netip.Addr
+			steps []string
+		}{
+			{podB.res.Addrs[0], []string{"same-node route"}},
+			{podC.res.Addrs[0], []string{"block route via tunnel", "tunnel neighbour", "FDB"}},
+			{netip.MustParseAddr("198.51.100.2"), []string{"route to destination", "masquerade"}},
+		} {
+			r := explain.Pod(context.Background(), explain.Input{
+				Host: w1.k.Netlink, Pod: podA.ns, PodAddr: podA.res.Addrs[0], Dest: tc.dest,
+				Pools: []netip.Prefix{node.DefaultPool()}, NATRules: rules,
+				ProxyARPSysctl: w1.k.Netlink.Sysctl, ProbeARP: probe,
+			})
+			var text strings.Builder
+			r.WriteText(&text)
+			if !r.OK() {
+				t.Errorf("pod-a -> %v:\n%s", tc.dest, text.String())
+			}
+			want := append([]string{"host route to pod", "host veth", "proxy ARP mode", "veth peer index", "pod address",
+				"pod default route", "pod gateway route", "169.254.1.1 answer"}, tc.steps...)
+			var got []string
+			for _, ch := range r.Checks {
+				got = append(got, ch.Step)
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("pod-a -> %v: steps %q, want %q\n%s", tc.dest, got, want, text.String())
+			}
+		}
+		// A broken path is named: worker2's FDB entry gone.
+		vx, _ := w1.k.Netlink.LinkByName("vxlan.calico")
+		fdb, _ := w1.k.Netlink.NeighList(vx.Attrs().Index, unix.AF_BRIDGE)
+		for _, f := range fdb {
+			if f.HardwareAddr.String() == w2.n.Stats().TunnelMAC.String() {
+				must(t, w1.k.Netlink.NeighDel(&f))
+			}
+		}
+		r := explain.Pod(context.Background(), explain.Input{Host: w1.k.Netlink, PodAddr: podA.res.Addrs[0], Dest: podC.res.Addrs[0]})
+		if f := r.Failed(); len(f) != 1 || f[0].Step != "FDB" {
+			t.Errorf("with the FDB entry deleted: failed %v", f)
+		}
+		// The node puts it back on its next sync (a link event or the
+		// interval); a restart below checks nothing was left broken.
+		w1.n.Poke()
+		eventually(t, "FDB restored", func() error {
+			if f := explain.Pod(context.Background(), explain.Input{Host: w1.k.Netlink, PodAddr: podA.res.Addrs[0], Dest: podC.res.Addrs[0]}).Failed(); len(f) > 0 {
+				return fmt.Errorf("%v", f)
 			}
 			return nil
 		})

@@ -140,6 +140,11 @@ func (n *Node) podMTU() int {
 	return veth.DefaultMTU
 }
 
+// Poke asks a running node to re-read its blocks and resync now, as if its
+// interval had passed (for embedders that know something changed, e.g. a
+// pod plumbed by other code). It does not wait.
+func (n *Node) Poke() { n.poke() }
+
 // poke asks a running node to re-read its blocks and resync.
 func (n *Node) poke() {
 	select {
