@@ -278,15 +278,19 @@ func destChecks(in Input, hostRoutes []netlink.Route, fam, bits int, add func(Ch
 		if in.NATRules == "" {
 			return
 		}
-		masq := strings.Contains(in.NATRules, "masquerade") || strings.Contains(in.NATRules, "snat")
+		rule := firstLine(in.NATRules, "@nat_pools", "masquerade")
+		if rule == "" {
+			rule = firstLine(in.NATRules, "@nat_pools", "snat")
+		}
+		masq := rule != ""
 		var pools []string
 		for _, p := range in.Pools {
 			if p.Addr().Is4() == in.Dest.Is4() && !strings.Contains(in.NATRules, p.String()) {
 				pools = append(pools, p.String())
 			}
 		}
-		add(Check{Step: "masquerade", Object: firstLine(in.NATRules, "masquerade"), Pass: masq && len(pools) == 0,
-			Detail: cond(!masq, "no masquerade rule") + cond(len(pools) > 0, "pools not in nat_pools: "+strings.Join(pools, ","))})
+		add(Check{Step: "masquerade", Object: rule, Pass: masq && len(pools) == 0,
+			Detail: cond(!masq, "no masquerade rule for @nat_pools") + cond(len(pools) > 0, "pools not in nat_pools: "+strings.Join(pools, ","))})
 	}
 }
 
@@ -384,11 +388,16 @@ func errString(err error) string {
 	return ""
 }
 
-func firstLine(text, sub string) string {
+// firstLine returns the first line of text holding every one of subs.
+func firstLine(text string, subs ...string) string {
+next:
 	for _, l := range strings.Split(text, "\n") {
-		if strings.Contains(l, sub) {
-			return strings.TrimSpace(l)
+		for _, s := range subs {
+			if !strings.Contains(l, s) {
+				continue next
+			}
 		}
+		return strings.TrimSpace(l)
 	}
 	return ""
 }

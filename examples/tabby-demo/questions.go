@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tabbynet/tabby/examples/internal/nettools"
+	"github.com/tabbynet/tabby/explain"
 	"github.com/tabbynet/tabby/node"
 	"github.com/tabbynet/tabby/veth"
 	"github.com/vishvananda/netlink"
@@ -64,6 +65,28 @@ func (c *cluster) questions(ctx context.Context) bool {
 		}
 	}
 	return all
+}
+
+// explain prints the library's walk-through (package explain, the code
+// behind tabbyctl explain) of p's path to dest, one PASS/FAIL line per
+// kernel object, and fails the question if a step fails.
+func (x *q) explain(p *pod, dest netip.Addr) {
+	n := x.c.host(p.spec.node)
+	rules, _ := n.agent.NATRules(context.Background())
+	r := explain.Pod(context.Background(), explain.Input{
+		Host: n.ns.NL, Pod: p.ns.NL, PodAddr: p.ip, Dest: dest,
+		Pools: []netip.Prefix{clusterCIDR}, NATRules: rules,
+		ProxyARPSysctl: sysctlAt(n.ns.Path).Sysctl, ProbeARP: explain.ProbeARP(p.ns.Path, "eth0"),
+	})
+	x.say("explain %s (%v) -> %v on %s:", p.spec.name, p.ip, dest, p.spec.node)
+	var b strings.Builder
+	r.WriteText(&b)
+	for _, l := range strings.Split(strings.TrimSpace(b.String()), "\n") {
+		x.say("  %s", l)
+	}
+	for _, f := range r.Failed() {
+		x.check(false, "explain %s -> %v: %s: %s", p.spec.name, dest, f.Step, f.Detail)
+	}
 }
 
 func hostIf(p *pod) string {
@@ -218,6 +241,7 @@ func (c *cluster) q6(x *q) {
 		}
 	}
 	x.check(found, "no route %v dev %s scope link on %s", b.ip, hostIf(b), n.spec.name)
+	x.explain(a, b.ip)
 	_, err = n.ns.NL.LinkByName("docker0")
 	x.say("no bridge involved: the host routes (bridges on %s: %v)", n.spec.name, bridges(n.ns.NL))
 }
@@ -266,6 +290,7 @@ func (c *cluster) q7(x *q) {
 	}
 	x.check(viaTunnel, "%s: no route %v via %v dev vxlan.calico onlink", n1.spec.name, s2.Blocks, s2.TunnelAddr)
 	x.check(len(neighs) > 0 && len(fdb) > 0, "%s: no permanent neighbour or FDB entry on vxlan.calico", n1.spec.name)
+	x.explain(a, b.ip)
 
 	up, _ := n1.ns.NL.LinkByName("eth0")
 	capt, err := nettools.StartCapture(n1.ns.Path, up.Attrs().Index)
@@ -354,6 +379,7 @@ func (c *cluster) q8(x *q) {
 	}
 	x.say("router routes to the pod pool: %v (the reply can only come back because of the masquerade)", toPods)
 	x.check(!toPods, "the router has a route to the pod pool")
+	x.explain(p, internetIP)
 }
 
 func neighState(s int) string {
