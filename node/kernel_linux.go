@@ -15,6 +15,7 @@ import (
 	"github.com/tabbynet/tabby/vxlan"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // Netlink is the part of *netlink.Handle a Node uses: what packages vxlan
@@ -155,9 +156,10 @@ func (k *Kernel) Close() error {
 	return errors.Join(errs...)
 }
 
-// watchKernel turns link updates of the uplink, the VXLAN devices and the
-// pods' interfaces, and route updates of the pods' /32 routes, into
-// "changed" hints.
+// watchKernel turns link updates, updates of routes with RouteProtocol
+// (vxlan's and the pods' /32s) and deletions of permanent neighbours and FDB
+// entries (vxlan's) into "changed" hints, so that what someone else removes
+// is put back at once rather than on the resync interval.
 func watchKernel(ctx context.Context, ns netns.NsHandle, inNS bool, changed chan<- struct{}) error {
 	updates := make(chan netlink.LinkUpdate, 64)
 	errc := make(chan error, 1)
@@ -178,6 +180,11 @@ func watchKernel(ctx context.Context, ns netns.NsHandle, inNS bool, changed chan
 	if err := netlink.RouteSubscribeWithOptions(routes, ctx.Done(), ropts); err != nil {
 		return fmt.Errorf("route notifications: %w", err)
 	}
+	neighs := make(chan netlink.NeighUpdate, 64)
+	nopts := netlink.NeighSubscribeOptions{Namespace: opts.Namespace, ErrorCallback: opts.ErrorCallback}
+	if err := netlink.NeighSubscribeWithOptions(neighs, ctx.Done(), nopts); err != nil {
+		return fmt.Errorf("neighbour notifications: %w", err)
+	}
 	kick := func() {
 		select {
 		case changed <- struct{}{}:
@@ -190,6 +197,15 @@ func watchKernel(ctx context.Context, ns netns.NsHandle, inNS bool, changed chan
 			return nil
 		case err := <-errc:
 			return fmt.Errorf("notifications: %w", err)
+		case u, ok := <-neighs:
+			if !ok {
+				return errors.New("neighbour notifications ended")
+			}
+			// vxlan's permanent neighbours and FDB entries deleted by
+			// someone else (ARP churn of other entries is ignored).
+			if u.Type == unix.RTM_DELNEIGH && u.State&netlink.NUD_PERMANENT != 0 {
+				kick()
+			}
 		case r, ok := <-routes:
 			if !ok {
 				return errors.New("route notifications ended")

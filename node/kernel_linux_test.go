@@ -171,6 +171,39 @@ func TestNodeKernel(t *testing.T) {
 		}
 	}
 
+	// What someone else deletes is put back on the kernel's notification,
+	// not on the resync interval (90 s here): first the FDB entry alone
+	// (a neighbour notification), then the route (a route notification).
+	vx, _ := ns.Handle.LinkByName("vxlan.calico")
+	fdbCount := func() int {
+		fdb, _ := ns.Handle.NeighList(vx.Attrs().Index, unix.AF_BRIDGE)
+		n := 0
+		for _, f := range fdb {
+			if f.IP != nil {
+				n++
+			}
+		}
+		return n
+	}
+	fdb, _ := ns.Handle.NeighList(vx.Attrs().Index, unix.AF_BRIDGE)
+	for _, f := range fdb {
+		if f.IP != nil {
+			if err := ns.Handle.NeighDel(&f); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	waitFor(t, "deleted FDB entry restored", func() bool { return fdbCount() == 1 })
+	rs, _ := ns.Handle.RouteList(vx, unix.AF_INET)
+	for _, r := range rs {
+		if r.Gw != nil {
+			if err := ns.Handle.RouteDel(&r); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	waitFor(t, "deleted route restored", func() bool { return strings.Contains(routes(), blocks[0].String()) })
+
 	// Datastore down: not ready, dataplane unchanged.
 	before := routes()
 	writes := a.Stats().KernelWrites
@@ -281,5 +314,14 @@ func TestNodeNever(t *testing.T) {
 	defer mu.Unlock()
 	if first != 0 || !direct() {
 		t.Errorf("restart: first sync wrote %d, route kept %v", first, direct())
+	}
+}
+
+func waitFor(t *testing.T, what string, f func() bool) {
+	t.Helper()
+	for end := time.Now().Add(10 * time.Second); !f(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("timed out: %s", what)
+		}
 	}
 }
