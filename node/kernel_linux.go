@@ -70,9 +70,9 @@ type Kernel struct {
 	// when it has one (the fake), else the ethtool ioctl in Namespace.
 	Offloader vxlan.Offloader
 	// Events, if set, runs until ctx ends and sends on changed (without
-	// blocking) when the node's links or pod routes may have changed, so
-	// the Node resyncs at once instead of on its interval. nil: interval
-	// only.
+	// blocking) once it is watching, and then whenever the node's links,
+	// owned routes, neighbours or FDB entries may have changed, so the Node
+	// resyncs at once instead of on its interval. nil: interval only.
 	Events func(ctx context.Context, changed chan<- struct{}) error
 	// NATEvents, if set, works like Events for changes to nat's nftables
 	// table made by someone else (a flushed ruleset is restored within a
@@ -191,6 +191,7 @@ func watchKernel(ctx context.Context, ns netns.NsHandle, inNS bool, changed chan
 		default:
 		}
 	}
+	kick() // what changed before the subscriptions were in place
 	for {
 		select {
 		case <-ctx.Done():
