@@ -681,7 +681,6 @@ func portGuardRules(port uint16, mark uint32) []ruleModel {
 	return []ruleModel{drop, clear}
 }
 
-
 func vxlanGuardRule(f family, port uint16) ruleModel {
 	return newRule("vxlan-guard", func(sets map[string]*nftables.Set) []expr.Any {
 		return []expr.Any{
