@@ -125,6 +125,28 @@
 // Managers in one process (several agents or namespaces per process);
 // TestKernelConcurrentManagers checks this under -race.
 //
+// # Noticing changes by others (issue #15.8)
+//
+// A flushed ruleset (`nft flush ruleset`, a tool that rewrites nftables)
+// would otherwise stay flushed until the next periodic Sync. Manager.Watch
+// signals a channel once it is subscribed and then whenever tabby's ip or
+// ip6 table, or a chain, rule, set or element in it, changes; a node loop
+// that runs Sync on every signal restores the tables within one Sync
+// (BenchmarkWatchRestore: a few milliseconds). The kernel's Watcher
+// (NewWatcher, and the one Open sets up) is a netlink socket in the
+// Manager's namespace subscribed to NFNLGRP_NFTABLES; it matches each
+// notification by family (ip, ip6) and table name, and treats lost
+// notifications (ENOBUFS) as a change. It tolerates the Manager's own
+// writes rather than filtering them: each writing Sync causes one more
+// signal, whose Sync finds nothing to change and writes nothing.
+//
+// The seam is the Watcher interface: Manager.Watch uses Config.Watcher,
+// else the Conn if it implements Watcher (nattest.Conn does: a Flush that
+// writes to the table, or its FlushRuleset, signals synchronously), else
+// the kernel's from Open. TestWatchFake, TestKernelWatchFlushRuleset
+// (the flush done through google/nftables from the test) and
+// TestKernelWatchForeignRule check it.
+//
 // # Namespaces, seam and tests
 //
 // Open(fd, cfg), or New over Dial(fd), works in the network namespace fd

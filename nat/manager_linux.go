@@ -31,7 +31,8 @@ type Manager struct {
 	cfg  Config
 	log  *slog.Logger
 
-	closer func() error // closes a connection Open dialled; nil otherwise
+	closer  func() error // closes a connection Open dialled; nil otherwise
+	watcher Watcher      // the kernel's in the namespace Open dialled; nil otherwise
 
 	mu      sync.Mutex
 	desired *plan  // nil until the first successful SetDesired
@@ -56,6 +57,7 @@ func Open(netnsFd int, cfg *Config) (*Manager, error) {
 		return nil, err
 	}
 	m.closer = c.CloseLasting
+	m.watcher = NewWatcher(netnsFd)
 	return m, nil
 }
 

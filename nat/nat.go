@@ -1,6 +1,7 @@
 package nat
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -83,6 +84,10 @@ type Config struct {
 	// reserved for tabby on the node. Default DefaultPortGuardMark; it must
 	// be one bit.
 	PortGuardMark uint32
+	// Watcher, when set, is what Manager.Watch uses (for a Manager from New
+	// over a real connection: nat.NewWatcher(netnsFd)). Linux only; nil
+	// elsewhere.
+	Watcher Watcher
 	// Logger receives debug records of every applied change; nil discards.
 	Logger *slog.Logger
 }
@@ -209,3 +214,22 @@ func (t *Totals) add(r Result, err error) {
 	t.Added += uint64(r.Added)
 	t.Removed += uint64(r.Removed)
 }
+
+// Watcher reports changes to nftables tables. WatchTables blocks until ctx
+// is done (then it returns nil) or the subscription fails. Once subscribed
+// it sends one signal, then one whenever a table named name of family ip
+// or ip6, or anything in it (chains, rules, sets, elements), is created,
+// changed or deleted, by anyone. Sends never block: a signal that finds
+// changed full is dropped, so a channel with a buffer of one coalesces a
+// burst into one pending signal.
+//
+// NewWatcher returns the kernel's (Linux only); nattest.Conn is one for
+// tests.
+type Watcher interface {
+	WatchTables(ctx context.Context, name string, changed chan<- struct{}) error
+}
+
+// ErrNoWatcher: Manager.Watch has no Watcher to use (a Manager from New
+// over a Conn that is not one, without Config.Watcher).
+var ErrNoWatcher = errors.New("nat: no watcher")
+
