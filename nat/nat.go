@@ -232,4 +232,3 @@ type Watcher interface {
 // ErrNoWatcher: Manager.Watch has no Watcher to use (a Manager from New
 // over a Conn that is not one, without Config.Watcher).
 var ErrNoWatcher = errors.New("nat: no watcher")
-
