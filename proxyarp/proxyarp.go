@@ -156,8 +156,8 @@ type Stats struct {
 	// because the socket's receive buffer was full, typically while a
 	// flooding interface was rate-limited (RateLimit). Not in Requests.
 	// Counted for connections that implement DropCounter.
-	Dropped uint64
-	OpenErrors  uint64            // interfaces that could not be opened
+	Dropped    uint64
+	OpenErrors uint64 // interfaces that could not be opened
 
 	Interfaces        int    // interfaces served now
 	InterfacesAdded   uint64 // interfaces that started being served
@@ -167,7 +167,7 @@ type Stats struct {
 // counters are one interface server's; only its goroutine writes them.
 type counters struct {
 	requests, replies, writeErrors, readErrors, dropped atomic.Uint64
-	ignored                                    [numReasons]atomic.Uint64
+	ignored                                             [numReasons]atomic.Uint64
 }
 
 func (c *counters) addTo(s *Stats) {

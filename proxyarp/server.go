@@ -30,8 +30,8 @@ type server struct {
 
 	done   chan struct{}
 	stopc  chan struct{} // closed by stop: ends a rate-limit pause
-	closed atomic.Bool // stop was requested
-	dead   atomic.Bool // loop ended on its own
+	closed atomic.Bool   // stop was requested
+	dead   atomic.Bool   // loop ended on its own
 }
 
 func (r *Responder) start(ctx context.Context, l Link, changed chan<- struct{}) (*server, error) {
