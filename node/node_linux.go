@@ -57,6 +57,8 @@ type Node struct {
 	addrs  []netip.Addr // borrowed from other nodes' blocks
 	tunnel netip.Addr
 	mtu    int
+	// natSynced: nat's tables were written once by this run.
+	natSynced bool
 	// lastBorrowCheck rate-limits re-reading IPAM for unannounced pod
 	// addresses.
 	lastBorrowCheck time.Time
@@ -197,7 +199,7 @@ func (n *Node) Run(ctx context.Context) error {
 	kick := make(chan struct{}, 1)
 	natKick := make(chan struct{}, 1)
 	n.background(runCtx, &wg, "kernel events", n.k.Events, kick)
-	n.background(runCtx, &wg, "nat events", n.k.NATEvents, natKick)
+	n.background(runCtx, &wg, "nftables notifications", n.nt.Watch, natKick)
 	if n.cfg.ProxyARP == ProxyARPUserspace {
 		r, err := proxyarp.New(&proxyarp.Config{
 			Links: n.k.ARPLinks, Listen: n.k.ARPListen, Logger: n.log,
@@ -251,10 +253,9 @@ func (n *Node) Run(ctx context.Context) error {
 			n.settle(ctx, kick)
 			n.sync(ctx, "link")
 		case <-natKick:
+			// Also signalled after nat's own writes: that sync finds
+			// nothing to do and writes nothing.
 			n.settle(ctx, natKick)
-			n.mu.Lock()
-			n.stats.NATRestores++
-			n.mu.Unlock()
 			n.sync(ctx, "nat")
 		case <-n.pokes:
 			n.refresh(ctx)
@@ -353,7 +354,7 @@ func (n *Node) start(ctx context.Context) error {
 			return fmt.Errorf("%w: vxlan: %w", ErrInvalidConfig, err)
 		}
 	}
-	ncfg := &nat.Config{Logger: n.log}
+	ncfg := &nat.Config{Logger: n.log, Watcher: n.k.NATWatcher}
 	if c.VXLANMode == VXLANNever {
 		ncfg.DisableVXLANGuard = true
 	} else {
@@ -626,13 +627,25 @@ func (n *Node) sync(ctx context.Context, why string) {
 		}
 	}
 	if len(d.Pools) > 0 {
+		prev := n.nt.Render()
 		if err := n.nt.SetDesired(d); err != nil {
 			errs = append(errs, err)
 		} else {
-			if err := n.nt.Sync(ctx); err != nil {
-				errs = append(errs, err)
+			serr := n.nt.Sync(ctx)
+			if serr != nil {
+				errs = append(errs, serr)
 			}
-			writes += n.nt.LastResult().Writes
+			w := n.nt.LastResult().Writes
+			writes += w
+			if w > 0 && n.natSynced && n.nt.Render() == prev {
+				// Nothing the node wants changed, yet nat had to write:
+				// someone else changed tabby's tables.
+				n.mu.Lock()
+				n.stats.NATRestores++
+				n.mu.Unlock()
+				n.log.Warn("nat: restored tables changed by someone else", "why", why)
+			}
+			n.natSynced = n.natSynced || serr == nil
 		}
 	}
 	err = errors.Join(errs...)
