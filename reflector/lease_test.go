@@ -440,3 +440,38 @@ func TestRefusalReachesAnnouncer(t *testing.T) {
 		t.Fatalf("MAC not logged as aa:bb:..:\n%s", out)
 	}
 }
+
+// TestRefusedRecheckRate: a node with something refused is checked again
+// about once per heartbeat interval, by each watcher and by its own
+// Announcer, not on every heartbeat write and not in a loop; in both
+// liveness modes, and for the watching node's own record too.
+func TestRefusedRecheckRate(t *testing.T) {
+	for _, heartbeat := range []bool{false, true} {
+		t.Run(fmt.Sprintf("heartbeat=%v", heartbeat), func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			v := &countingValidator{owners: ownerMap{"node2": ann(2).Blocks}}
+			hold := 300 * time.Millisecond
+			r, _ := New(memory.New(nil), &Config{HoldTime: hold, HeartbeatInterval: hold / 3, Validator: v, DisableLeases: heartbeat})
+			hijack := ann(2)
+			hijack.Blocks = append(hijack.Blocks, ann(3).Blocks[0])
+			a2, _ := r.Announce(ctx, hijack)
+			defer a2.Stop(ctx, false)
+			w, _ := r.Watch(ctx, "node1")
+			self, _ := r.Watch(ctx, "node2") // node2's own watch
+			next(t, w, "node2", has("node2"))
+			<-self
+			v.calls.Store(0)
+			const intervals = 9
+			time.Sleep(intervals * hold / 3)
+			// 3 checkers (Announcer, two watchers), each at most one check
+			// per interval plus one, of at most 1+2*log2(3) calls.
+			if c := v.calls.Load(); c > 3*(intervals+1)*5 {
+				t.Fatalf("%d Validator calls in %d intervals", c, intervals)
+			}
+			if c := v.calls.Load(); c == 0 {
+				t.Fatalf("refused node never checked again")
+			}
+		})
+	}
+}

@@ -267,7 +267,7 @@ func (w *watcher) armTimer(t *time.Timer, connected bool) {
 			switch {
 			case !e.refusal.Empty() && !e.checked.IsZero():
 				d = e.checked.Add(w.r.cfg.HeartbeatInterval)
-				if !e.leased && e.seen.Add(e.hold).Before(d) {
+				if !e.leased && !e.self && e.seen.Add(e.hold).Before(d) {
 					d = e.seen.Add(e.hold)
 				}
 			case e.leased || e.self:
