@@ -50,6 +50,12 @@ type watcher struct {
 	last    []Announcement
 	lastRef []Refusal
 	sent    bool
+	// order is entries sorted by node name, rebuilt only when a key comes
+	// or goes (nil: rebuild); scratch maps are reused by current.
+	order    []*entry
+	prefixes map[netip.Prefix]string
+	tunnels  map[netip.Addr]string
+	macs     map[macKey]string
 	dirty   bool      // the accepted set may have changed since the last publish
 	blind   bool      // the last read for an expiry failed
 	retryAt time.Time // next probe while blind
@@ -91,6 +97,7 @@ func (w *watcher) relist(ctx context.Context, outage time.Duration) (<-chan data
 	now := time.Now()
 	old := w.entries
 	w.entries = make(map[string]*entry, len(kvs))
+	w.order = nil
 	w.dirty = true
 	for _, kv := range kvs {
 		if prev, ok := old[kv.Key]; ok && prev.rev == kv.Revision {
@@ -120,6 +127,7 @@ func (w *watcher) put(ctx context.Context, key string, val []byte, rev int64, no
 		w.r.warn.warn(name, reason, "reflector: ignoring announcement", "err", err)
 		if _, ok := w.entries[key]; ok {
 			delete(w.entries, key)
+			w.order = nil
 			w.dirty = true
 		}
 		return
@@ -128,6 +136,7 @@ func (w *watcher) put(ctx context.Context, key string, val []byte, rev int64, no
 	if e == nil {
 		e = &entry{}
 		w.entries[key] = e
+		w.order = nil
 	}
 	e.rev, e.hold, e.seen, e.leased, e.self = rev, hold, now, rec.Lease != 0, name == w.self
 	if !e.checked.IsZero() && e.raw.Equal(a) && (e.refusal.Empty() || now.Sub(e.checked) < w.r.cfg.HeartbeatInterval) {
@@ -241,6 +250,7 @@ func (w *watcher) handle(ctx context.Context, ev datastore.Event, ok bool) bool 
 		}
 		if _, ok := w.entries[ev.Key]; ok {
 			delete(w.entries, ev.Key)
+			w.order = nil
 			w.dirty = true
 		}
 	}
@@ -315,6 +325,7 @@ func (w *watcher) expire(ctx context.Context) {
 		switch {
 		case errors.Is(err, datastore.ErrNotFound):
 			delete(w.entries, key)
+			w.order = nil
 			w.dirty = true
 			continue
 		case err != nil:
@@ -341,6 +352,7 @@ func (w *watcher) expire(ctx context.Context) {
 			continue
 		}
 		delete(w.entries, key)
+		w.order = nil
 		w.dirty = true
 		w.r.log.Info("reflector: node expired", "node", e.raw.Node, "hold", e.hold, "silent", now.Sub(e.seen).Round(time.Millisecond))
 		dctx, cancel := context.WithTimeout(ctx, time.Second)
@@ -379,12 +391,48 @@ func (w *watcher) publish() {
 	}
 }
 
+// clonePeers deep-copies ps with one allocation per kind of slice (MACs,
+// blocks, addresses) for the whole set rather than several per peer; each
+// peer's slices are capped, so a reader appending to one cannot clobber
+// another.
 func clonePeers(ps []Announcement) []Announcement {
+	nb, na, nm := 0, 0, 0
+	for _, p := range ps {
+		nb, na, nm = nb+len(p.Blocks), na+len(p.Addrs), nm+len(p.TunnelMAC)+len(p.TunnelMACv6)
+	}
+	blocks := make([]netip.Prefix, 0, nb)
+	addrs := make([]netip.Addr, 0, na)
+	macs := make([]byte, 0, nm)
 	out := make([]Announcement, len(ps))
 	for i, p := range ps {
-		out[i] = p.Clone()
+		q := p
+		take := func(m net.HardwareAddr) net.HardwareAddr {
+			if m == nil {
+				return nil
+			}
+			k := len(macs)
+			macs = append(macs, m...)
+			return net.HardwareAddr(macs[k:len(macs):len(macs)])
+		}
+		q.TunnelMAC, q.TunnelMACv6 = take(p.TunnelMAC), take(p.TunnelMACv6)
+		if p.Blocks != nil {
+			k := len(blocks)
+			blocks = append(blocks, p.Blocks...)
+			q.Blocks = blocks[k:len(blocks):len(blocks)]
+		}
+		if p.Addrs != nil {
+			k := len(addrs)
+			addrs = append(addrs, p.Addrs...)
+			q.Addrs = addrs[k:len(addrs):len(addrs)]
+		}
+		out[i] = q
 	}
 	return out
+}
+
+type macKey struct {
+	v6  bool
+	mac [6]byte
 }
 
 // current is the accepted set, sorted, with conflicts resolved by the
@@ -399,91 +447,129 @@ func clonePeers(ps []Announcement) []Announcement {
 // way) but is never in Peers. With a Validator backed by a consistent IPAM
 // only MACs (which IPAM cannot verify) can conflict.
 func (w *watcher) current() ([]Announcement, []Refusal) {
-	type cand struct {
-		a   Announcement
-		ref Refusal
-		me  bool
-	}
-	var cs []cand
-	for _, e := range w.entries {
-		if e.ok || !e.refusal.Empty() {
-			cs = append(cs, cand{a: e.accepted, ref: e.refusal.clone(), me: e.self})
+	if w.order == nil {
+		w.order = make([]*entry, 0, len(w.entries))
+		for _, e := range w.entries {
+			w.order = append(w.order, e)
 		}
+		slices.SortFunc(w.order, func(a, b *entry) int { return strings.Compare(a.raw.Node, b.raw.Node) })
+		w.prefixes = make(map[netip.Prefix]string, len(w.order))
+		w.tunnels = make(map[netip.Addr]string, len(w.order))
+		w.macs = make(map[macKey]string, len(w.order))
 	}
-	slices.SortFunc(cs, func(a, b cand) int { return strings.Compare(a.a.Node, b.a.Node) })
-	prefixes := map[netip.Prefix]string{}
-	tunnels := map[netip.Addr]string{}
-	macs := map[string]string{}
-	var peers []Announcement
+	prefixes, tunnels, macs := w.prefixes, w.tunnels, w.macs
+	clear(prefixes)
+	clear(tunnels)
+	clear(macs)
+	peers := make([]Announcement, 0, len(w.order))
 	var refused []Refusal
-	for _, c := range cs {
-		p, ref := c.a, c.ref
-		if ref.Ignored {
-			refused = append(refused, ref)
+	for _, e := range w.order {
+		if !e.ok && e.refusal.Empty() {
 			continue
 		}
-		fam := func(name string, tun netip.Addr, mac []byte, lost *bool) bool {
+		p, ref := e.accepted, e.refusal
+		if ref.Ignored {
+			refused = append(refused, ref.clone())
+			continue
+		}
+		cloned := false
+		own := func() {
+			if !cloned {
+				ref, cloned = ref.clone(), true
+				if ref.Node == "" {
+					ref.Node = p.Node
+				}
+			}
+		}
+		fam := func(name string, v6 bool, tun netip.Addr, mac []byte, lost func()) bool {
 			if !tun.IsValid() {
 				return false
 			}
 			o, ok := tunnels[tun]
 			if !ok {
-				o, ok = macs[name+string(mac)]
+				o, ok = macs[macKey{v6, [6]byte(mac)}]
 			}
 			if ok {
-				*lost = true
+				own()
+				lost()
 				ref.reason("%s VTEP ignored: tunnel IP %s or MAC %s already announced by %s", name, tun, net.HardwareAddr(mac), o)
 				w.r.warn.warn(p.Node, name+" VTEP conflict", "reflector: ignoring a VTEP", "tunnelIP", tun, "tunnelMAC", net.HardwareAddr(mac).String(), "owner", o)
 				return false
 			}
 			return true
 		}
-		keep4 := fam("IPv4", p.TunnelIP, p.TunnelMAC, &ref.IPv4)
-		keep6 := fam("IPv6", p.TunnelIPv6, p.TunnelMACv6, &ref.IPv6)
+		keep4 := fam("IPv4", false, p.TunnelIP, p.TunnelMAC, func() { ref.IPv4 = true })
+		keep6 := fam("IPv6", true, p.TunnelIPv6, p.TunnelMACv6, func() { ref.IPv6 = true })
 		if !keep4 && !keep6 {
+			own()
 			ref.Ignored = true
 			refused = append(refused, ref)
 			continue
 		}
 		if keep4 {
-			tunnels[p.TunnelIP], macs["IPv4"+string(p.TunnelMAC)] = p.Node, p.Node
+			tunnels[p.TunnelIP], macs[macKey{false, [6]byte(p.TunnelMAC)}] = p.Node, p.Node
 		} else {
 			p.NodeIP, p.TunnelIP, p.TunnelMAC = netip.Addr{}, netip.Addr{}, nil
 		}
 		if keep6 {
-			tunnels[p.TunnelIPv6], macs["IPv6"+string(p.TunnelMACv6)] = p.Node, p.Node
+			tunnels[p.TunnelIPv6], macs[macKey{true, [6]byte(p.TunnelMACv6)}] = p.Node, p.Node
 		} else {
 			p.NodeIPv6, p.TunnelIPv6, p.TunnelMACv6 = netip.Addr{}, netip.Addr{}, nil
 		}
-		q := p
-		q.Blocks, q.Addrs = nil, nil
+		clash := false
 		for _, b := range p.Blocks {
-			if o, ok := prefixes[b]; ok {
-				ref.Blocks = append(ref.Blocks, b)
-				ref.reason("block %s already announced by %s", b, o)
-				w.r.warn.warn(p.Node, "block conflict", "reflector: ignoring announced block", "block", b, "owner", o)
-				continue
+			if _, ok := prefixes[b]; ok {
+				clash = true
+				break
 			}
-			prefixes[b] = p.Node
-			q.Blocks = append(q.Blocks, b)
 		}
 		for _, a := range p.Addrs {
-			pa := netip.PrefixFrom(a, a.BitLen())
-			if o, ok := prefixes[pa]; ok {
-				ref.Addrs = append(ref.Addrs, a)
-				ref.reason("address %s already announced by %s", a, o)
-				w.r.warn.warn(p.Node, "address conflict", "reflector: ignoring announced address", "addr", a, "owner", o)
-				continue
+			if _, ok := prefixes[netip.PrefixFrom(a, a.BitLen())]; ok {
+				clash = true
+				break
 			}
-			prefixes[pa] = p.Node
-			q.Addrs = append(q.Addrs, a)
 		}
-		if !ref.Empty() {
+		q := p
+		if !clash {
+			// The common case: nothing to drop, keep the entry's slices
+			// (entries are replaced, never modified, and Snapshot copies).
+			for _, b := range p.Blocks {
+				prefixes[b] = p.Node
+			}
+			for _, a := range p.Addrs {
+				prefixes[netip.PrefixFrom(a, a.BitLen())] = p.Node
+			}
+		} else {
+			own()
+			q.Blocks, q.Addrs = nil, nil
+			for _, b := range p.Blocks {
+				if o, ok := prefixes[b]; ok {
+					ref.Blocks = append(ref.Blocks, b)
+					ref.reason("block %s already announced by %s", b, o)
+					w.r.warn.warn(p.Node, "block conflict", "reflector: ignoring announced block", "block", b, "owner", o)
+					continue
+				}
+				prefixes[b] = p.Node
+				q.Blocks = append(q.Blocks, b)
+			}
+			for _, a := range p.Addrs {
+				pa := netip.PrefixFrom(a, a.BitLen())
+				if o, ok := prefixes[pa]; ok {
+					ref.Addrs = append(ref.Addrs, a)
+					ref.reason("address %s already announced by %s", a, o)
+					w.r.warn.warn(p.Node, "address conflict", "reflector: ignoring announced address", "addr", a, "owner", o)
+					continue
+				}
+				prefixes[pa] = p.Node
+				q.Addrs = append(q.Addrs, a)
+			}
 			slices.SortFunc(ref.Blocks, comparePrefix)
 			slices.SortFunc(ref.Addrs, netip.Addr.Compare)
-			refused = append(refused, ref)
 		}
-		if !c.me {
+		if !ref.Empty() {
+			refused = append(refused, ref.clone())
+		}
+		if !e.self {
 			peers = append(peers, q)
 		}
 	}

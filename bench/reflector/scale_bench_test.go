@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -83,23 +84,25 @@ func pct(ds []time.Duration, p int) float64 {
 	return float64(s[max(i, 0)].Microseconds()) / 1000
 }
 
-// tracker follows which of the interesting nodes every watcher sees.
+// tracker follows, for every watcher, when each tracked node (the new
+// ones and the dying ones) appeared and disappeared. Snapshots are sorted
+// by node, so each tracked name costs one binary search per snapshot: the
+// benchmark's own bookkeeping stays O(log N) per delivery.
 type tracker struct {
-	mu    sync.Mutex
-	cond  *sync.Cond
-	count []int                  // peers each watcher sees
-	seen  []map[string]time.Time // per watcher: node -> when first seen
-	gone  []map[string]time.Time // per watcher: node -> when withdrawn
-	last  []map[string]struct{}  // per watcher: the last set
+	mu      sync.Mutex
+	cond    *sync.Cond
+	tracked []string
+	count   []int                  // peers each watcher sees
+	seen    []map[string]time.Time // per watcher: node -> when first seen
+	gone    []map[string]time.Time // per watcher: node -> when first missing after seen
 }
 
-func newTracker() *tracker {
-	t := &tracker{count: make([]int, watchers)}
+func newTracker(tracked []string) *tracker {
+	t := &tracker{count: make([]int, watchers), tracked: tracked}
 	t.cond = sync.NewCond(&t.mu)
 	for range watchers {
 		t.seen = append(t.seen, map[string]time.Time{})
 		t.gone = append(t.gone, map[string]time.Time{})
-		t.last = append(t.last, map[string]struct{}{})
 	}
 	return t
 }
@@ -107,33 +110,44 @@ func newTracker() *tracker {
 func (t *tracker) follow(i int, ch <-chan reflector.Snapshot) {
 	for s := range ch {
 		now := time.Now()
-		cur := make(map[string]struct{}, len(s.Peers))
-		for _, p := range s.Peers {
-			cur[p.Node] = struct{}{}
-		}
 		t.mu.Lock()
-		for n := range cur {
-			if _, ok := t.last[i][n]; !ok {
-				if _, ok := t.seen[i][n]; !ok {
-					t.seen[i][n] = now
+		for _, name := range t.tracked {
+			_, in := slices.BinarySearchFunc(s.Peers, name, func(p reflector.Announcement, n string) int {
+				return strings.Compare(p.Node, n)
+			})
+			_, was := t.seen[i][name]
+			switch {
+			case in && !was:
+				t.seen[i][name] = now
+			case !in && was:
+				if _, ok := t.gone[i][name]; !ok {
+					t.gone[i][name] = now
 				}
 			}
 		}
-		for n := range t.last[i] {
-			if _, ok := cur[n]; !ok {
-				if _, ok := t.gone[i][n]; !ok {
-					t.gone[i][n] = now
-				}
-			}
-		}
-		t.last[i], t.count[i] = cur, len(s.Peers)
+		t.count[i] = len(s.Peers)
 		t.cond.Broadcast()
 		t.mu.Unlock()
 	}
 }
 
-// waitAll waits until ok holds for every watcher.
-func (t *tracker) waitAll(ok func(i int) bool) {
+// waitAll waits until ok holds for every watcher, or until the deadline
+// (false).
+func (t *tracker) waitAll(deadline time.Time, ok func(i int) bool) bool {
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() { // wake the waiter now and then, to notice the deadline
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				t.cond.Broadcast()
+			}
+		}
+	}()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for {
@@ -145,7 +159,10 @@ func (t *tracker) waitAll(ok func(i int) bool) {
 			}
 		}
 		if all {
-			return
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
 		}
 		t.cond.Wait()
 	}
@@ -223,7 +240,20 @@ func benchScale(b *testing.B, heartbeat bool, n int) {
 	}()
 
 	// The sample of watchers; heap growth per watcher measured around them.
-	tr := newTracker()
+	var tracked, dead []string
+	for k := range newNodes {
+		tracked = append(tracked, fmt.Sprintf("new-%02d", k))
+	}
+	for k := range deaths {
+		dead = append(dead, scaleAnn(k*(n/deaths)).Node)
+	}
+	tr := newTracker(append(tracked, dead...))
+	// The dying nodes are seen from the start.
+	for i := range watchers {
+		for _, d := range dead {
+			tr.seen[i][d] = time.Time{}
+		}
+	}
 	var events atomic.Int64
 	runtime.GC()
 	var m0, m1 runtime.MemStats
@@ -240,7 +270,9 @@ func benchScale(b *testing.B, heartbeat bool, n int) {
 		}
 		go tr.follow(i, w)
 	}
-	tr.waitAll(func(i int) bool { return tr.count[i] == n })
+	if !tr.waitAll(time.Now().Add(5*time.Minute), func(i int) bool { return tr.count[i] == n }) {
+		b.Fatalf("watchers never saw all %d nodes", n)
+	}
 	b.Logf("%d watchers saw all %d nodes in %v", watchers, n, time.Since(t0).Round(time.Millisecond))
 	runtime.GC()
 	runtime.ReadMemStats(&m1)
@@ -260,25 +292,37 @@ func benchScale(b *testing.B, heartbeat bool, n int) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	// An overloaded store refuses or times out requests: such samples are
+	// counted (failed-samples), not timed, and the announcement retried.
 	var conv []time.Duration
 	var extra []*reflector.Announcer
+	failed := 0
 	for k := range newNodes {
 		a := scaleAnn(n + k)
 		a.Node = fmt.Sprintf("new-%02d", k)
 		start := time.Now()
 		an, err := r.Announce(ctx, a)
+		for try := 0; err != nil && try < 10; try++ {
+			b.Logf("announce %s: %v (retrying)", a.Node, err)
+			time.Sleep(time.Second)
+			an, err = r.Announce(ctx, a)
+		}
 		if err != nil {
 			b.Fatal(err)
 		}
 		extra = append(extra, an)
 		var last time.Time
-		tr.waitAll(func(i int) bool {
+		ok := tr.waitAll(start.Add(2*hold), func(i int) bool {
 			at, ok := tr.seen[i][a.Node]
 			if ok && at.After(last) {
 				last = at
 			}
 			return ok
 		})
+		if !ok {
+			failed++
+			continue
+		}
 		conv = append(conv, last.Sub(start))
 	}
 	for _, an := range extra {
@@ -287,24 +331,26 @@ func benchScale(b *testing.B, heartbeat bool, n int) {
 
 	// Deaths: nodes stop keeping themselves alive all at once (a crash:
 	// no withdrawal); measured until the last watcher withdrew each.
-	var dead []string
 	start := time.Now()
 	for k := range deaths {
 		i := k * (n / deaths)
 		ans[i].Stop(ctx, true)
 		ans[i] = nil
-		dead = append(dead, scaleAnn(i).Node)
 	}
 	var deathT []time.Duration
 	for _, node := range dead {
 		var last time.Time
-		tr.waitAll(func(i int) bool {
+		ok := tr.waitAll(start.Add(3*hold), func(i int) bool {
 			at, ok := tr.gone[i][node]
 			if ok && at.After(last) {
 				last = at
 			}
 			return ok
 		})
+		if !ok {
+			failed++
+			continue
+		}
 		deathT = append(deathT, last.Sub(start))
 	}
 	b.ReportMetric(eventsPerNode, "events-per-node-s")
@@ -313,4 +359,5 @@ func benchScale(b *testing.B, heartbeat bool, n int) {
 	b.ReportMetric(pct(conv, 50), "converge-p50-ms")
 	b.ReportMetric(pct(deathT, 99), "death-p99-ms")
 	b.ReportMetric(perWatcher/1e6, "watcher-heap-MB")
+	b.ReportMetric(float64(failed), "failed-samples")
 }
