@@ -56,9 +56,9 @@ type watcher struct {
 	prefixes map[netip.Prefix]string
 	tunnels  map[netip.Addr]string
 	macs     map[macKey]string
-	dirty   bool      // the accepted set may have changed since the last publish
-	blind   bool      // the last read for an expiry failed
-	retryAt time.Time // next probe while blind
+	dirty    bool      // the accepted set may have changed since the last publish
+	blind    bool      // the last read for an expiry failed
+	retryAt  time.Time // next probe while blind
 }
 
 // Watch delivers the set of live peers (every node but self whose
