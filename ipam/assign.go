@@ -162,7 +162,7 @@ func (m *IPAM) autoAssign(ctx context.Context, args AutoAssignArgs, strict bool)
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("ipam: %s: %w", op, err)
+		return nil, wrap(op, err)
 	}
 	return out, nil
 }
@@ -404,10 +404,10 @@ type AssignIPArgs struct {
 func (m *IPAM) AssignIP(ctx context.Context, args AssignIPArgs) (Assigned, error) {
 	op := "assign " + args.Addr.String()
 	if err := checkHandle(args.Handle); err != nil {
-		return Assigned{}, fmt.Errorf("ipam: %s: %w", op, err)
+		return Assigned{}, wrap(op, err)
 	}
 	if err := checkHost(args.Host); err != nil {
-		return Assigned{}, fmt.Errorf("ipam: %s: %w", op, err)
+		return Assigned{}, wrap(op, err)
 	}
 	if !args.Addr.IsValid() || args.Addr.Zone() != "" || args.Addr.Is4In6() {
 		return Assigned{}, fmt.Errorf("ipam: %s: %w: address", op, ErrInvalid)
@@ -476,7 +476,7 @@ func (m *IPAM) AssignIP(ctx context.Context, args AssignIPArgs) (Assigned, error
 		return err
 	})
 	if err != nil {
-		return Assigned{}, fmt.Errorf("ipam: %s: %w", op, err)
+		return Assigned{}, wrap(op, err)
 	}
 	if claimedFor != "" {
 		if err := m.confirm(ctx, claimedFor); err != nil {

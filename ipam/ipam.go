@@ -168,10 +168,10 @@ func (m *IPAM) retry(ctx context.Context, op string, f func() error) error {
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			if attempt >= m.tries {
-				return fmt.Errorf("ipam: %s: %w (%d attempts)", op, ErrContention, attempt)
+				return fmt.Errorf("%w (%d attempts)", ErrContention, attempt)
 			}
 			if err := m.backoff(ctx, attempt); err != nil {
-				return fmt.Errorf("ipam: %s: %w", op, err)
+				return err
 			}
 		}
 		err := f()
@@ -188,7 +188,7 @@ func isConflict(err error) bool {
 }
 
 // errRetry asks retry for another attempt after re-reading state.
-var errRetry = errors.New("ipam: state changed, retry")
+var errRetry = errors.New("state changed, retry")
 
 // validRef reports whether s can be a handle or host name: 1–253 printable
 // ASCII characters without spaces or "/".

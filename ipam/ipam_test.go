@@ -1,7 +1,9 @@
 package ipam_test
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"net/netip"
 	"reflect"
@@ -25,6 +27,7 @@ func TestPoolValidate(t *testing.T) {
 		pool("v6", "fd00::/64", 116),
 		pool("v6", "fd00::/120", 128),
 		{Name: "n", CIDR: mustPrefix("10.1.0.0/16"), VXLANMode: ipam.VXLANNever},
+		{Name: "no-vxlan-mode", CIDR: mustPrefix("10.0.0.0/8")}, // optional for IPAM
 	}
 	for _, p := range ok {
 		if err := p.Validate(); err != nil {
@@ -46,13 +49,51 @@ func TestPoolValidate(t *testing.T) {
 		"no cidr":         {Name: "a", VXLANMode: ipam.VXLANAlways},
 		"no name":         pool("", "10.0.0.0/8", 0),
 		"bad name":        pool("A/b", "10.0.0.0/8", 0),
-		"no vxlan mode":   {Name: "a", CIDR: mustPrefix("10.0.0.0/8")},
 		"bad vxlan mode":  {Name: "a", CIDR: mustPrefix("10.0.0.0/8"), VXLANMode: 7},
 		"4in6":            pool("a", "::ffff:10.0.0.0/104", 122),
 	}
 	for name, p := range bad {
 		if err := p.Validate(); !errors.Is(err, ipam.ErrInvalid) {
 			t.Errorf("%s: %+v: got %v, want ErrInvalid", name, p, err)
+		}
+	}
+}
+
+// Pools that cannot carry pod traffic are refused by ipam itself, before
+// anything is written (issue 15.5: 127.0.0.0/8, 224.0.0.0/8 and
+// 239.1.0.0/16 were accepted and persisted).
+func TestCreatePoolRejectsUnusableRanges(t *testing.T) {
+	ctx := context.Background()
+	st := memory.New(nil)
+	m, err := ipam.New(st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		cidr string
+		bs   int
+	}{
+		{"127.0.0.0/8", 0}, {"224.0.0.0/8", 0}, {"239.1.0.0/16", 0}, {"0.0.0.0/8", 0},
+		{"0.0.0.0/0", 26}, {"240.0.0.0/4", 26}, {"255.255.255.255/32", 32}, {"127.0.0.1/32", 32},
+		{"169.254.0.0/16", 0}, {"::/128", 128}, {"::1/128", 128}, {"ff00::/8", 122},
+		{"ff02::/16", 122}, {"fe80::/10", 122}, {"::/0", 122}, {"::ffff:0:0/96", 122},
+	} {
+		p := ipam.Pool{Name: "p", CIDR: mustPrefix(c.cidr), BlockSize: c.bs}
+		err := m.CreatePool(ctx, p)
+		if !errors.Is(err, ipam.ErrInvalid) {
+			t.Errorf("%s: got %v, want ErrInvalid", c.cidr, err)
+		}
+		if err != nil && strings.Count(err.Error(), "ipam:") != 1 {
+			t.Errorf("%s: prefix repeated: %v", c.cidr, err)
+		}
+	}
+	if kvs, _, _ := st.List(ctx, "tabby/"); len(kvs) != 0 {
+		t.Fatalf("refused pools wrote %d records", len(kvs))
+	}
+	// The allowed neighbours of those ranges stay allowed.
+	for i, c := range []string{"126.0.0.0/8", "223.255.0.0/16", "fd00::/64", "2001:db8::/64"} {
+		if err := m.CreatePool(ctx, ipam.Pool{Name: fmt.Sprint("ok", i), CIDR: mustPrefix(c)}); err != nil {
+			t.Errorf("%s: %v", c, err)
 		}
 	}
 }
@@ -122,7 +163,7 @@ func TestPoolsCRUD(t *testing.T) {
 	for _, q := range []ipam.Pool{
 		{Name: "default", CIDR: mustPrefix("10.244.0.0/17"), VXLANMode: ipam.VXLANAlways},
 		{Name: "default", CIDR: p.CIDR, BlockSize: 27, VXLANMode: ipam.VXLANAlways},
-		{Name: "default", CIDR: p.CIDR, VXLANMode: 0},
+		{Name: "default", CIDR: p.CIDR, VXLANMode: 9},
 	} {
 		if err := e.m.UpdatePool(e.ctx, q); !errors.Is(err, ipam.ErrInvalid) {
 			t.Errorf("UpdatePool(%+v) = %v, want ErrInvalid", q, err)

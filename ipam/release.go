@@ -46,7 +46,7 @@ func (m *IPAM) ReleaseByHandle(ctx context.Context, handle string) ([]netip.Addr
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("ipam: %s: %w", op, err)
+		return nil, wrap(op, err)
 	}
 	return out, nil
 }
