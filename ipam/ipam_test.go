@@ -215,12 +215,13 @@ func TestDeletePool(t *testing.T) {
 func TestAutoAssignBasics(t *testing.T) {
 	e := newEnv(t, nil)
 	a := e.assign("pod-a", "worker1", 1)[0]
-	if a.Block.Addr() != a.Addr || a.Block.Bits() != 26 || a.Pool != "default" || a.Seq != 1 {
-		t.Fatalf("first assignment %+v: want the first address of a fresh /26", a)
+	// The first address of the host's first block is kept for its tunnel.
+	if a.Block.Addr().Next() != a.Addr || a.Block.Bits() != 26 || a.Pool != "default" || a.Seq != 1 || !a.NewBlock {
+		t.Fatalf("first assignment %+v: want the second address of a fresh /26", a)
 	}
 	// The same handle again: the same address, nothing new.
 	again := e.assign("pod-a", "worker1", 1)[0]
-	if again != a {
+	if a.NewBlock = false; again != a {
 		t.Fatalf("retry with same handle: %+v, want %+v", again, a)
 	}
 	b := e.assign("pod-b", "worker1", 2)
@@ -254,8 +255,9 @@ func TestAutoAssignBasics(t *testing.T) {
 	}
 	// A host fills its block, then claims a second one.
 	more := e.assign("pod-d", "worker1", 64)
-	if more[60].Block != a.Block || more[61].Block == a.Block {
-		t.Fatalf("block overflow: %v %v", more[60], more[61])
+	// (One address fewer than before the tunnel reservation: the first.)
+	if more[59].Block != a.Block || more[60].Block == a.Block {
+		t.Fatalf("block overflow: %v %v", more[59], more[60])
 	}
 	blocks, _ = e.m.HostBlocks(e.ctx, "worker1")
 	if len(blocks) != 2 {
@@ -419,7 +421,7 @@ func TestBadInputWritesNothing(t *testing.T) {
 			return err
 		}, ipam.ErrInvalid},
 		"tunnel empty host": {func() error {
-			_, err := e.m.AssignTunnelAddress(e.ctx, "")
+			_, err := e.m.AssignTunnelAddress(e.ctx, "", ipam.IPv4)
 			return err
 		}, ipam.ErrInvalid},
 		"claim empty host": {func() error {
@@ -459,6 +461,10 @@ func TestAssignIP(t *testing.T) {
 		t.Fatal("block created by AssignIP not affine to n1")
 	}
 	// Same handle: idempotent. Other handle: in use.
+	if !a.NewBlock {
+		t.Fatalf("AssignIP claimed %s without saying so", a.Block)
+	}
+	a.NewBlock = false
 	if b, err := e.m.AssignIP(e.ctx, ipam.AssignIPArgs{Addr: addr, Handle: "h1", Host: "n1"}); err != nil || b != a {
 		t.Fatalf("AssignIP again = %+v, %v", b, err)
 	}
@@ -549,7 +555,7 @@ func TestPoolExhausted(t *testing.T) {
 
 func TestTunnelAddress(t *testing.T) {
 	e := newEnv(t, nil)
-	a, err := e.m.AssignTunnelAddress(e.ctx, "worker1")
+	a, err := e.m.AssignTunnelAddress(e.ctx, "worker1", ipam.IPv4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -557,7 +563,7 @@ func TestTunnelAddress(t *testing.T) {
 	if len(blocks) != 1 || blocks[0].Addr() != a {
 		t.Fatalf("tunnel address %s, blocks %v: want the first address of the node's block", a, blocks)
 	}
-	b, err := e.m.AssignTunnelAddress(e.ctx, "worker1")
+	b, err := e.m.AssignTunnelAddress(e.ctx, "worker1", ipam.IPv4)
 	if err != nil || b != a {
 		t.Fatalf("second call %s %v", b, err)
 	}
@@ -573,7 +579,7 @@ func TestTunnelAddress(t *testing.T) {
 	e2 := newEnv(t, &ipam.Config{MaxBlocksPerHost: 1}, pool("p", "10.244.0.0/24", 26))
 	e2.assign("fill", "n1", 64)
 	e2.assign("other", "n2", 1)
-	if _, err := e2.m.AssignTunnelAddress(e2.ctx, "n1"); !errors.Is(err, ipam.ErrExhausted) {
+	if _, err := e2.m.AssignTunnelAddress(e2.ctx, "n1", ipam.IPv4); !errors.Is(err, ipam.ErrExhausted) {
 		t.Fatalf("tunnel address borrowed: %v", err)
 	}
 }
@@ -582,7 +588,7 @@ func TestGC(t *testing.T) {
 	e := newEnv(t, nil)
 	e.assign("live", "n1", 1)
 	leaked := e.assign("leaked", "n1", 1)[0]
-	e.assign("other-block", "n1", 62)
+	e.assign("other-block", "n1", 61) // the first address waits for a tunnel
 	second := e.assign("second", "n1", 1)[0] // n1's second block
 	e.clock.Advance(time.Minute)
 	fresh := e.assign("fresh", "n1", 1)[0]
@@ -639,7 +645,7 @@ func TestGCMinEmptyAge(t *testing.T) {
 	}
 	// A block that was allocated again between passes is not released.
 	e2 := newEnv(t, nil)
-	e2.assign("a", "n1", 64)
+	e2.assign("a", "n1", 63)
 	e2.assign("b", "n1", 1)
 	e2.m.ReleaseByHandle(e2.ctx, "b")
 	e2.m.GC(e2.ctx, ipam.GCOptions{})
@@ -650,7 +656,7 @@ func TestGCMinEmptyAge(t *testing.T) {
 	}
 	// By age: one pass suffices.
 	e3 := newEnv(t, nil)
-	e3.assign("a", "n1", 64)
+	e3.assign("a", "n1", 63)
 	b = e3.assign("b", "n1", 1)[0]
 	e3.m.ReleaseByHandle(e3.ctx, "b")
 	e3.clock.Advance(2 * time.Minute)
@@ -753,6 +759,7 @@ func TestMultipleAddressesAcrossBlocks(t *testing.T) {
 func TestRetryAfterPoolDisabled(t *testing.T) {
 	e := newEnv(t, nil)
 	a := e.assign("pod", "n1", 1)[0]
+	a.NewBlock = false
 	p, _ := e.m.GetPool(e.ctx, "default")
 	p.Disabled = true
 	if err := e.m.UpdatePool(e.ctx, p); err != nil {
@@ -852,8 +859,11 @@ func TestDualStack(t *testing.T) {
 	if err != nil || len(as) != 3 || !as[0].Addr.Is4() || !as[1].Addr.Is6() || !as[2].Addr.Is6() {
 		t.Fatalf("dual stack: %+v %v", as, err)
 	}
-	if as[1].Block.Bits() != 122 || as[1].Addr != as[1].Block.Addr() || as[2].Addr != as[1].Addr.Next() {
+	if as[1].Block.Bits() != 122 || as[1].Addr != as[1].Block.Addr().Next() || as[2].Addr != as[1].Addr.Next() {
 		t.Fatalf("IPv6 from a fresh /122: %+v", as[1:])
+	}
+	for i := range as {
+		as[i].NewBlock = false
 	}
 	again, err := e.m.AutoAssign(e.ctx, args)
 	if err != nil || !reflect.DeepEqual(again, as) {

@@ -175,7 +175,7 @@ func TestIPAMReleaseHost(t *testing.T) {
 		t.Fatal(rc)
 	}
 	m, _ := ipam.New(st, nil)
-	tunnel, err := m.AssignTunnelAddress(ctx, "worker1")
+	tunnel, err := m.AssignTunnelAddress(ctx, "worker1", ipam.IPv4)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -366,7 +366,7 @@ func (a *Agent) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	a.tunnel, err = a.ipm.AssignTunnelAddress(sctx, c.Node, poolNames...)
+	a.tunnel, err = a.ipm.AssignTunnelAddress(sctx, c.Node, ipam.IPv4, poolNames...)
 	if err != nil {
 		return fmt.Errorf("%w: assign tunnel address: %w", dsErr(err), err)
 	}
