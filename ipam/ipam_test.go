@@ -588,7 +588,7 @@ func TestGC(t *testing.T) {
 	e := newEnv(t, nil)
 	e.assign("live", "n1", 1)
 	leaked := e.assign("leaked", "n1", 1)[0]
-	e.assign("other-block", "n1", 61) // the first address waits for a tunnel
+	e.assign("other-block", "n1", 61)        // the first address waits for a tunnel
 	second := e.assign("second", "n1", 1)[0] // n1's second block
 	e.clock.Advance(time.Minute)
 	fresh := e.assign("fresh", "n1", 1)[0]
