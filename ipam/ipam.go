@@ -386,6 +386,13 @@ func (c *change) releaseAddr(ctx context.Context, lb *loadedBlock, a netip.Addr,
 	}
 	lb.dirty = true // records in a change are private copies, decoded for it
 	lh, err := c.handle(ctx, al.Handle)
+	if errors.Is(err, ErrCorrupt) {
+		// Release from the block's side: the handle's record is left for
+		// Repair (Check reports it), the address is freed.
+		c.m.log.Warn("ipam: releasing an address whose handle record is corrupt", "addr", a, "handle", al.Handle, "err", err)
+		lb.rec.release(ord, "", 0, c.m.now())
+		return true, nil
+	}
 	if err != nil {
 		return false, err
 	}
