@@ -198,3 +198,47 @@ func ExampleGCOptions_liveHosts() {
 	// released worker2 blocks deleted: 1
 	// problems after: 0
 }
+
+// A reflector asks IPAM whether a node owns what it announces.
+func ExampleIPAM_Owns() {
+	ctx := context.Background()
+	st := memory.New(nil)
+	defer st.Close()
+	m, _ := ipam.New(st, nil)
+	_ = m.CreatePool(ctx, ipam.Pool{Name: "default", CIDR: netip.MustParsePrefix("10.244.235.128/26")})
+	tunnel, _ := m.AssignTunnelAddress(ctx, "worker1", ipam.IPv4)
+	blocks, _ := m.HostBlocks(ctx, "worker1")
+	fmt.Println(m.Owns(ctx, "worker1", blocks, []netip.Addr{tunnel}))
+	err := m.Owns(ctx, "worker2", blocks, nil)
+	fmt.Println(errors.Is(err, ipam.ErrNotOwned), err)
+	// Output:
+	// <nil>
+	// true ipam: owns worker2: not owned by the node: block 10.244.235.128/26
+}
+
+// A handle record damaged on disk: Check reports it, Repair rebuilds it
+// from the block, and the pod's DEL works again.
+func ExampleIPAM_Repair() {
+	ctx := context.Background()
+	st := memory.New(nil)
+	defer st.Close()
+	m, _ := ipam.New(st, nil)
+	_ = m.CreatePool(ctx, ipam.Pool{Name: "default", CIDR: netip.MustParsePrefix("10.244.235.128/26")})
+	_, _ = m.AutoAssign(ctx, ipam.AutoAssignArgs{Handle: "pod-a", Host: "worker1", Num4: 1})
+	kv, _ := st.Get(ctx, "tabby/ipam/handles/pod-a")
+	_, _ = st.Update(ctx, kv.Key, []byte("{"), kv.Revision)
+
+	problems, _ := m.Check(ctx, nil)
+	for _, p := range problems {
+		fmt.Println(p.Kind, p.Key)
+	}
+	res, _ := m.Repair(ctx, problems)
+	fmt.Println("fixed:", len(res.Fixed), "unfixed:", len(res.Unfixed))
+	freed, err := m.ReleaseByHandle(ctx, "pod-a")
+	fmt.Println(freed, err)
+	// Output:
+	// corrupt tabby/ipam/handles/pod-a
+	// orphan-allocation tabby/ipam/blocks/default/10.244.235.128-26
+	// fixed: 2 unfixed: 0
+	// [10.244.235.129] <nil>
+}
