@@ -295,7 +295,6 @@ func (m *IPAM) autoAssignOnce(ctx context.Context, args AutoAssignArgs, strict, 
 	// allocate takes need addresses from the pools in sel (one family).
 	allocate := func(sel []poolRec, want int, fam string) error {
 		need := want
-		is4 := fam == "IPv4"
 		inSel := func(pool string) bool {
 			return slices.ContainsFunc(sel, func(p poolRec) bool { return p.Name == pool })
 		}
@@ -303,11 +302,7 @@ func (m *IPAM) autoAssignOnce(ctx context.Context, args AutoAssignArgs, strict, 
 		// family is kept for the tunnel until the host has one.
 		lift := false // set when nothing else is left
 		reserved := func(lb *loadedBlock) bool {
-			if tunnel || lift || lb.rec.Affinity != args.Host || hr.tunnel(is4).IsValid() {
-				return false
-			}
-			first, ok := hr.firstBlock(is4)
-			return ok && first == lb.rec.CIDR
+			return !tunnel && !lift && keepsTunnelSlot(hr, lb.rec, args.Host)
 		}
 		takeFrom := func(lb *loadedBlock, fresh bool) {
 			if lb.rec == nil || need == 0 || len(lb.rec.Free) == 0 {
@@ -467,7 +462,10 @@ func (m *IPAM) autoAssignOnce(ctx context.Context, args AutoAssignArgs, strict, 
 	// Keep the host's full-block hints current.
 	for i, hb := range hr.Blocks {
 		if lb := c.blocks[m.k.block(hb.Pool, hb.CIDR)]; lb != nil && lb.rec != nil && lb.rec.Affinity == args.Host {
-			if full := len(lb.rec.Free) == 0; full != hb.Full {
+			// A block whose only free address waits for the tunnel counts
+			// as full for pods.
+			full := len(lb.rec.Free) == 0 || !tunnel && len(lb.rec.Free) == 1 && lb.rec.Free[0] == 0 && keepsTunnelSlot(hr, lb.rec, args.Host)
+			if full != hb.Full {
 				hr.Blocks[i].Full = full
 				hostDirty = true
 			}
@@ -490,6 +488,18 @@ func (m *IPAM) autoAssignOnce(ctx context.Context, args AutoAssignArgs, strict, 
 		return 1
 	})
 	return result, nil
+}
+
+// keepsTunnelSlot reports whether ordinal 0 of b is kept for host's tunnel
+// address: b is host's first block of its family and host has no tunnel
+// address of that family yet.
+func keepsTunnelSlot(hr *hostRec, b *blockRec, host string) bool {
+	is4 := b.CIDR.Addr().Is4()
+	if b.Affinity != host || hr.tunnel(is4).IsValid() {
+		return false
+	}
+	first, ok := hr.firstBlock(is4)
+	return ok && first == b.CIDR
 }
 
 // AssignIPArgs asks for one specific address. A plain value.

@@ -394,17 +394,6 @@ func (s *Store) do(ctx context.Context, op string, write bool, fn func(*bbolt.Tx
 
 // exec is do's part under the lock.
 func (s *Store) exec(op string, write bool, l *lock, fn func(*bbolt.Tx, *lock) error) (err error) {
-	st, err := validateFile(s.path)
-	if errors.Is(err, fs.ErrNotExist) {
-		if op == "open" {
-			return errMissing
-		}
-		return fmt.Errorf("%w: %w: %s was removed while the store was open (restore it with tabbyctl ipam restore)", errMissing, datastore.ErrCorrupt, s.path)
-	}
-	if err != nil {
-		return err
-	}
-	l.file = st
 	var f *os.File // bbolt's descriptor: closed (dropping its flock) if bbolt panics
 	defer func() {
 		if r := recover(); r != nil {
@@ -420,13 +409,27 @@ func (s *Store) exec(op string, write bool, l *lock, fn func(*bbolt.Tx, *lock) e
 		NoSync:   s.opts.NoSync,
 		ReadOnly: !write,
 		OpenFile: func(name string, flag int, mode os.FileMode) (*os.File, error) {
-			// Never create: validateFile saw the file, and a missing file is
-			// a lost store, not a new one.
-			var err error
-			f, err = os.OpenFile(name, flag&^os.O_CREATE, mode)
-			return f, err
+			// Never create: a missing file is a lost store, not a new one
+			// (Open creates stores). Validate before bbolt reads a byte.
+			fd, err := os.OpenFile(name, flag&^os.O_CREATE, mode)
+			if err != nil {
+				return nil, err
+			}
+			st, err := validateOpen(fd, name, false)
+			if err != nil {
+				fd.Close()
+				return nil, err
+			}
+			l.file, f = st, fd
+			return fd, nil
 		},
 	})
+	if errors.Is(err, fs.ErrNotExist) {
+		if op == "open" {
+			return errMissing
+		}
+		return fmt.Errorf("%w: %w: %s was removed while the store was open (restore it with tabbyctl ipam restore)", errMissing, datastore.ErrCorrupt, s.path)
+	}
 	if errors.Is(err, bberrors.ErrTimeout) {
 		return fmt.Errorf("%s: file locked by another program: %w", s.path, datastore.ErrUnavailable)
 	}

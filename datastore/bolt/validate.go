@@ -132,6 +132,14 @@ func validateFile(path string) (fileState, error) {
 		return fileState{}, fmt.Errorf("%s: %w", path, err)
 	}
 	defer f.Close()
+	return validateOpen(f, path, true)
+}
+
+// validateOpen is validateFile on an open file (bbolt's own descriptor, so
+// that an operation opens the file once). Unless full, it skips the root
+// and freelist page headers (a damaged page there panics bbolt, which the
+// operation recovers; Check walks every page).
+func validateOpen(f *os.File, path string, full bool) (fileState, error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return fileState{}, fmt.Errorf("%s: %w", path, err)
@@ -143,7 +151,17 @@ func validateFile(path string) (fileState, error) {
 	if st.size == 0 {
 		return st, corrupt(path, "empty file (a store is only created where no file exists; restore it with `tabbyctl ipam restore`)")
 	}
+	// The first two pages in one read when they are of the OS page size
+	// (bbolt's default): the common case costs one pread.
+	ps0 := int64(os.Getpagesize())
+	head := make([]byte, min(st.size, 2*ps0))
+	if _, err := f.ReadAt(head, 0); err != nil && err != io.EOF {
+		return st, fmt.Errorf("%s: read: %w", path, err)
+	}
 	read := func(off int64, n int) ([]byte, error) {
+		if off+int64(n) <= int64(len(head)) {
+			return head[off : off+int64(n)], nil
+		}
 		b := make([]byte, n)
 		if off >= st.size {
 			return nil, io.ErrUnexpectedEOF
@@ -207,6 +225,9 @@ func validateFile(path string) (fileState, error) {
 	pgsz := int64(m.pageSize)
 	if need := int64(m.pgid) * pgsz; m.pgid > uint64(1<<62)/uint64(pgsz) || need > st.size {
 		return st, corrupt(path, "truncated: %d bytes, the newest meta page (txid %d) needs %d", st.size, m.txid, need)
+	}
+	if !full {
+		return st, nil
 	}
 	// The pages bbolt reads first: the root bucket and the freelist.
 	page := func(id uint64, what string, flags ...uint16) error {
