@@ -102,7 +102,7 @@ func TestNodeKernel(t *testing.T) {
 	if err := m.CreatePool(ctx, ipam.Pool{Name: "default", CIDR: netip.MustParsePrefix("10.244.0.0/16"), BlockSize: 26, VXLANMode: ipam.VXLANAlways, NATOutgoing: true}); err != nil {
 		t.Fatal(err)
 	}
-	tun, err := m.AssignTunnelAddress(ctx, "worker2")
+	tun, err := m.AssignTunnelAddress(ctx, "worker2", ipam.IPv4)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -85,7 +85,11 @@ type Stats struct {
 	KernelWrites      uint64
 	// NATRestores counts syncs caused by a change to nat's table made by
 	// someone else.
-	NATRestores  uint64
+	NATRestores uint64
+	// Refused says what the peers refuse of this node's announcement (the
+	// Validator's verdict: a block or address IPAM does not give it), ""
+	// when nothing.
+	Refused      string
 	DatastoreOK  bool
 	Synced       bool
 	LastError    string
@@ -316,7 +320,7 @@ func (n *Node) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	n.tunnel, err = n.ipm.AssignTunnelAddress(sctx, c.Name, poolNames...)
+	n.tunnel, err = n.ipm.AssignTunnelAddress(sctx, c.Name, ipam.IPv4, poolNames...)
 	if err != nil {
 		return dsErr("assign tunnel address", err)
 	}
@@ -516,14 +520,8 @@ func (n *Node) usage(ctx context.Context) {
 	}
 	var addrs []netip.Addr
 	if borrowed > 0 {
-		all, err := n.ipm.Allocations(ctx)
-		if err != nil {
+		if addrs, err = n.ipm.BorrowedAddrs(ctx, n.cfg.Name); err != nil {
 			return
-		}
-		for _, al := range all {
-			if al.Host == n.cfg.Name && !slices.ContainsFunc(n.blocks, func(b netip.Prefix) bool { return b.Contains(al.Addr) }) {
-				addrs = append(addrs, al.Addr)
-			}
 		}
 	}
 	n.addrs = addrs
@@ -541,6 +539,18 @@ func (n *Node) probe(ctx context.Context) {
 	if err == nil {
 		err = n.ann.Err()
 	}
+	refused := ""
+	if errors.Is(err, reflector.ErrRefused) {
+		// The store answers; the peers refuse part of what this node
+		// announces (a hijack, a conflict): say so, stay ready.
+		refused, err = err.Error(), nil
+	}
+	n.mu.Lock()
+	if refused != "" && refused != n.stats.Refused {
+		n.log.Error("peers refuse part of this node's announcement", "refusal", refused)
+	}
+	n.stats.Refused = refused
+	n.mu.Unlock()
 	n.setDS(err)
 	if err == nil && !slices.Equal(blocks, n.blocks) {
 		n.refresh(ctx)

@@ -57,7 +57,6 @@ func (n *Node) AddPod(ctx context.Context, p Pod) (PodResult, error) {
 	if handle == "" {
 		handle = p.Key
 	}
-	before, _ := n.ipm.HostBlocks(ctx, n.cfg.Name)
 	as, err := n.ipm.AutoAssign(ctx, ipam.AutoAssignArgs{Handle: handle, Host: n.cfg.Name, Num4: 1, Attrs: p.Attrs})
 	if err != nil {
 		return PodResult{}, fmt.Errorf("node: assign address for %s: %w", p.Key, err)
@@ -66,6 +65,9 @@ func (n *Node) AddPod(ctx context.Context, p Pod) (PodResult, error) {
 	pod := veth.Pod{Key: p.Key, NetNS: p.NetNS, IfName: p.IfName, MTU: n.podMTU()}
 	for _, a := range as {
 		res.Addrs = append(res.Addrs, a.Addr)
+		if a.NewBlock {
+			res.NewBlocks = append(res.NewBlocks, a.Block)
+		}
 		pod.Addrs = append(pod.Addrs, netip.PrefixFrom(a.Addr, a.Addr.BitLen()))
 	}
 	vr, err := pl.Setup(ctx, pod)
@@ -74,12 +76,6 @@ func (n *Node) AddPod(ctx context.Context, p Pod) (PodResult, error) {
 		return PodResult{}, errors.Join(fmt.Errorf("node: plumb %s: %w", p.Key, err), rerr)
 	}
 	res.HostIfName, res.HostIndex, res.PodIndex = vr.HostIfName, vr.HostIndex, vr.PodIndex
-	after, _ := n.ipm.HostBlocks(ctx, n.cfg.Name)
-	for _, b := range after {
-		if !contains(before, b) {
-			res.NewBlocks = append(res.NewBlocks, b)
-		}
-	}
 	n.poke()
 	return res, nil
 }
@@ -151,13 +147,4 @@ func (n *Node) poke() {
 	case n.pokes <- struct{}{}:
 	default:
 	}
-}
-
-func contains(ps []netip.Prefix, p netip.Prefix) bool {
-	for _, x := range ps {
-		if x == p {
-			return true
-		}
-	}
-	return false
 }
