@@ -14,6 +14,9 @@ func VXLANPeers(anns []reflector.Announcement, v6 bool) []vxlan.Peer {
 	out := make([]vxlan.Peer, 0, len(anns))
 	for _, a := range anns {
 		nodeIP, tunIP, mac := a.NodeIP, a.TunnelIP, a.TunnelMAC
+		if v6 {
+			nodeIP, tunIP, mac = a.NodeIPv6, a.TunnelIPv6, a.TunnelMACv6
+		}
 		if !nodeIP.IsValid() || !tunIP.IsValid() || nodeIP.Is6() != v6 || tunIP.Is6() != v6 {
 			continue
 		}
