@@ -56,6 +56,38 @@ type Assigned struct {
 	Block netip.Prefix
 	Pool  string
 	Seq   uint64
+	// NewBlock is set when Block was claimed for the host by this call (it
+	// must now be announced, as a route for the whole block).
+	NewBlock bool
+}
+
+// Family is an IP address family. The zero value is invalid. A plain value.
+type Family int
+
+const (
+	IPv4 Family = iota + 1
+	IPv6
+)
+
+func (f Family) String() string {
+	switch f {
+	case IPv4:
+		return "IPv4"
+	case IPv6:
+		return "IPv6"
+	}
+	return fmt.Sprintf("Family(%d)", int(f))
+}
+
+// FamilyOf returns the family of a (0 for an invalid address).
+func FamilyOf(a netip.Addr) Family {
+	switch {
+	case !a.IsValid():
+		return 0
+	case a.Is4():
+		return IPv4
+	}
+	return IPv6
 }
 
 // AutoAssign hands out args.Num4 IPv4 and args.Num6 IPv6 addresses to
@@ -70,37 +102,72 @@ type Assigned struct {
 // returns those and allocates none of that family: an ADD retried after a
 // crash does not allocate twice. The result lists IPv4 addresses first.
 func (m *IPAM) AutoAssign(ctx context.Context, args AutoAssignArgs) ([]Assigned, error) {
-	return m.autoAssign(ctx, args, m.strict)
+	return m.autoAssign(ctx, args, m.strict, false)
 }
 
-// AssignTunnelAddress returns host's VXLAN tunnel address, allocating it on
-// first use from a block affine to host (never borrowed) with handle
-// TunnelHandle(host) and attributes type=vxlanTunnelAddress, node=host.
-// Repeated calls return the same address. pools restricts the pools as in
-// AutoAssignArgs.
-func (m *IPAM) AssignTunnelAddress(ctx context.Context, host string, pools ...string) (netip.Addr, error) {
+// AssignTunnelAddress returns host's VXLAN tunnel address of family fam,
+// allocating it on first use from a block affine to host (never borrowed)
+// with handle TunnelHandle(host) (one handle holds both families) and
+// attributes type=vxlanTunnelAddress, node=host. Repeated calls return the
+// same address. pools restricts the pools as in AutoAssignArgs; pools of the
+// other family are ignored. With no usable pool of the family the error
+// wraps ErrNoPool (and ErrExhausted): never an address of the other family.
+//
+// The tunnel address is the first address of the host's first block of the
+// family, whatever the order of calls, as in Calico (the seed's
+// 10.244.235.128 of 10.244.235.128/26): until the host has a tunnel address
+// of a family, AutoAssign does not hand out the first address of the
+// host's first affine block of that family. If that address is taken anyway
+// (borrowed by another host, or assigned explicitly with AssignIP) the
+// tunnel gets the first free address of the host's blocks.
+func (m *IPAM) AssignTunnelAddress(ctx context.Context, host string, fam Family, pools ...string) (netip.Addr, error) {
 	if err := checkHost(host); err != nil {
 		return netip.Addr{}, fmt.Errorf("ipam: tunnel address: %w", err)
 	}
-	as, err := m.autoAssign(ctx, AutoAssignArgs{
-		Handle: TunnelHandle(host), Host: host, Num4: 1, Pools: pools,
+	args := AutoAssignArgs{
+		Handle: TunnelHandle(host), Host: host, Pools: pools,
 		Attrs: map[string]string{"type": TunnelAttrType, "node": host},
-	}, true)
+	}
+	switch fam {
+	case IPv4:
+		args.Num4 = 1
+	case IPv6:
+		args.Num6 = 1
+	default:
+		return netip.Addr{}, fmt.Errorf("ipam: tunnel address of %s: %w: family %v", host, ErrInvalid, fam)
+	}
+	as, err := m.autoAssign(ctx, args, true, true)
 	if err != nil {
 		return netip.Addr{}, err
 	}
-	return as[0].Addr, nil
+	for _, a := range as {
+		if FamilyOf(a.Addr) == fam {
+			return a.Addr, nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("ipam: tunnel address of %s: %w: no %s address assigned", host, ErrNoPool, fam)
 }
 
 // selectPools resolves names to usable IPv4 pools.
 func selectPools(pr *poolsRec, names []string, is4 bool) ([]poolRec, error) {
 	var sel []poolRec
 	var disabled []string
+	fam := "IPv4"
+	if !is4 {
+		fam = "IPv6"
+	}
 	if len(names) == 0 {
+		exists := false
 		for _, p := range pr.Pools {
-			if p.CIDR.Addr().Is4() == is4 && p.usable() {
-				sel = append(sel, p)
+			if p.CIDR.Addr().Is4() == is4 {
+				exists = true
+				if p.usable() {
+					sel = append(sel, p)
+				}
 			}
+		}
+		if !exists {
+			return nil, fmt.Errorf("%w: %w: no %s pool", ErrExhausted, ErrNoPool, fam)
 		}
 		return sel, nil
 	}
@@ -122,11 +189,7 @@ func selectPools(pr *poolsRec, names []string, is4 bool) ([]poolRec, error) {
 		}
 	}
 	if len(sel) == 0 && len(disabled) == 0 {
-		fam := "IPv4"
-		if !is4 {
-			fam = "IPv6"
-		}
-		return nil, fmt.Errorf("%w: no %s pool among %v", ErrInvalid, fam, names)
+		return nil, fmt.Errorf("%w: %w: no %s pool among %v", ErrInvalid, ErrNoPool, fam, names)
 	}
 	if len(sel) == 0 {
 		return nil, fmt.Errorf("%w: %w: %v", ErrExhausted, ErrPoolDisabled, disabled)
@@ -134,7 +197,7 @@ func selectPools(pr *poolsRec, names []string, is4 bool) ([]poolRec, error) {
 	return sel, nil
 }
 
-func (m *IPAM) autoAssign(ctx context.Context, args AutoAssignArgs, strict bool) ([]Assigned, error) {
+func (m *IPAM) autoAssign(ctx context.Context, args AutoAssignArgs, strict, tunnel bool) ([]Assigned, error) {
 	op := "auto-assign " + args.Handle
 	if err := checkHandle(args.Handle); err != nil {
 		return nil, fmt.Errorf("ipam: auto-assign: %w", err)
@@ -148,7 +211,7 @@ func (m *IPAM) autoAssign(ctx context.Context, args AutoAssignArgs, strict bool)
 	var out []Assigned
 	err := m.retry(ctx, op, func() error {
 		var err error
-		out, err = m.autoAssignOnce(ctx, args, strict, true)
+		out, err = m.autoAssignOnce(ctx, args, strict, tunnel, true)
 		switch {
 		case err == nil:
 		case isConflict(err):
@@ -157,12 +220,12 @@ func (m *IPAM) autoAssign(ctx context.Context, args AutoAssignArgs, strict bool)
 			// Maybe a stale pools record (a pool created or enabled
 			// since): decide on a fresh one.
 			m.dropPools()
-			out, err = m.autoAssignOnce(ctx, args, strict, false)
+			out, err = m.autoAssignOnce(ctx, args, strict, tunnel, false)
 		}
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("ipam: %s: %w", op, err)
+		return nil, wrap(op, err)
 	}
 	return out, nil
 }
@@ -177,7 +240,7 @@ func held(h *handleRec, is4 bool) []Assigned {
 	return out
 }
 
-func (m *IPAM) autoAssignOnce(ctx context.Context, args AutoAssignArgs, strict, useCache bool) ([]Assigned, error) {
+func (m *IPAM) autoAssignOnce(ctx context.Context, args AutoAssignArgs, strict, tunnel, useCache bool) ([]Assigned, error) {
 	pr, prev, err := m.assignPools(ctx, useCache)
 	if err != nil {
 		return nil, err
@@ -228,45 +291,74 @@ func (m *IPAM) autoAssignOnce(ctx context.Context, args AutoAssignArgs, strict, 
 	}
 	now := m.now()
 	var out []Assigned
+	hostDirty := false
 	// allocate takes need addresses from the pools in sel (one family).
 	allocate := func(sel []poolRec, want int, fam string) error {
 		need := want
 		inSel := func(pool string) bool {
 			return slices.ContainsFunc(sel, func(p poolRec) bool { return p.Name == pool })
 		}
-		takeFrom := func(lb *loadedBlock) {
+		// reserved: the first address of the host's first block of the
+		// family is kept for the tunnel until the host has one.
+		lift := false // set when nothing else is left
+		reserved := func(lb *loadedBlock) bool {
+			return !tunnel && !lift && keepsTunnelSlot(hr, lb.rec, args.Host)
+		}
+		takeFrom := func(lb *loadedBlock, fresh bool) {
 			if lb.rec == nil || need == 0 || len(lb.rec.Free) == 0 {
 				return
 			}
 			lb.dirty = true // records in a change are private copies, decoded for it
 			for need > 0 {
-				a, seq, ok := lb.rec.take(args.Handle, args.Host, args.Attrs, now)
+				var a netip.Addr
+				var seq uint64
+				ok := false
+				switch {
+				case tunnel:
+					if a, seq, ok = lb.rec.takeOrd(0, args.Handle, args.Host, args.Attrs, now); !ok {
+						a, seq, ok = lb.rec.take(args.Handle, args.Host, args.Attrs, now)
+					}
+				case reserved(lb):
+					a, seq, ok = lb.rec.takeAvoiding(0, args.Handle, args.Host, args.Attrs, now)
+				default:
+					a, seq, ok = lb.rec.take(args.Handle, args.Host, args.Attrs, now)
+				}
 				if !ok {
 					break
 				}
 				need--
-				out = append(out, Assigned{Addr: a, Block: lb.rec.CIDR, Pool: lb.rec.Pool, Seq: seq})
+				out = append(out, Assigned{Addr: a, Block: lb.rec.CIDR, Pool: lb.rec.Pool, Seq: seq, NewBlock: fresh})
 				lh.rec.Addrs = append(lh.rec.Addrs, handleAddr{Pool: lb.rec.Pool, Block: lb.rec.CIDR, Addr: a, Seq: seq})
 				lh.dirty = true
+				if tunnel {
+					hr.setTunnel(a)
+					hostDirty = true
+				}
 			}
 		}
 		// 1. The host's own blocks: those not known to be full first.
-		for _, full := range []bool{false, true} {
-			for _, hb := range hr.Blocks {
-				if need == 0 {
-					break
-				}
-				if hb.Pending || hb.Full != full || !inSel(hb.Pool) {
-					continue
-				}
-				lb, err := c.block(ctx, hb.Pool, hb.CIDR)
-				if err != nil {
-					return err
-				}
-				if lb.rec != nil && lb.rec.Affinity == args.Host {
-					takeFrom(lb)
+		ownBlocks := func() error {
+			for _, full := range []bool{false, true} {
+				for _, hb := range hr.Blocks {
+					if need == 0 {
+						break
+					}
+					if hb.Pending || hb.Full != full || !inSel(hb.Pool) {
+						continue
+					}
+					lb, err := c.block(ctx, hb.Pool, hb.CIDR)
+					if err != nil {
+						return err
+					}
+					if lb.rec != nil && lb.rec.Affinity == args.Host {
+						takeFrom(lb, false)
+					}
 				}
 			}
+			return nil
+		}
+		if err := ownBlocks(); err != nil {
+			return err
 		}
 		// 2. New blocks for the host.
 		capped := false
@@ -291,12 +383,20 @@ func (m *IPAM) autoAssignOnce(ctx context.Context, args AutoAssignArgs, strict, 
 				if err != nil {
 					return err
 				}
-				takeFrom(lb)
+				takeFrom(lb, true)
 				claimed = true
 				break
 			}
 			if !claimed {
 				break
+			}
+		}
+		// 2b. The first address of the host's first block, kept for a
+		// tunnel that does not exist yet, rather than borrowing or failing.
+		if need > 0 {
+			lift = true
+			if err := ownBlocks(); err != nil {
+				return err
 			}
 		}
 		// 3. Borrow.
@@ -328,7 +428,7 @@ func (m *IPAM) autoAssignOnce(ctx context.Context, args AutoAssignArgs, strict, 
 					lb := &loadedBlock{key: kv.Key, rec: b, rev: kv.Revision}
 					c.blocks[kv.Key] = lb
 					c.order = append(c.order, kv.Key)
-					takeFrom(lb)
+					takeFrom(lb, false)
 				}
 			}
 		}
@@ -360,17 +460,19 @@ func (m *IPAM) autoAssignOnce(ctx context.Context, args AutoAssignArgs, strict, 
 		return nil, fmt.Errorf("%w: %d addresses span %d blocks (at most %d per assignment)", ErrInvalid, args.Num4+args.Num6, len(ops)-2, maxTxnBlocks)
 	}
 	// Keep the host's full-block hints current.
-	hostDirty := false
 	for i, hb := range hr.Blocks {
 		if lb := c.blocks[m.k.block(hb.Pool, hb.CIDR)]; lb != nil && lb.rec != nil && lb.rec.Affinity == args.Host {
-			if full := len(lb.rec.Free) == 0; full != hb.Full {
+			// A block whose only free address waits for the tunnel counts
+			// as full for pods.
+			full := len(lb.rec.Free) == 0 || !tunnel && len(lb.rec.Free) == 1 && lb.rec.Free[0] == 0 && keepsTunnelSlot(hr, lb.rec, args.Host)
+			if full != hb.Full {
 				hr.Blocks[i].Full = full
 				hostDirty = true
 			}
 		}
 	}
 	if hostDirty {
-		ops = append(ops, datastore.Update(m.k.host(args.Host), encode(hr), hrev))
+		ops = append(ops, putOp(m.k.host(args.Host), hr, hrev))
 	}
 	if _, err := m.st.Txn(ctx, ops...); err != nil {
 		return nil, err
@@ -386,6 +488,18 @@ func (m *IPAM) autoAssignOnce(ctx context.Context, args AutoAssignArgs, strict, 
 		return 1
 	})
 	return result, nil
+}
+
+// keepsTunnelSlot reports whether ordinal 0 of b is kept for host's tunnel
+// address: b is host's first block of its family and host has no tunnel
+// address of that family yet.
+func keepsTunnelSlot(hr *hostRec, b *blockRec, host string) bool {
+	is4 := b.CIDR.Addr().Is4()
+	if b.Affinity != host || hr.tunnel(is4).IsValid() {
+		return false
+	}
+	first, ok := hr.firstBlock(is4)
+	return ok && first == b.CIDR
 }
 
 // AssignIPArgs asks for one specific address. A plain value.
@@ -404,10 +518,10 @@ type AssignIPArgs struct {
 func (m *IPAM) AssignIP(ctx context.Context, args AssignIPArgs) (Assigned, error) {
 	op := "assign " + args.Addr.String()
 	if err := checkHandle(args.Handle); err != nil {
-		return Assigned{}, fmt.Errorf("ipam: %s: %w", op, err)
+		return Assigned{}, wrap(op, err)
 	}
 	if err := checkHost(args.Host); err != nil {
-		return Assigned{}, fmt.Errorf("ipam: %s: %w", op, err)
+		return Assigned{}, wrap(op, err)
 	}
 	if !args.Addr.IsValid() || args.Addr.Zone() != "" || args.Addr.Is4In6() {
 		return Assigned{}, fmt.Errorf("ipam: %s: %w: address", op, ErrInvalid)
@@ -459,7 +573,7 @@ func (m *IPAM) AssignIP(ctx context.Context, args AssignIPArgs) (Assigned, error
 			b := newBlock(p.Name, bc, aff)
 			a, seq, _ := b.takeOrd(ordinal(bc, args.Addr), args.Handle, args.Host, args.Attrs, m.now())
 			ops = append(ops, datastore.Create(lb.key, encode(b)))
-			out = Assigned{Addr: a, Block: bc, Pool: p.Name, Seq: seq}
+			out = Assigned{Addr: a, Block: bc, Pool: p.Name, Seq: seq, NewBlock: aff != ""}
 			claimedFor = aff
 		} else {
 			lb.dirty = true
@@ -476,7 +590,7 @@ func (m *IPAM) AssignIP(ctx context.Context, args AssignIPArgs) (Assigned, error
 		return err
 	})
 	if err != nil {
-		return Assigned{}, fmt.Errorf("ipam: %s: %w", op, err)
+		return Assigned{}, wrap(op, err)
 	}
 	if claimedFor != "" {
 		if err := m.confirm(ctx, claimedFor); err != nil {

@@ -11,7 +11,7 @@ import (
 )
 
 // errNoFreeBlock: every block of the pool exists already.
-var errNoFreeBlock = errors.New("ipam: no free block in pool")
+var errNoFreeBlock = errors.New("no free block in pool")
 
 // ClaimBlock gives host the affinity of a free block of the named pool and
 // returns the block. It does not allocate addresses. It respects
@@ -60,7 +60,7 @@ func (m *IPAM) ClaimBlock(ctx context.Context, host, pool string) (netip.Prefix,
 		return err
 	})
 	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("ipam: %s: %w", op, err)
+		return netip.Prefix{}, wrap(op, err)
 	}
 	return out, nil
 }

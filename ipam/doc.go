@@ -45,8 +45,11 @@
 // Within a block the address that has been free the longest is handed out
 // first, and each allocation carries a sequence number so that a stale
 // release (Release.Seq) cannot free an address that was reused. Every
-// address of a block is usable, including the first (a node's VXLAN tunnel
-// address, as in the seed: 10.244.235.128 on worker1).
+// address of a block is usable. The first address of a host's first block
+// of each family is its VXLAN tunnel address (as in the seed: 10.244.235.128
+// on worker1) whatever the order of calls: until AssignTunnelAddress has
+// run for that family, AutoAssign hands that address out only when nothing
+// else is left. Assigned.NewBlock says when an assignment claimed a block.
 //
 // An IPAM keeps one thing in memory: the pools record its last assignment
 // read. Assignments check its revision in their transaction, so a stale copy
@@ -65,6 +68,27 @@
 // unknown host. It is conditional like everything else: an assignment for
 // the node racing the release never leaves a block affine to the node that
 // the node's record does not list.
+//
+// # Damage and repair
+//
+// Check reports every inconsistency; Repair fixes each one, treating the
+// blocks as the source of truth (handle and host records are rebuilt from
+// them, a corrupt block from the handles that name it), so that no live pod
+// loses its address. Releases never get stuck on a damaged record: ReleaseIPs
+// frees an address whose handle record is corrupt, and ReleaseByHandle of a
+// corrupt handle finds its addresses in the blocks. Pools that cannot carry
+// pod traffic (loopback, multicast, link-local, unspecified, reserved) are
+// refused before anything is written.
+//
+// # The reflector's validator
+//
+// Owns has the signature of reflector.Validator.Owns (ipam does not import
+// reflector): it checks an announcement's blocks and addresses against IPAM
+// with a bounded number of reads whatever its size, and refuses with
+// ErrNotOwned. BorrowedAddrs lists what a node must announce besides its
+// blocks. Trust model: anyone who may write the datastore can write IPAM
+// records too, so Owns protects against mistakes and against a node that may
+// only announce, not against a datastore writer.
 //
 // Pools, blocks and assignment work for IPv4 and IPv6 alike
 // (AutoAssignArgs.Num4 and Num6); IPv4 is what the rest of tabby uses end to

@@ -22,7 +22,7 @@ func Example() {
 
 	_ = m.CreatePool(ctx, ipam.Pool{Name: "default", CIDR: netip.MustParsePrefix("10.244.235.128/26"), VXLANMode: ipam.VXLANAlways})
 
-	tunnel, _ := m.AssignTunnelAddress(ctx, "worker1")
+	tunnel, _ := m.AssignTunnelAddress(ctx, "worker1", ipam.IPv4)
 	fmt.Println("tunnel:", tunnel)
 
 	args := ipam.AutoAssignArgs{Handle: "k8s-pod-network.6ff8e3ade03", Host: "worker1", Num4: 1,
@@ -127,7 +127,7 @@ func ExampleIPAM_GC() {
 	problems, _ := m.Check(ctx, []string{"worker1"})
 	fmt.Println("problems:", len(problems))
 	// Output:
-	// released: [10.244.235.129]
+	// released: [10.244.235.130]
 	// pool default: 1/64 in use
 	// problems: 0
 }
@@ -142,7 +142,7 @@ func ExampleIPAM_ReleaseHost() {
 	m, _ := ipam.New(st, nil)
 	_ = m.CreatePool(ctx, ipam.Pool{Name: "default", CIDR: netip.MustParsePrefix("10.244.235.128/26"), VXLANMode: ipam.VXLANAlways})
 
-	_, _ = m.AssignTunnelAddress(ctx, "worker1")
+	_, _ = m.AssignTunnelAddress(ctx, "worker1", ipam.IPv4)
 	_, _ = m.AutoAssign(ctx, ipam.AutoAssignArgs{Handle: "k8s-pod-network.6ff8e3ade03", Host: "worker1", Num4: 1})
 
 	r, _ := m.ReleaseHost(ctx, "worker1", ipam.ReleaseHostOptions{})
@@ -160,7 +160,7 @@ func ExampleIPAM_ReleaseHost() {
 	res, _ := m.GC(ctx, ipam.GCOptions{})
 	fmt.Println("gc freed:", res.ReleasedBlocks)
 
-	tunnel, _ := m.AssignTunnelAddress(ctx, "worker2")
+	tunnel, _ := m.AssignTunnelAddress(ctx, "worker2", ipam.IPv4)
 	fmt.Println("worker2 tunnel:", tunnel)
 	// Output:
 	// tunnel freed: [10.244.235.128]
@@ -181,7 +181,7 @@ func ExampleGCOptions_liveHosts() {
 	m, _ := ipam.New(st, nil)
 	_ = m.CreatePool(ctx, ipam.Pool{Name: "default", CIDR: netip.MustParsePrefix("10.244.0.0/16"), VXLANMode: ipam.VXLANAlways})
 	for _, h := range []string{"worker1", "worker2"} {
-		_, _ = m.AssignTunnelAddress(ctx, h)
+		_, _ = m.AssignTunnelAddress(ctx, h, ipam.IPv4)
 	}
 
 	live := []string{"worker1"}
@@ -197,4 +197,48 @@ func ExampleGCOptions_liveHosts() {
 	// problems before: 2
 	// released worker2 blocks deleted: 1
 	// problems after: 0
+}
+
+// A reflector asks IPAM whether a node owns what it announces.
+func ExampleIPAM_Owns() {
+	ctx := context.Background()
+	st := memory.New(nil)
+	defer st.Close()
+	m, _ := ipam.New(st, nil)
+	_ = m.CreatePool(ctx, ipam.Pool{Name: "default", CIDR: netip.MustParsePrefix("10.244.235.128/26")})
+	tunnel, _ := m.AssignTunnelAddress(ctx, "worker1", ipam.IPv4)
+	blocks, _ := m.HostBlocks(ctx, "worker1")
+	fmt.Println(m.Owns(ctx, "worker1", blocks, []netip.Addr{tunnel}))
+	err := m.Owns(ctx, "worker2", blocks, nil)
+	fmt.Println(errors.Is(err, ipam.ErrNotOwned), err)
+	// Output:
+	// <nil>
+	// true ipam: owns worker2: not owned by the node: block 10.244.235.128/26
+}
+
+// A handle record damaged on disk: Check reports it, Repair rebuilds it
+// from the block, and the pod's DEL works again.
+func ExampleIPAM_Repair() {
+	ctx := context.Background()
+	st := memory.New(nil)
+	defer st.Close()
+	m, _ := ipam.New(st, nil)
+	_ = m.CreatePool(ctx, ipam.Pool{Name: "default", CIDR: netip.MustParsePrefix("10.244.235.128/26")})
+	_, _ = m.AutoAssign(ctx, ipam.AutoAssignArgs{Handle: "pod-a", Host: "worker1", Num4: 1})
+	kv, _ := st.Get(ctx, "tabby/ipam/handles/pod-a")
+	_, _ = st.Update(ctx, kv.Key, []byte("{"), kv.Revision)
+
+	problems, _ := m.Check(ctx, nil)
+	for _, p := range problems {
+		fmt.Println(p.Kind, p.Key)
+	}
+	res, _ := m.Repair(ctx, problems)
+	fmt.Println("fixed:", len(res.Fixed), "unfixed:", len(res.Unfixed))
+	freed, err := m.ReleaseByHandle(ctx, "pod-a")
+	fmt.Println(freed, err)
+	// Output:
+	// corrupt tabby/ipam/handles/pod-a
+	// orphan-allocation tabby/ipam/blocks/default/10.244.235.128-26
+	// fixed: 2 unfixed: 0
+	// [10.244.235.129] <nil>
 }

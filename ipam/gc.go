@@ -3,7 +3,6 @@ package ipam
 import (
 	"context"
 	"errors"
-	"fmt"
 	"maps"
 	"net/netip"
 	"slices"
@@ -69,13 +68,13 @@ func (m *IPAM) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 		rels, err := m.releaseDeadHosts(ctx, opts.LiveHosts, now, opts.GracePeriod)
 		res.ReleasedHosts = rels
 		if err != nil {
-			return res, fmt.Errorf("ipam: gc: %w", err)
+			return res, wrap("gc", err)
 		}
 	}
 	// 1. Leaked allocations.
 	kvs, _, err := m.st.List(ctx, m.k.blocksAll())
 	if err != nil {
-		return res, fmt.Errorf("ipam: gc: %w", err)
+		return res, wrap("gc", err)
 	}
 	if opts.Valid != nil {
 		for _, kv := range kvs {
@@ -97,7 +96,7 @@ func (m *IPAM) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 			slices.SortFunc(rels, func(x, y Release) int { return x.Addr.Compare(y.Addr) })
 			got, err := m.ReleaseIPs(ctx, rels...)
 			if err != nil {
-				return res, fmt.Errorf("ipam: gc: %w", err)
+				return res, wrap("gc", err)
 			}
 			res.Released = append(res.Released, got...)
 		}
@@ -105,7 +104,7 @@ func (m *IPAM) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 	// 2. Interrupted claims.
 	hkvs, _, err := m.st.List(ctx, m.k.hostsAll())
 	if err != nil {
-		return res, fmt.Errorf("ipam: gc: %w", err)
+		return res, wrap("gc", err)
 	}
 	for _, kv := range hkvs {
 		if !strings.Contains(string(kv.Value), `"pending":true`) {
@@ -113,14 +112,14 @@ func (m *IPAM) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 		}
 		host := kv.Key[len(m.k.hostsAll()):]
 		if err := m.confirm(ctx, host); err != nil {
-			return res, fmt.Errorf("ipam: gc: %w", err)
+			return res, wrap("gc", err)
 		}
 		res.Confirmed++
 	}
 	// 3. Idle blocks.
 	if opts.Valid != nil {
 		if kvs, _, err = m.st.List(ctx, m.k.blocksAll()); err != nil {
-			return res, fmt.Errorf("ipam: gc: %w", err)
+			return res, wrap("gc", err)
 		}
 	}
 	idle := func(b *blockRec) bool {
@@ -136,7 +135,7 @@ func (m *IPAM) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 			b.SeenEmpty = true
 			_, err := m.st.Txn(ctx, datastore.Update(kv.Key, encode(b), kv.Revision))
 			if err != nil && !isConflict(err) {
-				return res, fmt.Errorf("ipam: gc: %w", err)
+				return res, wrap("gc", err)
 			}
 			if err == nil {
 				res.MarkedEmpty++
@@ -147,7 +146,7 @@ func (m *IPAM) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 			return fb.Affinity == b.Affinity && idle(fb) && (hr == nil || len(hr.Blocks) > 1)
 		})
 		if err != nil {
-			return res, fmt.Errorf("ipam: gc: %w", err)
+			return res, wrap("gc", err)
 		}
 		if done {
 			res.ReleasedBlocks = append(res.ReleasedBlocks, b.CIDR)

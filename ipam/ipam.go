@@ -168,10 +168,10 @@ func (m *IPAM) retry(ctx context.Context, op string, f func() error) error {
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			if attempt >= m.tries {
-				return fmt.Errorf("ipam: %s: %w (%d attempts)", op, ErrContention, attempt)
+				return fmt.Errorf("%w (%d attempts)", ErrContention, attempt)
 			}
 			if err := m.backoff(ctx, attempt); err != nil {
-				return fmt.Errorf("ipam: %s: %w", op, err)
+				return err
 			}
 		}
 		err := f()
@@ -188,7 +188,7 @@ func isConflict(err error) bool {
 }
 
 // errRetry asks retry for another attempt after re-reading state.
-var errRetry = errors.New("ipam: state changed, retry")
+var errRetry = errors.New("state changed, retry")
 
 // validRef reports whether s can be a handle or host name: 1–253 printable
 // ASCII characters without spaces or "/".
@@ -386,6 +386,13 @@ func (c *change) releaseAddr(ctx context.Context, lb *loadedBlock, a netip.Addr,
 	}
 	lb.dirty = true // records in a change are private copies, decoded for it
 	lh, err := c.handle(ctx, al.Handle)
+	if errors.Is(err, ErrCorrupt) {
+		// Release from the block's side: the handle's record is left for
+		// Repair (Check reports it), the address is freed.
+		c.m.log.Warn("ipam: releasing an address whose handle record is corrupt", "addr", a, "handle", al.Handle, "err", err)
+		lb.rec.release(ord, "", 0, c.m.now())
+		return true, nil
+	}
 	if err != nil {
 		return false, err
 	}

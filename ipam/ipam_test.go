@@ -1,7 +1,9 @@
 package ipam_test
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"net/netip"
 	"reflect"
@@ -25,6 +27,7 @@ func TestPoolValidate(t *testing.T) {
 		pool("v6", "fd00::/64", 116),
 		pool("v6", "fd00::/120", 128),
 		{Name: "n", CIDR: mustPrefix("10.1.0.0/16"), VXLANMode: ipam.VXLANNever},
+		{Name: "no-vxlan-mode", CIDR: mustPrefix("10.0.0.0/8")}, // optional for IPAM
 	}
 	for _, p := range ok {
 		if err := p.Validate(); err != nil {
@@ -46,13 +49,51 @@ func TestPoolValidate(t *testing.T) {
 		"no cidr":         {Name: "a", VXLANMode: ipam.VXLANAlways},
 		"no name":         pool("", "10.0.0.0/8", 0),
 		"bad name":        pool("A/b", "10.0.0.0/8", 0),
-		"no vxlan mode":   {Name: "a", CIDR: mustPrefix("10.0.0.0/8")},
 		"bad vxlan mode":  {Name: "a", CIDR: mustPrefix("10.0.0.0/8"), VXLANMode: 7},
 		"4in6":            pool("a", "::ffff:10.0.0.0/104", 122),
 	}
 	for name, p := range bad {
 		if err := p.Validate(); !errors.Is(err, ipam.ErrInvalid) {
 			t.Errorf("%s: %+v: got %v, want ErrInvalid", name, p, err)
+		}
+	}
+}
+
+// Pools that cannot carry pod traffic are refused by ipam itself, before
+// anything is written (issue 15.5: 127.0.0.0/8, 224.0.0.0/8 and
+// 239.1.0.0/16 were accepted and persisted).
+func TestCreatePoolRejectsUnusableRanges(t *testing.T) {
+	ctx := context.Background()
+	st := memory.New(nil)
+	m, err := ipam.New(st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		cidr string
+		bs   int
+	}{
+		{"127.0.0.0/8", 0}, {"224.0.0.0/8", 0}, {"239.1.0.0/16", 0}, {"0.0.0.0/8", 0},
+		{"0.0.0.0/0", 26}, {"240.0.0.0/4", 26}, {"255.255.255.255/32", 32}, {"127.0.0.1/32", 32},
+		{"169.254.0.0/16", 0}, {"::/128", 128}, {"::1/128", 128}, {"ff00::/8", 122},
+		{"ff02::/16", 122}, {"fe80::/10", 122}, {"::/0", 122}, {"::ffff:0:0/96", 122},
+	} {
+		p := ipam.Pool{Name: "p", CIDR: mustPrefix(c.cidr), BlockSize: c.bs}
+		err := m.CreatePool(ctx, p)
+		if !errors.Is(err, ipam.ErrInvalid) {
+			t.Errorf("%s: got %v, want ErrInvalid", c.cidr, err)
+		}
+		if err != nil && strings.Count(err.Error(), "ipam:") != 1 {
+			t.Errorf("%s: prefix repeated: %v", c.cidr, err)
+		}
+	}
+	if kvs, _, _ := st.List(ctx, "tabby/"); len(kvs) != 0 {
+		t.Fatalf("refused pools wrote %d records", len(kvs))
+	}
+	// The allowed neighbours of those ranges stay allowed.
+	for i, c := range []string{"126.0.0.0/8", "223.255.0.0/16", "fd00::/64", "2001:db8::/64"} {
+		if err := m.CreatePool(ctx, ipam.Pool{Name: fmt.Sprint("ok", i), CIDR: mustPrefix(c)}); err != nil {
+			t.Errorf("%s: %v", c, err)
 		}
 	}
 }
@@ -122,7 +163,7 @@ func TestPoolsCRUD(t *testing.T) {
 	for _, q := range []ipam.Pool{
 		{Name: "default", CIDR: mustPrefix("10.244.0.0/17"), VXLANMode: ipam.VXLANAlways},
 		{Name: "default", CIDR: p.CIDR, BlockSize: 27, VXLANMode: ipam.VXLANAlways},
-		{Name: "default", CIDR: p.CIDR, VXLANMode: 0},
+		{Name: "default", CIDR: p.CIDR, VXLANMode: 9},
 	} {
 		if err := e.m.UpdatePool(e.ctx, q); !errors.Is(err, ipam.ErrInvalid) {
 			t.Errorf("UpdatePool(%+v) = %v, want ErrInvalid", q, err)
@@ -174,12 +215,13 @@ func TestDeletePool(t *testing.T) {
 func TestAutoAssignBasics(t *testing.T) {
 	e := newEnv(t, nil)
 	a := e.assign("pod-a", "worker1", 1)[0]
-	if a.Block.Addr() != a.Addr || a.Block.Bits() != 26 || a.Pool != "default" || a.Seq != 1 {
-		t.Fatalf("first assignment %+v: want the first address of a fresh /26", a)
+	// The first address of the host's first block is kept for its tunnel.
+	if a.Block.Addr().Next() != a.Addr || a.Block.Bits() != 26 || a.Pool != "default" || a.Seq != 1 || !a.NewBlock {
+		t.Fatalf("first assignment %+v: want the second address of a fresh /26", a)
 	}
 	// The same handle again: the same address, nothing new.
 	again := e.assign("pod-a", "worker1", 1)[0]
-	if again != a {
+	if a.NewBlock = false; again != a {
 		t.Fatalf("retry with same handle: %+v, want %+v", again, a)
 	}
 	b := e.assign("pod-b", "worker1", 2)
@@ -213,8 +255,9 @@ func TestAutoAssignBasics(t *testing.T) {
 	}
 	// A host fills its block, then claims a second one.
 	more := e.assign("pod-d", "worker1", 64)
-	if more[60].Block != a.Block || more[61].Block == a.Block {
-		t.Fatalf("block overflow: %v %v", more[60], more[61])
+	// (One address fewer than before the tunnel reservation: the first.)
+	if more[59].Block != a.Block || more[60].Block == a.Block {
+		t.Fatalf("block overflow: %v %v", more[59], more[60])
 	}
 	blocks, _ = e.m.HostBlocks(e.ctx, "worker1")
 	if len(blocks) != 2 {
@@ -257,8 +300,12 @@ func TestAttributesAndAllocations(t *testing.T) {
 
 func TestReuseLongestFreeFirst(t *testing.T) {
 	e := newEnv(t, nil, pool("p", "10.244.0.0/24", 30)) // blocks of 4
+	// The tunnel first, so that the pods can fill the block.
+	if _, err := e.m.AssignTunnelAddress(e.ctx, "n", ipam.IPv4); err != nil {
+		t.Fatal(err)
+	}
 	var as []ipam.Assigned
-	for i := range 4 {
+	for i := range 3 {
 		as = append(as, e.assign("h"+string(rune('0'+i)), "n", 1)[0])
 	}
 	// Block full; release 2, then 0: they come back in that order.
@@ -378,7 +425,7 @@ func TestBadInputWritesNothing(t *testing.T) {
 			return err
 		}, ipam.ErrInvalid},
 		"tunnel empty host": {func() error {
-			_, err := e.m.AssignTunnelAddress(e.ctx, "")
+			_, err := e.m.AssignTunnelAddress(e.ctx, "", ipam.IPv4)
 			return err
 		}, ipam.ErrInvalid},
 		"claim empty host": {func() error {
@@ -418,6 +465,10 @@ func TestAssignIP(t *testing.T) {
 		t.Fatal("block created by AssignIP not affine to n1")
 	}
 	// Same handle: idempotent. Other handle: in use.
+	if !a.NewBlock {
+		t.Fatalf("AssignIP claimed %s without saying so", a.Block)
+	}
+	a.NewBlock = false
 	if b, err := e.m.AssignIP(e.ctx, ipam.AssignIPArgs{Addr: addr, Handle: "h1", Host: "n1"}); err != nil || b != a {
 		t.Fatalf("AssignIP again = %+v, %v", b, err)
 	}
@@ -508,7 +559,7 @@ func TestPoolExhausted(t *testing.T) {
 
 func TestTunnelAddress(t *testing.T) {
 	e := newEnv(t, nil)
-	a, err := e.m.AssignTunnelAddress(e.ctx, "worker1")
+	a, err := e.m.AssignTunnelAddress(e.ctx, "worker1", ipam.IPv4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -516,7 +567,7 @@ func TestTunnelAddress(t *testing.T) {
 	if len(blocks) != 1 || blocks[0].Addr() != a {
 		t.Fatalf("tunnel address %s, blocks %v: want the first address of the node's block", a, blocks)
 	}
-	b, err := e.m.AssignTunnelAddress(e.ctx, "worker1")
+	b, err := e.m.AssignTunnelAddress(e.ctx, "worker1", ipam.IPv4)
 	if err != nil || b != a {
 		t.Fatalf("second call %s %v", b, err)
 	}
@@ -532,7 +583,7 @@ func TestTunnelAddress(t *testing.T) {
 	e2 := newEnv(t, &ipam.Config{MaxBlocksPerHost: 1}, pool("p", "10.244.0.0/24", 26))
 	e2.assign("fill", "n1", 64)
 	e2.assign("other", "n2", 1)
-	if _, err := e2.m.AssignTunnelAddress(e2.ctx, "n1"); !errors.Is(err, ipam.ErrExhausted) {
+	if _, err := e2.m.AssignTunnelAddress(e2.ctx, "n1", ipam.IPv4); !errors.Is(err, ipam.ErrExhausted) {
 		t.Fatalf("tunnel address borrowed: %v", err)
 	}
 }
@@ -541,7 +592,7 @@ func TestGC(t *testing.T) {
 	e := newEnv(t, nil)
 	e.assign("live", "n1", 1)
 	leaked := e.assign("leaked", "n1", 1)[0]
-	e.assign("other-block", "n1", 62)
+	e.assign("other-block", "n1", 61)        // the first address waits for a tunnel
 	second := e.assign("second", "n1", 1)[0] // n1's second block
 	e.clock.Advance(time.Minute)
 	fresh := e.assign("fresh", "n1", 1)[0]
@@ -598,7 +649,7 @@ func TestGCMinEmptyAge(t *testing.T) {
 	}
 	// A block that was allocated again between passes is not released.
 	e2 := newEnv(t, nil)
-	e2.assign("a", "n1", 64)
+	e2.assign("a", "n1", 63)
 	e2.assign("b", "n1", 1)
 	e2.m.ReleaseByHandle(e2.ctx, "b")
 	e2.m.GC(e2.ctx, ipam.GCOptions{})
@@ -609,7 +660,7 @@ func TestGCMinEmptyAge(t *testing.T) {
 	}
 	// By age: one pass suffices.
 	e3 := newEnv(t, nil)
-	e3.assign("a", "n1", 64)
+	e3.assign("a", "n1", 63)
 	b = e3.assign("b", "n1", 1)[0]
 	e3.m.ReleaseByHandle(e3.ctx, "b")
 	e3.clock.Advance(2 * time.Minute)
@@ -712,6 +763,7 @@ func TestMultipleAddressesAcrossBlocks(t *testing.T) {
 func TestRetryAfterPoolDisabled(t *testing.T) {
 	e := newEnv(t, nil)
 	a := e.assign("pod", "n1", 1)[0]
+	a.NewBlock = false
 	p, _ := e.m.GetPool(e.ctx, "default")
 	p.Disabled = true
 	if err := e.m.UpdatePool(e.ctx, p); err != nil {
@@ -811,8 +863,11 @@ func TestDualStack(t *testing.T) {
 	if err != nil || len(as) != 3 || !as[0].Addr.Is4() || !as[1].Addr.Is6() || !as[2].Addr.Is6() {
 		t.Fatalf("dual stack: %+v %v", as, err)
 	}
-	if as[1].Block.Bits() != 122 || as[1].Addr != as[1].Block.Addr() || as[2].Addr != as[1].Addr.Next() {
+	if as[1].Block.Bits() != 122 || as[1].Addr != as[1].Block.Addr().Next() || as[2].Addr != as[1].Addr.Next() {
 		t.Fatalf("IPv6 from a fresh /122: %+v", as[1:])
+	}
+	for i := range as {
+		as[i].NewBlock = false
 	}
 	again, err := e.m.AutoAssign(e.ctx, args)
 	if err != nil || !reflect.DeepEqual(again, as) {

@@ -78,7 +78,8 @@ type Pool struct {
 	// Name identifies the pool: 1–63 characters of [a-z0-9.-_].
 	Name string `json:"name"`
 	// CIDR must be masked (no host bits), must not overlap another pool and
-	// must not touch 169.254.0.0/16 (IPv4) or fe80::/10 (IPv6).
+	// must not touch an address range that cannot carry pod traffic (see
+	// Validate).
 	CIDR netip.Prefix `json:"cidr"`
 	// BlockSize is the prefix length of the pool's blocks: 20–32 for IPv4
 	// (0 means 26), 116–128 for IPv6 (0 means 122). Not larger than the pool.
@@ -88,14 +89,39 @@ type Pool struct {
 	// NATOutgoing: masquerade traffic from the pool to outside every pool
 	// (kept for the nat package; IPAM does not use it).
 	NATOutgoing bool `json:"natOutgoing,omitempty"`
-	// VXLANMode (kept for the vxlan and reflector users). Required.
-	VXLANMode VXLANMode `json:"vxlanMode"`
+	// VXLANMode (kept for the vxlan and reflector users; IPAM does not use
+	// it). Optional: 0 means not set, which users treat as VXLANAlways.
+	VXLANMode VXLANMode `json:"vxlanMode,omitempty"`
 }
 
-var (
-	linkLocal4 = netip.MustParsePrefix("169.254.0.0/16")
-	linkLocal6 = netip.MustParsePrefix("fe80::/10")
-)
+// unusable lists the ranges a pool may not touch: they cannot be routed to a
+// pod (RFC 6890 special-purpose addresses that are not forwardable or not
+// unicast). A function, not a table, so that no package state exists.
+func unusable(is4 bool) []struct {
+	p    netip.Prefix
+	what string
+} {
+	type r = struct {
+		p    netip.Prefix
+		what string
+	}
+	if is4 {
+		return []r{
+			{netip.MustParsePrefix("0.0.0.0/8"), "this-network (0.0.0.0/8, includes the unspecified address)"},
+			{netip.MustParsePrefix("127.0.0.0/8"), "loopback"},
+			{netip.MustParsePrefix("169.254.0.0/16"), "link-local"},
+			{netip.MustParsePrefix("224.0.0.0/4"), "multicast"},
+			{netip.MustParsePrefix("240.0.0.0/4"), "reserved (240.0.0.0/4, includes the broadcast address 255.255.255.255)"},
+		}
+	}
+	return []r{
+		{netip.MustParsePrefix("::/128"), "unspecified"},
+		{netip.MustParsePrefix("::1/128"), "loopback"},
+		{netip.MustParsePrefix("::ffff:0:0/96"), "IPv4-mapped"},
+		{netip.MustParsePrefix("fe80::/10"), "link-local"},
+		{netip.MustParsePrefix("ff00::/8"), "multicast"},
+	}
+}
 
 // withDefaults fills BlockSize.
 func (p Pool) withDefaults() Pool {
@@ -124,7 +150,11 @@ func validName(s string) bool {
 }
 
 // Validate checks the pool on its own (not against other pools). BlockSize 0
-// is accepted and means the default.
+// is accepted and means the default. The CIDR must be canonical (no host
+// bits, plain IPv4 or IPv6) and must not touch 0.0.0.0/8, 127.0.0.0/8,
+// 169.254.0.0/16, 224.0.0.0/4 or 240.0.0.0/4 (IPv4), ::/128, ::1/128,
+// ::ffff:0:0/96, fe80::/10 or ff00::/8 (IPv6). Every error wraps ErrInvalid
+// with the reason.
 func (p Pool) Validate() error {
 	p = p.withDefaults()
 	if !validName(p.Name) {
@@ -139,9 +169,9 @@ func (p Pool) Validate() error {
 	if p.CIDR.Masked() != p.CIDR {
 		return fmt.Errorf("%w: pool %s: CIDR %s has host bits set (use %s)", ErrInvalid, p.Name, p.CIDR, p.CIDR.Masked())
 	}
-	lo, hi, ll := MinBlockSize4, MaxBlockSize4, linkLocal4
+	lo, hi := MinBlockSize4, MaxBlockSize4
 	if p.CIDR.Addr().Is6() {
-		lo, hi, ll = MinBlockSize6, MaxBlockSize6, linkLocal6
+		lo, hi = MinBlockSize6, MaxBlockSize6
 	}
 	if p.BlockSize < lo || p.BlockSize > hi {
 		return fmt.Errorf("%w: pool %s: block size /%d outside /%d-/%d", ErrInvalid, p.Name, p.BlockSize, lo, hi)
@@ -149,10 +179,12 @@ func (p Pool) Validate() error {
 	if p.BlockSize < p.CIDR.Bits() {
 		return fmt.Errorf("%w: pool %s: block size /%d larger than the pool %s", ErrInvalid, p.Name, p.BlockSize, p.CIDR)
 	}
-	if p.CIDR.Overlaps(ll) {
-		return fmt.Errorf("%w: pool %s: %s overlaps link-local %s", ErrInvalid, p.Name, p.CIDR, ll)
+	for _, r := range unusable(p.CIDR.Addr().Is4()) {
+		if p.CIDR.Overlaps(r.p) {
+			return fmt.Errorf("%w: pool %s: %s overlaps %s %s, which cannot be given to pods", ErrInvalid, p.Name, p.CIDR, r.what, r.p)
+		}
 	}
-	if !p.VXLANMode.Valid() {
+	if p.VXLANMode != 0 && !p.VXLANMode.Valid() {
 		return fmt.Errorf("%w: pool %s: vxlan mode %d (want Always, CrossSubnet or Never)", ErrInvalid, p.Name, int(p.VXLANMode))
 	}
 	return nil

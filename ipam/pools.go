@@ -9,36 +9,38 @@ import (
 	"github.com/tabbynet/tabby/datastore"
 )
 
-// CreatePool validates p (see Pool) and stores it. BlockSize 0 becomes the
-// default. ErrPoolExists if the name is taken, ErrPoolOverlap if the CIDR
-// overlaps another pool, ErrInvalid for a malformed pool.
+// CreatePool validates p (see Pool and Pool.Validate) and stores it.
+// BlockSize 0 becomes the default. ErrPoolExists if the name is taken,
+// ErrPoolOverlap if the CIDR overlaps another pool, ErrInvalid for a
+// malformed pool or one that cannot carry pod traffic (loopback, multicast,
+// link-local, unspecified, reserved). Nothing is written when it fails.
 func (m *IPAM) CreatePool(ctx context.Context, p Pool) error {
 	p = p.withDefaults()
 	if err := p.Validate(); err != nil {
 		return fmt.Errorf("ipam: create pool: %w", err)
 	}
-	return m.retry(ctx, "create pool "+p.Name, func() error {
+	return wrap("create pool "+p.Name, m.retry(ctx, "create pool "+p.Name, func() error {
 		r, rev, err := m.loadPools(ctx)
 		if err != nil {
-			return fmt.Errorf("ipam: create pool %s: %w", p.Name, err)
+			return err
 		}
 		for _, o := range r.Pools {
 			if o.Name == p.Name {
-				return fmt.Errorf("ipam: create pool %s: %w", p.Name, ErrPoolExists)
+				return ErrPoolExists
 			}
 			if o.CIDR.Overlaps(p.CIDR) {
-				return fmt.Errorf("ipam: create pool %s: %w: %s overlaps pool %s (%s)", p.Name, ErrPoolOverlap, p.CIDR, o.Name, o.CIDR)
+				return fmt.Errorf("%w: %s overlaps pool %s (%s)", ErrPoolOverlap, p.CIDR, o.Name, o.CIDR)
 			}
 		}
 		r.Pools = append(r.Pools, poolRec{Pool: p})
 		slices.SortFunc(r.Pools, func(a, b poolRec) int { return strings.Compare(a.Name, b.Name) })
 		_, err = m.st.Txn(ctx, putOp(m.k.pools(), r, rev))
 		if err != nil {
-			return fmt.Errorf("ipam: create pool %s: %w", p.Name, err)
+			return err
 		}
 		m.log.Debug("ipam: pool created", "pool", p.Name, "cidr", p.CIDR, "blockSize", p.BlockSize)
 		return nil
-	})
+	}))
 }
 
 // ListPools returns every pool sorted by name. A pool being deleted is
@@ -75,37 +77,37 @@ func (m *IPAM) GetPool(ctx context.Context, name string) (Pool, error) {
 // the pool named p.Name. p.CIDR and p.BlockSize must match the stored pool
 // (BlockSize 0 means unchanged); changing them is ErrInvalid.
 func (m *IPAM) UpdatePool(ctx context.Context, p Pool) error {
-	return m.retry(ctx, "update pool "+p.Name, func() error {
+	return wrap("update pool "+p.Name, m.retry(ctx, "update pool "+p.Name, func() error {
 		r, rev, err := m.loadPools(ctx)
 		if err != nil {
-			return fmt.Errorf("ipam: update pool %s: %w", p.Name, err)
+			return err
 		}
 		i := r.find(p.Name)
 		if i < 0 {
-			return fmt.Errorf("ipam: update pool %q: %w", p.Name, ErrPoolNotFound)
+			return ErrPoolNotFound
 		}
 		old := r.Pools[i]
 		if r.Pools[i].Deleting {
-			return fmt.Errorf("ipam: update pool %s: %w: being deleted", p.Name, ErrPoolDisabled)
+			return fmt.Errorf("%w: being deleted", ErrPoolDisabled)
 		}
 		if p.BlockSize == 0 {
 			p.BlockSize = old.BlockSize
 		}
 		if p.CIDR != old.CIDR || p.BlockSize != old.BlockSize {
-			return fmt.Errorf("ipam: update pool %s: %w: CIDR and block size are immutable (%s /%d)", p.Name, ErrInvalid, old.CIDR, old.BlockSize)
+			return fmt.Errorf("%w: CIDR and block size are immutable (%s /%d)", ErrInvalid, old.CIDR, old.BlockSize)
 		}
 		if err := p.Validate(); err != nil {
-			return fmt.Errorf("ipam: update pool: %w", err)
+			return err
 		}
 		if old.Pool == p {
 			return nil
 		}
 		r.Pools[i].Pool = p
 		if _, err := m.st.Txn(ctx, datastore.Update(m.k.pools(), encode(r), rev)); err != nil {
-			return fmt.Errorf("ipam: update pool %s: %w", p.Name, err)
+			return err
 		}
 		return nil
-	})
+	}))
 }
 
 // DeletePool removes a pool that holds no allocations, together with its
@@ -136,7 +138,7 @@ func (m *IPAM) DeletePool(ctx context.Context, name string) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("ipam: %s: %w", op, err)
+		return wrap(op, err)
 	}
 	unmark := func() {
 		_ = m.retry(context.WithoutCancel(ctx), op, func() error {
@@ -157,7 +159,7 @@ func (m *IPAM) DeletePool(ctx context.Context, name string) error {
 		if !wasDeleting {
 			unmark()
 		}
-		return fmt.Errorf("ipam: %s: %w", op, err)
+		return wrap(op, err)
 	}
 	for _, kv := range kvs {
 		b, err := decodeBlock(kv.Value)
@@ -175,7 +177,7 @@ func (m *IPAM) DeletePool(ctx context.Context, name string) error {
 	for _, kv := range kvs {
 		b, _ := decodeBlock(kv.Value)
 		if err := m.dropBlock(ctx, b.Pool, b.CIDR, b.Affinity); err != nil {
-			return fmt.Errorf("ipam: %s: %w", op, err)
+			return wrap(op, err)
 		}
 	}
 	// 4. Remove the pool.
@@ -193,7 +195,7 @@ func (m *IPAM) DeletePool(ctx context.Context, name string) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("ipam: %s: %w", op, err)
+		return wrap(op, err)
 	}
 	return nil
 }

@@ -185,6 +185,17 @@ func (b *blockRec) take(handle, host string, attrs map[string]string, now time.T
 	return b.put(ord, handle, host, attrs, now)
 }
 
+// takeAvoiding allocates the longest-free address other than ordinal avoid.
+func (b *blockRec) takeAvoiding(avoid int, handle, host string, attrs map[string]string, now time.Time) (netip.Addr, uint64, bool) {
+	for i, ord := range b.Free {
+		if ord != avoid {
+			b.Free = slices.Delete(b.Free, i, i+1)
+			return b.put(ord, handle, host, attrs, now)
+		}
+	}
+	return netip.Addr{}, 0, false
+}
+
 // takeOrd allocates a specific ordinal; false if it is in use.
 func (b *blockRec) takeOrd(ord int, handle, host string, attrs map[string]string, now time.Time) (netip.Addr, uint64, bool) {
 	i := slices.Index(b.Free, ord)
@@ -293,10 +304,39 @@ type hostBlock struct {
 	Full    bool         `json:"full,omitempty"`
 }
 
-// hostRec lists a host's block affinities in claim order.
+// hostRec lists a host's block affinities in claim order, and its tunnel
+// addresses once assigned (so that assignments know whether to keep the
+// first address of its first block free for the tunnel).
 type hostRec struct {
-	Host   string      `json:"host"`
-	Blocks []hostBlock `json:"blocks"`
+	Host    string      `json:"host"`
+	Blocks  []hostBlock `json:"blocks"`
+	Tunnel4 netip.Addr  `json:"tunnel4,omitzero"`
+	Tunnel6 netip.Addr  `json:"tunnel6,omitzero"`
+}
+
+func (h *hostRec) tunnel(is4 bool) netip.Addr {
+	if is4 {
+		return h.Tunnel4
+	}
+	return h.Tunnel6
+}
+
+func (h *hostRec) setTunnel(a netip.Addr) {
+	if a.Is4() {
+		h.Tunnel4 = a
+	} else {
+		h.Tunnel6 = a
+	}
+}
+
+// firstBlock returns the host's first confirmed block of the family.
+func (h *hostRec) firstBlock(is4 bool) (netip.Prefix, bool) {
+	for _, b := range h.Blocks {
+		if !b.Pending && b.CIDR.Addr().Is4() == is4 {
+			return b.CIDR, true
+		}
+	}
+	return netip.Prefix{}, false
 }
 
 func (h *hostRec) index(b netip.Prefix) int {

@@ -2,6 +2,7 @@ package ipam
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 )
@@ -9,7 +10,10 @@ import (
 // ReleaseByHandle frees every address held by handle and deletes the
 // handle, in one transaction. It reads only the handle's record and the
 // blocks it names (no scan). Releasing an unknown handle is not an error:
-// it returns no addresses.
+// it returns no addresses. If the handle's record is corrupt it lists every
+// block instead and frees the allocations they hold for handle, then
+// deletes the record; only blocks that do not decode either make it fail
+// (ErrCorrupt, with the addresses it did free).
 func (m *IPAM) ReleaseByHandle(ctx context.Context, handle string) ([]netip.Addr, error) {
 	op := "release handle " + handle
 	if err := checkHandle(handle); err != nil {
@@ -20,6 +24,10 @@ func (m *IPAM) ReleaseByHandle(ctx context.Context, handle string) ([]netip.Addr
 		out = nil
 		c := m.newChange()
 		lh, err := c.handle(ctx, handle)
+		if errors.Is(err, ErrCorrupt) {
+			out, err = m.releaseCorruptHandle(ctx, handle)
+			return err
+		}
 		if err != nil {
 			return err
 		}
@@ -46,7 +54,7 @@ func (m *IPAM) ReleaseByHandle(ctx context.Context, handle string) ([]netip.Addr
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("ipam: %s: %w", op, err)
+		return out, wrap(op, err)
 	}
 	return out, nil
 }

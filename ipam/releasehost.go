@@ -92,7 +92,7 @@ func (m *IPAM) releaseHost(ctx context.Context, host string, extra []hostBlock) 
 	if th := TunnelHandle(host); validRef(th) {
 		got, err := m.ReleaseByHandle(ctx, th)
 		if err != nil {
-			return res, fmt.Errorf("ipam: %s: %w", op, err)
+			return res, wrap(op, err)
 		}
 		res.TunnelAddrs = got
 	}
@@ -188,7 +188,7 @@ func (m *IPAM) releaseHost(ctx context.Context, host string, extra []hostBlock) 
 			return nil
 		})
 		if err != nil {
-			return res, fmt.Errorf("ipam: %s: %w", op, err)
+			return res, wrap(op, err)
 		}
 	}
 	return res, nil

@@ -62,7 +62,7 @@ func TestReleaseHost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tunnel, err := m.AssignTunnelAddress(e.ctx, "n1")
+	tunnel, err := m.AssignTunnelAddress(e.ctx, "n1", ipam.IPv4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,7 +312,7 @@ func TestReleaseHostConcurrentAssign(t *testing.T) {
 func TestGCReleasesDeadHosts(t *testing.T) {
 	e := newEnv(t, nil)
 	for _, h := range []string{"n1", "n2", "n3"} {
-		if _, err := e.m.AssignTunnelAddress(e.ctx, h); err != nil {
+		if _, err := e.m.AssignTunnelAddress(e.ctx, h, ipam.IPv4); err != nil {
 			t.Fatal(err)
 		}
 		e.assign("pod-"+h, h, 2)
@@ -393,7 +393,7 @@ func TestReleaseHostEtcd(t *testing.T) {
 	if err := m.CreatePool(ctx, pool("p", "10.244.0.0/16", 29)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.AssignTunnelAddress(ctx, "n1"); err != nil {
+	if _, err := m.AssignTunnelAddress(ctx, "n1", ipam.IPv4); err != nil {
 		t.Fatal(err)
 	}
 	for range 149 {
@@ -421,7 +421,7 @@ func TestReleaseHostBolt(t *testing.T) {
 	if err := m.CreatePool(ctx, pool("p", "10.244.0.0/16", 26)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.AssignTunnelAddress(ctx, "n1"); err != nil {
+	if _, err := m.AssignTunnelAddress(ctx, "n1", ipam.IPv4); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := m.AutoAssign(ctx, ipam.AutoAssignArgs{Handle: "pod", Host: "n1", Num4: 70}); err != nil {

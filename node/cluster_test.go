@@ -451,6 +451,22 @@ func TestSeedClusterOnFake(t *testing.T) {
 		})
 	})
 
+	t.Run("a flushed ruleset is restored at once", func(t *testing.T) {
+		before := w1.n.Stats().NATRestores
+		w1.k.NAT.FlushRuleset() // as `nft flush ruleset` would, from the same fake kernel
+		must(t, w1.k.NAT.Flush())
+		eventually(t, "nat tables restored", func() error {
+			rules, err := w1.n.NATRules(context.Background())
+			if err != nil || !strings.Contains(rules, "masquerade") {
+				return fmt.Errorf("rules %q, err %v", rules, err)
+			}
+			if got := w1.n.Stats().NATRestores; got != before+1 {
+				return fmt.Errorf("NATRestores %d, want %d", got, before+1)
+			}
+			return nil
+		})
+	})
+
 	t.Run("restart writes nothing and keeps the peers' routes", func(t *testing.T) {
 		before := c.m.Writes()
 		w1.stop() // graceful by default: the announcement stays

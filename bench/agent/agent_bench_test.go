@@ -76,7 +76,7 @@ func populate(b *testing.B, path string, n int) {
 	}
 	for i := range n {
 		node := fmt.Sprintf("peer-%05d", i)
-		tun, err := m.AssignTunnelAddress(ctx, node)
+		tun, err := m.AssignTunnelAddress(ctx, node, ipam.IPv4)
 		if err != nil {
 			b.Fatal(err)
 		}

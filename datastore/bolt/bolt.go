@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -28,6 +30,9 @@ const (
 	DefaultLogSize      = 10000
 	DefaultPollInterval = 100 * time.Millisecond
 	DefaultWatchBuffer  = 64
+	// DefaultBackupInterval is how old path+".bak" may get before Open
+	// takes a new one.
+	DefaultBackupInterval = time.Hour
 )
 
 // Options tunes a Store. A nil *Options means defaults. It is a plain value,
@@ -55,6 +60,14 @@ type Options struct {
 	NoSync bool
 	// Logger receives watch errors that are retried. Nil discards.
 	Logger *slog.Logger
+	// NoCreate makes Open fail (wrapping fs.ErrNotExist) instead of
+	// creating a missing file.
+	NoCreate bool
+	// NoBackup stops Open from snapshotting the file to path+".bak".
+	NoBackup bool
+	// BackupInterval: Open checks the whole file and refreshes path+".bak"
+	// when the backup is older than this (default 1h).
+	BackupInterval time.Duration
 }
 
 // Store is a datastore.Store in one bbolt file, shared safely by every
@@ -88,10 +101,64 @@ var (
 	metaLogCount  = []byte("logcount")
 )
 
-// Open opens (creating if needed, with mode 0600 and the parent directory
-// with mode 0700) the store at path. The lock file path+".lock" sits next to
+// Open opens the store at path. The lock file path+".lock" sits next to
 // it.
+//
+// A missing file is created (mode 0600, the parent directory with mode
+// 0700), unless Options.NoCreate is set or a backup (path+".bak") exists:
+// then the store was lost and Open fails with datastore.ErrCorrupt rather
+// than start afresh. The new file is built under a temporary name and
+// renamed into place, so a crash never leaves an empty file behind.
+//
+// An existing file must be a healthy store: an empty, truncated or damaged
+// file is datastore.ErrCorrupt, never re-initialised (see the package
+// documentation's failure model). When Options.BackupInterval (default 1h)
+// has passed since the last backup, Open also runs the full Check and, if it
+// passes, snapshots the file to path+".bak"; a failing Check fails Open.
 func Open(ctx context.Context, path string, opts *Options) (*Store, error) {
+	s, err := newStore(path, opts)
+	if err != nil {
+		return nil, err
+	}
+	// Usually the store exists: check it without a write transaction (whose
+	// commit would cost an fsync on every CNI plugin start).
+	ready := false
+	err = s.do(ctx, "open", false, func(tx *bbolt.Tx, _ *lock) error {
+		var err error
+		ready, err = hasBuckets(tx)
+		return err
+	})
+	switch {
+	case errors.Is(err, errMissing):
+		if err := s.create(ctx); err != nil {
+			return nil, err
+		}
+		ready = true
+	case err != nil:
+		return nil, err
+	}
+	if !ready {
+		// A valid bbolt file that never held a store (bbolt initialised it,
+		// the process died before the buckets were made).
+		err = s.do(ctx, "open", true, func(tx *bbolt.Tx, _ *lock) error {
+			if ok, err := hasBuckets(tx); ok || err != nil {
+				return err
+			}
+			return makeBuckets(tx)
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	if !s.opts.NoBackup {
+		if err := s.backupIfStale(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func newStore(path string, opts *Options) (*Store, error) {
 	if path == "" || strings.ContainsRune(path, 0) {
 		return nil, fmt.Errorf("bolt: open %q: %w", path, datastore.ErrInvalid)
 	}
@@ -101,10 +168,11 @@ func Open(ctx context.Context, path string, opts *Options) (*Store, error) {
 		done:     make(chan struct{}),
 		watchers: make(map[chan struct{}]struct{}),
 		opts: Options{
-			LockTimeout:  DefaultLockTimeout,
-			LogSize:      DefaultLogSize,
-			PollInterval: DefaultPollInterval,
-			WatchBuffer:  DefaultWatchBuffer,
+			LockTimeout:    DefaultLockTimeout,
+			LogSize:        DefaultLogSize,
+			PollInterval:   DefaultPollInterval,
+			WatchBuffer:    DefaultWatchBuffer,
+			BackupInterval: DefaultBackupInterval,
 		},
 	}
 	s.lockPath = s.path + ".lock"
@@ -121,7 +189,12 @@ func Open(ctx context.Context, path string, opts *Options) (*Store, error) {
 		if opts.WatchBuffer > 0 {
 			s.opts.WatchBuffer = opts.WatchBuffer
 		}
+		if opts.BackupInterval > 0 {
+			s.opts.BackupInterval = opts.BackupInterval
+		}
 		s.opts.NoSync = opts.NoSync
+		s.opts.NoCreate = opts.NoCreate
+		s.opts.NoBackup = opts.NoBackup
 		s.log = opts.Logger
 	}
 	if s.log == nil {
@@ -130,30 +203,83 @@ func Open(ctx context.Context, path string, opts *Options) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(s.path), 0o700); err != nil {
 		return nil, fmt.Errorf("bolt: open %s: %w", s.path, err)
 	}
-	// Usually the buckets exist: check without a write transaction (whose
-	// commit would cost an fsync on every CNI plugin start).
-	ready := false
-	var err error
-	if fi, serr := os.Stat(s.path); serr == nil && fi.Size() > 0 {
-		err = s.do(ctx, "open", false, func(tx *bbolt.Tx, _ *lock) error {
-			ready = tx.Bucket(bucketMeta) != nil && tx.Bucket(bucketKV) != nil && tx.Bucket(bucketLog) != nil
-			return nil
-		})
+	return s, nil
+}
+
+// hasBuckets reports whether the store's buckets exist: all (true), none
+// (false, a file that never held a store) or some (ErrCorrupt).
+func hasBuckets(tx *bbolt.Tx) (bool, error) {
+	n := 0
+	for _, b := range [][]byte{bucketMeta, bucketKV, bucketLog} {
+		if tx.Bucket(b) != nil {
+			n++
+		}
 	}
-	if err == nil && !ready {
-		err = s.do(ctx, "open", true, func(tx *bbolt.Tx, _ *lock) error {
-			for _, b := range [][]byte{bucketMeta, bucketKV, bucketLog} {
-				if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
+	switch n {
+	case 3:
+		return true, nil
+	case 0:
+		return false, nil
+	}
+	return false, fmt.Errorf("%w: %d of the 3 buckets missing", datastore.ErrCorrupt, 3-n)
+}
+
+func makeBuckets(tx *bbolt.Tx) error {
+	for _, b := range [][]byte{bucketMeta, bucketKV, bucketLog} {
+		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// create makes a new store where no file exists, under the exclusive lock:
+// built as path+".new" and renamed into place.
+func (s *Store) create(ctx context.Context) error {
+	fail := func(err error) error { return fmt.Errorf("bolt: create %s: %w", s.path, err) }
+	if s.opts.NoCreate {
+		return fail(fmt.Errorf("%w (Options.NoCreate)", fs.ErrNotExist))
+	}
+	l, err := s.acquire(ctx, true)
+	if err != nil {
+		return fail(err)
+	}
+	defer s.release(l)
+	if _, err := os.Lstat(s.path); err == nil {
+		return nil // another process created it meanwhile
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fail(err)
+	}
+	if _, err := os.Lstat(s.backupPath()); err == nil {
+		return fail(fmt.Errorf("%w: the file is missing but its backup %s exists: the store was lost; restore it (tabbyctl ipam restore) or remove the backup to start an empty store", datastore.ErrCorrupt, s.backupPath()))
+	}
+	tmp := s.path + ".new"
+	os.Remove(tmp)
+	db, err := bbolt.Open(tmp, 0o600, &bbolt.Options{Timeout: s.opts.LockTimeout, NoSync: s.opts.NoSync})
+	if err != nil {
+		return fail(err)
+	}
+	err = db.Update(makeBuckets)
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, s.path)
 	}
 	if err != nil {
-		return nil, err
+		os.Remove(tmp)
+		return fail(err)
 	}
-	return s, nil
+	syncDir(filepath.Dir(s.path))
+	return nil
+}
+
+// syncDir makes a rename in dir durable (best effort; not on Windows).
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
 }
 
 // Path returns the database file's path.
@@ -167,6 +293,7 @@ type lock struct {
 	f      *os.File
 	weight int64
 	rev    int64 // set by a committing write: published after the commit
+	file   fileState
 }
 
 // publish records rev in the lock file so that watches in other processes
@@ -235,8 +362,15 @@ func unavailable(ctx context.Context, what string) error {
 	return fmt.Errorf("%s: %w", what, datastore.ErrUnavailable)
 }
 
+// errMissing: the file does not exist (Open creates it; any other
+// operation reports the store as lost).
+var errMissing = errors.New("bolt: store file missing")
+
 // do runs fn in a bbolt transaction on the file, opened for this operation
-// only, under the lock.
+// only, under the lock. The file is validated first (validateFile), and a
+// panic or memory fault inside bbolt (a damaged page that validation could
+// not see, or a file truncated by someone else while mapped) is recovered
+// as ErrCorrupt rather than crashing the process.
 func (s *Store) do(ctx context.Context, op string, write bool, fn func(*bbolt.Tx, *lock) error) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("bolt: %s: %w", op, err)
@@ -252,16 +386,55 @@ func (s *Store) do(ctx context.Context, op string, write bool, fn func(*bbolt.Tx
 		return fmt.Errorf("bolt: %s %s: %w", op, s.path, err)
 	}
 	defer s.release(l)
+	if err := s.exec(op, write, l, fn); err != nil {
+		return fmt.Errorf("bolt: %s: %w", op, err)
+	}
+	return nil
+}
+
+// exec is do's part under the lock.
+func (s *Store) exec(op string, write bool, l *lock, fn func(*bbolt.Tx, *lock) error) (err error) {
+	var f *os.File // bbolt's descriptor: closed (dropping its flock) if bbolt panics
+	defer func() {
+		if r := recover(); r != nil {
+			if f != nil {
+				f.Close()
+			}
+			err = fmt.Errorf("%s: %w: bbolt failed on a damaged page: %v", s.path, datastore.ErrCorrupt, r)
+		}
+	}()
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	db, err := bbolt.Open(s.path, 0o600, &bbolt.Options{
 		Timeout:  s.opts.LockTimeout,
 		NoSync:   s.opts.NoSync,
 		ReadOnly: !write,
+		OpenFile: func(name string, flag int, mode os.FileMode) (*os.File, error) {
+			// Never create: a missing file is a lost store, not a new one
+			// (Open creates stores). Validate before bbolt reads a byte.
+			fd, err := os.OpenFile(name, flag&^os.O_CREATE, mode)
+			if err != nil {
+				return nil, err
+			}
+			st, err := validateOpen(fd, name, false)
+			if err != nil {
+				fd.Close()
+				return nil, err
+			}
+			l.file, f = st, fd
+			return fd, nil
+		},
 	})
+	if errors.Is(err, fs.ErrNotExist) {
+		if op == "open" {
+			return errMissing
+		}
+		return fmt.Errorf("%w: %w: %s was removed while the store was open (restore it with tabbyctl ipam restore)", errMissing, datastore.ErrCorrupt, s.path)
+	}
 	if errors.Is(err, bberrors.ErrTimeout) {
-		return fmt.Errorf("bolt: %s %s: file locked by another program: %w", op, s.path, datastore.ErrUnavailable)
+		return fmt.Errorf("%s: file locked by another program: %w", s.path, datastore.ErrUnavailable)
 	}
 	if err != nil {
-		return fmt.Errorf("bolt: %s %s: %w", op, s.path, err)
+		return classify(s.path, err)
 	}
 	defer db.Close()
 	if write {
@@ -283,10 +456,7 @@ func (s *Store) do(ctx context.Context, op string, write bool, fn func(*bbolt.Tx
 	} else {
 		err = db.View(func(tx *bbolt.Tx) error { return fn(tx, l) })
 	}
-	if err != nil {
-		return fmt.Errorf("bolt: %s: %w", op, err)
-	}
-	return nil
+	return classify(s.path, err)
 }
 
 // read runs fn in a read transaction. If a lease has expired but its keys
@@ -333,7 +503,7 @@ func getMeta(tx *bbolt.Tx, key []byte) int64 {
 // A kv bucket value is the 8-byte big-endian revision then the value.
 func decodeKV(key, v []byte) (datastore.KV, error) {
 	if len(v) < 8 {
-		return datastore.KV{}, fmt.Errorf("key %q: corrupt record of %d bytes", key, len(v))
+		return datastore.KV{}, fmt.Errorf("key %q: %w: record of %d bytes (at least 8)", key, datastore.ErrCorrupt, len(v))
 	}
 	return datastore.KV{Key: string(key), Revision: u64(v[:8]), Value: append([]byte{}, v[8:]...)}, nil
 }
@@ -420,7 +590,7 @@ func (s *Store) txn(ctx context.Context, single bool, ops []datastore.Op) (int64
 			var at int64
 			if v != nil {
 				if len(v) < 8 {
-					return fmt.Errorf("key %q: corrupt record", op.Key)
+					return fmt.Errorf("key %q: %w: record of %d bytes (at least 8)", op.Key, datastore.ErrCorrupt, len(v))
 				}
 				at = u64(v[:8])
 			}
@@ -536,11 +706,11 @@ func encodeEvent(typ byte, op datastore.Op) []byte {
 
 func decodeEvent(k, v []byte) (datastore.Event, error) {
 	if len(k) != 12 || len(v) < 2 {
-		return datastore.Event{}, fmt.Errorf("corrupt log record %x", k)
+		return datastore.Event{}, fmt.Errorf("%w: log record %x", datastore.ErrCorrupt, k)
 	}
 	n, w := binary.Uvarint(v[1:])
 	if w <= 0 || uint64(len(v)-1-w) < n {
-		return datastore.Event{}, fmt.Errorf("corrupt log record %x", k)
+		return datastore.Event{}, fmt.Errorf("%w: log record %x", datastore.ErrCorrupt, k)
 	}
 	ev := datastore.Event{
 		Type:     datastore.EventType(v[0]),
@@ -600,54 +770,71 @@ func (s *Store) Compact(ctx context.Context, rev int64) error {
 	})
 }
 
-// Check verifies the file: bbolt's own page consistency check, and that
-// every key and log event has a revision between the compaction revision
-// and the store revision. It is what a test runs after killing a writer.
+// Check verifies the file: both meta pages, bbolt's own page consistency
+// check, and that every key and log event decodes and has a revision between
+// the compaction revision and the store revision. Any problem is
+// datastore.ErrCorrupt. It is what `tabbyctl ipam check` and a test that
+// killed a writer run.
 func (s *Store) Check(ctx context.Context) error {
-	return s.do(ctx, "check", false, func(tx *bbolt.Tx, _ *lock) error {
-		for err := range tx.Check() {
+	return s.do(ctx, "check", false, func(tx *bbolt.Tx, l *lock) error {
+		if err := l.file.verify(s.path); err != nil {
 			return err
 		}
-		for _, b := range [][]byte{bucketMeta, bucketKV, bucketLog} {
-			if tx.Bucket(b) == nil {
-				return fmt.Errorf("bucket %s missing", b)
-			}
+		return checkTx(tx)
+	})
+}
+
+func checkTx(tx *bbolt.Tx) error {
+	// Drain the channel: the check runs on its own goroutine, which must end
+	// before the transaction does.
+	var first error
+	for err := range tx.Check() {
+		if first == nil {
+			first = fmt.Errorf("%w: %v", datastore.ErrCorrupt, err)
 		}
-		rev := getMeta(tx, metaRev)
-		compacted := getMeta(tx, metaCompacted)
-		err := tx.Bucket(bucketKV).ForEach(func(k, v []byte) error {
-			kv, err := decodeKV(k, v)
-			if err != nil {
-				return err
-			}
-			if kv.Revision < 1 || kv.Revision > rev {
-				return fmt.Errorf("key %q at revision %d, store at %d", k, kv.Revision, rev)
-			}
-			return nil
-		})
+	}
+	if first != nil {
+		return first
+	}
+	for _, b := range [][]byte{bucketMeta, bucketKV, bucketLog} {
+		if tx.Bucket(b) == nil {
+			return fmt.Errorf("%w: bucket %s missing", datastore.ErrCorrupt, b)
+		}
+	}
+	rev := getMeta(tx, metaRev)
+	compacted := getMeta(tx, metaCompacted)
+	err := tx.Bucket(bucketKV).ForEach(func(k, v []byte) error {
+		kv, err := decodeKV(k, v)
 		if err != nil {
 			return err
 		}
-		var count int64
-		err = tx.Bucket(bucketLog).ForEach(func(k, v []byte) error {
-			ev, err := decodeEvent(k, v)
-			if err != nil {
-				return err
-			}
-			if ev.Revision <= compacted || ev.Revision > rev {
-				return fmt.Errorf("log event at revision %d outside (%d, %d]", ev.Revision, compacted, rev)
-			}
-			count++
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		if c := getMeta(tx, metaLogCount); c != count {
-			return fmt.Errorf("log count %d, %d events", c, count)
+		if kv.Revision < 1 || kv.Revision > rev {
+			return fmt.Errorf("%w: key %q at revision %d, store at %d", datastore.ErrCorrupt, k, kv.Revision, rev)
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	var count int64
+	err = tx.Bucket(bucketLog).ForEach(func(k, v []byte) error {
+		ev, err := decodeEvent(k, v)
+		if err != nil {
+			return err
+		}
+		if ev.Revision <= compacted || ev.Revision > rev {
+			return fmt.Errorf("%w: log event at revision %d outside (%d, %d]", datastore.ErrCorrupt, ev.Revision, compacted, rev)
+		}
+		count++
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if c := getMeta(tx, metaLogCount); c != count {
+		return fmt.Errorf("%w: log count %d, %d events", datastore.ErrCorrupt, c, count)
+	}
+	return nil
 }
 
 func (s *Store) wake() {

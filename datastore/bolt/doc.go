@@ -42,4 +42,37 @@
 // the revision that every writer publishes in the first 8 bytes of the lock
 // file moves, which it polls every Options.PollInterval without taking the
 // lock. A watch whose position was trimmed from the log gets ErrCompacted.
+//
+// # Failure model: a corrupt store
+//
+// Every operation validates the file before bbolt maps it: it must exist,
+// be non-empty, have a valid meta page (magic, version, checksum, page ids
+// below the high water mark), reach the size that meta page implies, and
+// have sane root and freelist page headers. A store is created only where
+// no file (and no backup) exists, built under a temporary name and renamed
+// into place; an existing empty, truncated or damaged file, a file removed
+// while open, a record shorter than its 8-byte header, and a file that
+// cannot be written (read-only, immutable) are datastore.ErrCorrupt:
+// nothing is written, retrying does not help, and the store is never
+// silently re-initialised. A panic or memory fault inside bbolt (a damaged
+// page the cheap checks cannot see, or a file truncated by another program
+// while an operation has it mapped) is recovered on the operation's
+// goroutine and reported as ErrCorrupt instead of killing the process.
+// Check (run by `tabbyctl ipam check`) walks every page of a copy of the
+// file before bbolt's own consistency check and this package's invariants,
+// and also fails on one damaged meta page (which normal operations tolerate,
+// as bbolt does after a torn meta write).
+//
+// When the last backup is older than Options.BackupInterval (default 1h),
+// Open runs Check and, if the file is healthy, snapshots it to path+".bak";
+// a file that fails Check fails Open. To recover, stop the agent, run
+// `tabbyctl ipam restore` (Restore: it verifies the backup, moves the damaged
+// file aside as path+".corrupt-<time>", installs the snapshot with a revision
+// past every revision already handed out, and empties the change log so
+// watchers list again), then `tabbyctl ipam check --fix` and a GC pass:
+// allocations made after the snapshot are missing from it until the pods'
+// next CNI ADD or CHECK. What is not handled: damage inside a data page that
+// still decodes (a flipped bit in a value) is only as detectable as the
+// record format makes it, and a file truncated while bbolt's own Check
+// goroutine is reading it can still crash the process.
 package bolt

@@ -18,9 +18,19 @@
 //	    affinity ("host:<node>" or ""), allocated and free. JSON:
 //	    {"pools":[{"name","cidr","total","allocated","free",
 //	      "blocks":[{"cidr","affinity","allocated","free"}]}]}
-//	ipam check
-//	    the IPAM consistency report (dangling handles, orphan allocations,
-//	    affinity mismatches, corrupt records); exit 1 when it finds any
+//	ipam check [--fix]
+//	    the store file's own check (bolt: every page, both meta pages, each
+//	    record) then the IPAM consistency report (dangling handles, orphan
+//	    allocations, affinity mismatches, corrupt records); exit 1 when it
+//	    finds any. --fix repairs the IPAM problems (ipam.Repair: handle and
+//	    host records rebuilt from the blocks, so live pods keep their
+//	    addresses) and exits 1 only if some could not be fixed
+//	ipam restore [--from FILE]
+//	    for a bolt store that is corrupt (every command then fails with
+//	    "datastore: corrupt"): stop the agent, then replace the file with
+//	    its backup (default the file + ".bak", kept by every open while the
+//	    store is healthy); the damaged file is kept as FILE.corrupt-<time>.
+//	    Run ipam check --fix afterwards
 //	ipam release --ip ADDR | --handle HANDLE
 //	    free one address, or every address of a handle
 //	    (<network>.<containerID>.<ifname> for the CNI plugins)

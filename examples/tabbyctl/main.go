@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/tabbynet/tabby/datastore"
+	"github.com/tabbynet/tabby/datastore/bolt"
 	"github.com/tabbynet/tabby/datastore/dsn"
 	"github.com/tabbynet/tabby/ipam"
 	"github.com/tabbynet/tabby/reflector"
@@ -44,7 +45,10 @@ const usage = `usage: tabbyctl [--datastore URL] [--timeout D] COMMAND
 
 commands:
   ipam show [--blocks] [-o table|json]   pools (and blocks): total, allocated, free
-  ipam check                             consistency report; exit 1 on problems
+  ipam check [--fix]                     consistency report (the store file too);
+                                         exit 1 on problems; --fix repairs them
+  ipam restore [--from FILE]             replace a corrupt bolt store with its
+                                         backup (default: the file + ".bak")
   ipam release --ip ADDR | --handle H    free an address or a handle's addresses
   ipam release-host --host NODE          clean up after a node removed for good
   pools list [-o table|json]
@@ -81,9 +85,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, open open
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
+	if len(rest) >= 2 && rest[0] == "ipam" && rest[1] == "restore" {
+		// The store is not opened: it is the file being replaced.
+		if err := ipamRestore(ctx, *url, rest[2:], stdout, stderr); err != nil {
+			if errors.Is(err, errUsage) {
+				fmt.Fprintf(stderr, "tabbyctl: %v\n\n%s", err, usage)
+				return 2
+			}
+			if errors.Is(err, flag.ErrHelp) {
+				return 0
+			}
+			fmt.Fprintf(stderr, "tabbyctl: %v\n", err)
+			return 1
+		}
+		return 0
+	}
 	st, err := open(ctx, *url)
 	if err != nil {
 		fmt.Fprintf(stderr, "tabbyctl: %v\n", err)
+		if errors.Is(err, datastore.ErrCorrupt) {
+			fmt.Fprintln(stderr, "tabbyctl: the store is corrupt: stop the agent, run `tabbyctl ipam restore`, then `tabbyctl ipam check --fix`")
+		}
 		return 1
 	}
 	defer st.Close()
@@ -271,10 +293,23 @@ func writeJSON(w io.Writer, v any) error {
 
 var errProblems = errors.New("problems found")
 
+// storeChecker is a store that can verify its own file (bolt).
+type storeChecker interface {
+	Check(ctx context.Context) error
+}
+
 func (a *app) ipamCheck(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := newFlags("ipam check", stderr)
+	fix := fs.Bool("fix", false, "repair what is found (see ipam.Repair)")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if sc, ok := a.st.(storeChecker); ok {
+		if err := sc.Check(ctx); err != nil {
+			fmt.Fprintf(a.stdout, "store: %v\n", err)
+			fmt.Fprintln(stderr, "tabbyctl: ipam check: the store file is corrupt: stop the agent, run `tabbyctl ipam restore`, then `tabbyctl ipam check --fix`")
+			return errProblems
+		}
 	}
 	m, err := a.ipam()
 	if err != nil {
@@ -291,8 +326,53 @@ func (a *app) ipamCheck(ctx context.Context, args []string, stderr io.Writer) er
 	for _, p := range probs {
 		fmt.Fprintln(a.stdout, p.String())
 	}
-	fmt.Fprintf(stderr, "tabbyctl: ipam check: %d problem(s)\n", len(probs))
-	return errProblems
+	if !*fix {
+		fmt.Fprintf(stderr, "tabbyctl: ipam check: %d problem(s) (--fix repairs them)\n", len(probs))
+		return errProblems
+	}
+	res, err := m.Repair(ctx, probs)
+	for _, p := range res.Fixed {
+		fmt.Fprintf(a.stdout, "fixed: %s %s\n", p.Kind, p.Key)
+	}
+	for _, p := range res.Unfixed {
+		fmt.Fprintf(a.stdout, "not fixed: %s %s: %s\n", p.Kind, p.Key, p.Detail)
+	}
+	if err != nil {
+		return err
+	}
+	if len(res.Unfixed) > 0 {
+		fmt.Fprintf(stderr, "tabbyctl: ipam check: %d problem(s) not fixed\n", len(res.Unfixed))
+		return errProblems
+	}
+	return nil
+}
+
+// ipamRestore replaces the bolt store named by url with a backup.
+func ipamRestore(ctx context.Context, url string, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("ipam restore", stderr)
+	from := fs.String("from", "", `snapshot to restore (default: the store file + ".bak")`)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	spec, err := dsn.Parse(url)
+	if err != nil {
+		return err
+	}
+	if spec.Kind != dsn.Bolt {
+		return fmt.Errorf("%w: ipam restore works on a bolt store (etcd has its own snapshots), not %s", errUsage, spec.Kind)
+	}
+	if *from == "" {
+		*from = spec.Path + bolt.BackupSuffix
+	}
+	saved, err := bolt.Restore(ctx, spec.Path, *from, &spec.Bolt)
+	if err != nil {
+		return err
+	}
+	if saved != "" {
+		fmt.Fprintf(stdout, "damaged store kept as %s\n", saved)
+	}
+	fmt.Fprintf(stdout, "restored %s from %s; allocations made after the snapshot are missing: run `tabbyctl ipam check --fix` and let GC run\n", spec.Path, *from)
+	return nil
 }
 
 func (a *app) ipamRelease(ctx context.Context, args []string, stderr io.Writer) error {

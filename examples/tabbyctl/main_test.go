@@ -6,10 +6,14 @@ import (
 	"encoding/json"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/tabbynet/tabby/datastore"
+	"github.com/tabbynet/tabby/datastore/bolt"
+	"github.com/tabbynet/tabby/datastore/dsn"
 	"github.com/tabbynet/tabby/datastore/memory"
 	"github.com/tabbynet/tabby/ipam"
 	"github.com/tabbynet/tabby/reflector"
@@ -175,7 +179,7 @@ func TestIPAMReleaseHost(t *testing.T) {
 		t.Fatal(rc)
 	}
 	m, _ := ipam.New(st, nil)
-	tunnel, err := m.AssignTunnelAddress(ctx, "worker1")
+	tunnel, err := m.AssignTunnelAddress(ctx, "worker1", ipam.IPv4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,5 +233,59 @@ func TestIPAMReleaseHost(t *testing.T) {
 	}
 	if _, errs, rc := ctl(t, st, "ipam", "release-host", "--host", "a/b"); rc != 1 || !strings.Contains(errs, "invalid") {
 		t.Fatal(errs, rc)
+	}
+}
+
+func boltCtl(t *testing.T, path string, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	rc := run(context.Background(), append([]string{"--datastore", "bolt://" + path}, args...), &out, &errb,
+		func(ctx context.Context, url string) (datastore.Store, error) { return dsn.Open(ctx, url, nil) })
+	return out.String(), errb.String(), rc
+}
+
+// A corrupt bolt store makes ipam check fail (issue 15.2: it printed ok),
+// restore brings the backup back, and check --fix repairs what IPAM finds.
+func TestIPAMCheckCorruptStoreRestoreAndFix(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "tabby.db")
+	if _, _, rc := boltCtl(t, path, "pools", "add", "--cidr", "10.244.0.0/16"); rc != 0 {
+		t.Fatal(rc)
+	}
+	st, err := bolt.Open(ctx, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := ipam.New(st, nil)
+	if _, err := m.AutoAssign(ctx, ipam.AutoAssignArgs{Handle: "n.a.eth0", Host: "worker1", Num4: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Backup(ctx, path+bolt.BackupSuffix); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	if out, _, rc := boltCtl(t, path, "ipam", "check"); rc != 0 || !strings.Contains(out, "ok") {
+		t.Fatalf("healthy: %d %s", rc, out)
+	}
+	os.Truncate(path, 5000)
+	if _, errs, rc := boltCtl(t, path, "ipam", "check"); rc != 1 || !strings.Contains(errs, "corrupt") {
+		t.Fatalf("corrupt store: rc %d, %s", rc, errs)
+	}
+	if out, errs, rc := boltCtl(t, path, "ipam", "restore"); rc != 0 || !strings.Contains(out, "restored") {
+		t.Fatalf("restore: %d %s %s", rc, out, errs)
+	}
+	// Damage a handle record: check reports it, --fix repairs it.
+	st, _ = bolt.Open(ctx, path, nil)
+	kv, _ := st.Get(ctx, "tabby/ipam/handles/n.a.eth0")
+	st.Update(ctx, kv.Key, []byte("{"), kv.Revision)
+	st.Close()
+	if _, _, rc := boltCtl(t, path, "ipam", "check"); rc != 1 {
+		t.Fatalf("corrupt handle: rc %d", rc)
+	}
+	if out, errs, rc := boltCtl(t, path, "ipam", "check", "--fix"); rc != 0 || !strings.Contains(out, "fixed: corrupt") {
+		t.Fatalf("fix: %d %s %s", rc, out, errs)
+	}
+	if out, _, rc := boltCtl(t, path, "ipam", "release", "--handle", "n.a.eth0"); rc != 0 {
+		t.Fatalf("release after fix: %d %s", rc, out)
 	}
 }
