@@ -28,7 +28,7 @@ func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
 // StartCapture opens an AF_PACKET socket in the namespace at nsPath ("" for
 // the caller's own) bound to the interface with index ifindex, and records
-// every IPv4 frame (see DecodeEthernet) until Stop.
+// every IPv4 and IPv6 frame (see DecodeEthernet) until Stop.
 func StartCapture(nsPath string, ifindex int) (*Capture, error) {
 	c := &Capture{fd: -1, done: make(chan struct{}), exited: make(chan struct{})}
 	proto := htons(unix.ETH_P_ALL)

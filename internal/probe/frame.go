@@ -18,9 +18,10 @@ const VXLANPort = 4789
 
 const etherTypeIPv4 = 0x0800
 
-// Frame is one captured IPv4 packet, decoded far enough for tabby's tests
+// Frame is one captured IPv4 or IPv6 packet, decoded far enough for tabby's tests
 // and demo: outer addresses and protocol, UDP/TCP ports, and for VXLAN (UDP
-// 4789) the VNI and the inner IPv4 packet's addresses and protocol.
+// 4789, over either family) the VNI and the inner packet's addresses and
+// protocol.
 // It is a plain value, safe to copy and share.
 type Frame struct {
 	Src, Dst         netip.Addr
@@ -44,13 +45,50 @@ func (f Frame) String() string {
 	return fmt.Sprintf("IP %s > %s proto %d", f.Src, f.Dst, f.Proto)
 }
 
-// DecodeEthernet decodes an Ethernet frame carrying IPv4. It reports false
+// DecodeEthernet decodes an Ethernet frame carrying IPv4 or IPv6. It reports false
 // for anything else (other EtherTypes, truncated or malformed headers).
 func DecodeEthernet(b []byte) (Frame, bool) {
-	if len(b) < 14 || binary.BigEndian.Uint16(b[12:]) != etherTypeIPv4 {
+	if len(b) < 14 {
 		return Frame{}, false
 	}
-	return DecodeIPv4(b[14:])
+	switch binary.BigEndian.Uint16(b[12:]) {
+	case etherTypeIPv4:
+		return DecodeIPv4(b[14:])
+	case etherTypeIPv6:
+		return DecodeIPv6(b[14:])
+	}
+	return Frame{}, false
+}
+
+const etherTypeIPv6 = 0x86dd
+
+// DecodeIPv6 decodes an IPv6 packet (no link-layer header, no extension
+// headers: the next header must be the transport). It reports false unless
+// b starts with a well-formed IPv6 header.
+func DecodeIPv6(b []byte) (Frame, bool) {
+	if len(b) < 40 || b[0]>>4 != 6 {
+		return Frame{}, false
+	}
+	f := Frame{Src: netip.AddrFrom16([16]byte(b[8:24])), Dst: netip.AddrFrom16([16]byte(b[24:40])), Proto: b[6]}
+	f.transport(b[40:])
+	return f, true
+}
+
+// transport decodes ports and VXLAN from the transport payload p.
+func (f *Frame) transport(p []byte) {
+	if (f.Proto == ProtoUDP || f.Proto == ProtoTCP) && len(p) >= 4 {
+		f.SrcPort, f.DstPort = binary.BigEndian.Uint16(p), binary.BigEndian.Uint16(p[2:])
+	}
+	if f.Proto == ProtoUDP && f.DstPort == VXLANPort && len(p) >= 8+8 {
+		vx := p[8:]
+		if vx[0]&0x08 != 0 { // I flag: the VNI is valid
+			f.VXLAN = true
+			f.VNI = uint32(vx[4])<<16 | uint32(vx[5])<<8 | uint32(vx[6])
+			if inner, ok := DecodeEthernet(vx[8:]); ok {
+				f.InnerSrc, f.InnerDst, f.InnerProto = inner.Src, inner.Dst, inner.Proto
+			}
+		}
+	}
 }
 
 // DecodeIPv4 decodes an IPv4 packet (no link-layer header). It reports
@@ -68,19 +106,6 @@ func DecodeIPv4(b []byte) (Frame, bool) {
 		Dst:   netip.AddrFrom4([4]byte(b[16:20])),
 		Proto: b[9],
 	}
-	p := b[ihl:]
-	if (f.Proto == ProtoUDP || f.Proto == ProtoTCP) && len(p) >= 4 {
-		f.SrcPort, f.DstPort = binary.BigEndian.Uint16(p), binary.BigEndian.Uint16(p[2:])
-	}
-	if f.Proto == ProtoUDP && f.DstPort == VXLANPort && len(p) >= 8+8 {
-		vx := p[8:]
-		if vx[0]&0x08 != 0 { // I flag: the VNI is valid
-			f.VXLAN = true
-			f.VNI = uint32(vx[4])<<16 | uint32(vx[5])<<8 | uint32(vx[6])
-			if inner, ok := DecodeEthernet(vx[8:]); ok {
-				f.InnerSrc, f.InnerDst, f.InnerProto = inner.Src, inner.Dst, inner.Proto
-			}
-		}
-	}
+	f.transport(b[ihl:])
 	return f, true
 }

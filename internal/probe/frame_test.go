@@ -88,3 +88,31 @@ func FuzzDecodeEthernet(f *testing.F) {
 		_ = fr.String()
 	})
 }
+
+// A VXLAN-over-IPv6 frame carrying an inner ICMPv6 packet decodes with
+// both layers' addresses.
+func TestDecodeVXLANOverIPv6(t *testing.T) {
+	ip6 := func(src, dst string, next byte, payload []byte) []byte {
+		h := make([]byte, 40, 40+len(payload))
+		h[0] = 6 << 4
+		h[4], h[5] = byte(len(payload)>>8), byte(len(payload))
+		h[6], h[7] = next, 64
+		s, d := netip.MustParseAddr(src).As16(), netip.MustParseAddr(dst).As16()
+		copy(h[8:], s[:])
+		copy(h[24:], d[:])
+		return append(h, payload...)
+	}
+	eth := func(p []byte) []byte {
+		return append([]byte{2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x86, 0xdd}, p...)
+	}
+	inner := eth(ip6("fd00:10:244:1::1", "fd00:10:244:2::1", 58, []byte{128, 0, 0, 0, 0, 1, 0, 1}))
+	udp := append([]byte{0x9c, 0x40, 0x12, 0xb5, 0, 0, 0, 0}, append([]byte{0x08, 0, 0, 0, 0, 0x10, 0, 0}, inner...)...)
+	f, ok := DecodeEthernet(eth(ip6("2001:db8:4:7::61", "2001:db8:4:7::62", ProtoUDP, udp)))
+	if !ok || !f.VXLAN || f.VNI != 4096 || f.DstPort != 4789 || f.Src != netip.MustParseAddr("2001:db8:4:7::61") ||
+		f.InnerSrc != netip.MustParseAddr("fd00:10:244:1::1") || f.InnerDst != netip.MustParseAddr("fd00:10:244:2::1") || f.InnerProto != 58 {
+		t.Fatalf("decoded %+v ok=%v", f, ok)
+	}
+	if _, ok := DecodeIPv6(make([]byte, 39)); ok {
+		t.Error("a truncated header decoded")
+	}
+}

@@ -17,12 +17,12 @@ import (
 // PingInterval is how often Ping repeats its echo request while waiting.
 const PingInterval = 200 * time.Millisecond
 
-// Ping sends ICMP echo requests from the namespace at nsPath ("" for the
-// caller's own) to the IPv4 address dst, one every PingInterval, until a
-// reply arrives or ctx is done. It returns the address the reply came
+// Ping sends ICMP echo requests (ICMPv6 for an IPv6 dst) from the
+// namespace at nsPath ("" for the caller's own) to dst, one every
+// PingInterval, until a reply arrives or ctx is done. It returns the address the reply came
 // from. It is the Go replacement for `ip netns exec ns ping dst`.
 func Ping(ctx context.Context, nsPath string, dst netip.Addr) (netip.Addr, error) {
-	conn, err := listenICMP(nsPath)
+	conn, err := listenICMP(nsPath, dst.Is6())
 	if err != nil {
 		return netip.Addr{}, err
 	}
@@ -30,7 +30,7 @@ func Ping(ctx context.Context, nsPath string, dst netip.Addr) (netip.Addr, error
 	id := uint16(rand.Uint32())
 	buf := make([]byte, 1500)
 	for seq := uint16(1); ctx.Err() == nil; seq++ {
-		if _, err := conn.WriteToIP(Echo(id, seq, []byte("tabby-ping")), &net.IPAddr{IP: net.IP(dst.AsSlice())}); err != nil {
+		if _, err := conn.WriteToIP(echoFor(dst, id, seq, []byte("tabby-ping")), &net.IPAddr{IP: net.IP(dst.AsSlice())}); err != nil {
 			return netip.Addr{}, fmt.Errorf("probe: ping %s: %w", dst, err)
 		}
 		until := time.Now().Add(PingInterval)
@@ -48,7 +48,7 @@ func Ping(ctx context.Context, nsPath string, dst netip.Addr) (netip.Addr, error
 			if err != nil {
 				return netip.Addr{}, fmt.Errorf("probe: ping %s: %w", dst, err)
 			}
-			if rid, _, ok := EchoReply(buf[:nr]); !ok || rid != id {
+			if rid, _, ok := echoReplyFor(dst, buf[:nr]); !ok || rid != id {
 				continue // not our echo reply
 			}
 			a, _ := netip.AddrFromSlice(from.IP)
@@ -64,7 +64,7 @@ func Ping(ctx context.Context, nsPath string, dst netip.Addr) (netip.Addr, error
 // distinct replies came back: a loss counter for tests and benchmarks that
 // change things under a running flow.
 func PingStream(ctx context.Context, nsPath string, dst netip.Addr, interval time.Duration) (sent, received int, err error) {
-	conn, err := listenICMP(nsPath)
+	conn, err := listenICMP(nsPath, dst.Is6())
 	if err != nil {
 		return 0, 0, err
 	}
@@ -79,7 +79,7 @@ func PingStream(ctx context.Context, nsPath string, dst netip.Addr, interval tim
 			if err != nil {
 				return
 			}
-			if rid, seq, ok := EchoReply(buf[:nr]); ok && rid == id {
+			if rid, seq, ok := echoReplyFor(dst, buf[:nr]); ok && rid == id {
 				got <- seq
 			}
 		}
@@ -106,7 +106,7 @@ func PingStream(ctx context.Context, nsPath string, dst netip.Addr, interval tim
 			return sent, len(seen), nil
 		case <-t.C:
 			sent++
-			if _, err := conn.WriteToIP(Echo(id, uint16(sent), []byte("tabby-stream")), &net.IPAddr{IP: net.IP(dst.AsSlice())}); err != nil {
+			if _, err := conn.WriteToIP(echoFor(dst, id, uint16(sent), []byte("tabby-stream")), &net.IPAddr{IP: net.IP(dst.AsSlice())}); err != nil {
 				return sent, len(seen), fmt.Errorf("probe: ping %s: %w", dst, err)
 			}
 		case s, ok := <-recv:
@@ -119,10 +119,14 @@ func PingStream(ctx context.Context, nsPath string, dst netip.Addr, interval tim
 	}
 }
 
-func listenICMP(nsPath string) (*net.IPConn, error) {
+func listenICMP(nsPath string, v6 bool) (*net.IPConn, error) {
 	var conn *net.IPConn
+	proto := "ip4:icmp"
+	if v6 {
+		proto = "ip6:ipv6-icmp"
+	}
 	err := nsenter.DoPath(nsPath, func() error {
-		c, err := net.ListenIP("ip4:icmp", nil)
+		c, err := net.ListenIP(proto, nil)
 		conn = c
 		return err
 	})
@@ -142,6 +146,40 @@ func Echo(id, seq uint16, payload []byte) []byte {
 	copy(b[8:], payload)
 	binary.BigEndian.PutUint16(b[2:], checksum(b))
 	return b
+}
+
+// Echo6 returns an ICMPv6 echo request (type 128); the kernel fills in
+// the checksum of an ip6:ipv6-icmp socket.
+func Echo6(id, seq uint16, payload []byte) []byte {
+	b := make([]byte, 8+len(payload))
+	b[0] = 128
+	binary.BigEndian.PutUint16(b[4:], id)
+	binary.BigEndian.PutUint16(b[6:], seq)
+	copy(b[8:], payload)
+	return b
+}
+
+// EchoReply6 reports the identifier and sequence number of an ICMPv6 echo
+// reply (type 129).
+func EchoReply6(b []byte) (id, seq uint16, ok bool) {
+	if len(b) < 8 || b[0] != 129 {
+		return 0, 0, false
+	}
+	return binary.BigEndian.Uint16(b[4:]), binary.BigEndian.Uint16(b[6:]), true
+}
+
+func echoFor(dst netip.Addr, id, seq uint16, payload []byte) []byte {
+	if dst.Is6() {
+		return Echo6(id, seq, payload)
+	}
+	return Echo(id, seq, payload)
+}
+
+func echoReplyFor(dst netip.Addr, b []byte) (id, seq uint16, ok bool) {
+	if dst.Is6() {
+		return EchoReply6(b)
+	}
+	return EchoReply(b)
 }
 
 // EchoReply decodes an ICMP message (as read from an ip4:icmp socket) and

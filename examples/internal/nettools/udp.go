@@ -45,7 +45,7 @@ func AskEcho(nsPath string, server netip.AddrPort, timeout time.Duration) (netip
 	var c *net.UDPConn
 	err := nsenter.DoPath(nsPath, func() error {
 		var err error
-		c, err = net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(server))
+		c, err = net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(server))
 		return err
 	})
 	if err != nil {
