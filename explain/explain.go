@@ -156,9 +156,11 @@ func Pod(ctx context.Context, in Input) Report {
 		add(Check{Step: "host veth", Detail: err.Error()})
 		return r
 	}
+	// IPv6 routes have no scope in the kernel (always universe).
+	linkScoped := podRoute.Scope == scopeLink || fam == family6
 	add(Check{Step: "host route to pod", Object: routeString(in.Host, podRoute),
-		Pass:   podRoute.Scope == scopeLink && podRoute.Protocol == routeProtocol,
-		Detail: cond(podRoute.Scope != scopeLink, "want scope link") + cond(podRoute.Protocol != routeProtocol, "want proto 80 (veth's)")})
+		Pass:   linkScoped && podRoute.Protocol == routeProtocol,
+		Detail: cond(!linkScoped, "want scope link") + cond(podRoute.Protocol != routeProtocol, "want proto 80 (veth's)")})
 	h := hl.Attrs()
 	add(Check{Step: "host veth", Object: fmt.Sprintf("%d: %s@if%d: mtu %d link/ether %s", h.Index, h.Name, h.ParentIndex, h.MTU, h.HardwareAddr),
 		Pass:   hl.Type() == "veth" && h.HardwareAddr.String() == DefaultHostMAC,
@@ -264,7 +266,7 @@ func destChecks(in Input, hostRoutes []netlink.Route, fam, bits int, add func(Ch
 	case best.Type == 6: // RTN_BLACKHOLE
 		add(Check{Step: "route to destination", Object: obj, Detail: "blackholed: an address of this node's block with no pod"})
 	case best.Gw == nil && bestLen == bits && strings.HasPrefix(dev, "cali"):
-		add(Check{Step: "same-node route", Object: obj, Pass: best.Scope == scopeLink, Detail: "the host routes pod to pod: no bridge"})
+		add(Check{Step: "same-node route", Object: obj, Pass: best.Scope == scopeLink || fam == family6, Detail: "the host routes pod to pod: no bridge"})
 	case dev == in.Device && best.Gw != nil:
 		onlink := best.Flags&flagOnlink != 0
 		add(Check{Step: "block route via tunnel", Object: obj, Pass: onlink && best.Protocol == routeProtocol, Detail: cond(!onlink, "not onlink")})
@@ -278,9 +280,13 @@ func destChecks(in Input, hostRoutes []netlink.Route, fam, bits int, add func(Ch
 		if in.NATRules == "" {
 			return
 		}
-		rule := firstLine(in.NATRules, "@nat_pools", "masquerade")
+		saddr := "ip saddr @nat_pools"
+		if in.Dest.Is6() {
+			saddr = "ip6 saddr @nat_pools"
+		}
+		rule := firstLine(in.NATRules, saddr, "masquerade")
 		if rule == "" {
-			rule = firstLine(in.NATRules, "@nat_pools", "snat")
+			rule = firstLine(in.NATRules, saddr, "snat")
 		}
 		masq := rule != ""
 		var pools []string

@@ -24,6 +24,7 @@ import (
 	"github.com/tabbynet/tabby/internal/sysctl"
 	"github.com/tabbynet/tabby/node"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // Addresses of the demo (seed topology).
@@ -38,6 +39,28 @@ var (
 	clusterCIDR = netip.MustParsePrefix("10.244.0.0/16")
 	echoPort    = uint16(7777)
 )
+
+// IPv6 addresses of the demo with --dual-stack: every IPv4 one has its
+// counterpart in the documentation prefix, and the pods' pool is a ULA.
+var (
+	underlay6    = netip.MustParsePrefix("2001:db8:4:7::/64")
+	routerIP6    = netip.MustParseAddr("2001:db8:4:7::1")
+	routerIP26   = netip.MustParseAddr("2001:db8:192:2::1")
+	routerInet6  = netip.MustParseAddr("2001:db8:51:100::1")
+	internetIP6  = netip.MustParseAddr("2001:db8:51:100::2")
+	clusterCIDR6 = netip.MustParsePrefix("fd00:10:244::/48")
+)
+
+// v6Of is the IPv6 counterpart of an IPv4 underlay address: 10.4.7.61 ->
+// 2001:db8:4:7::61, 192.0.2.62 -> 2001:db8:192:2::62.
+func v6Of(p netip.Prefix) netip.Prefix {
+	b := p.Addr().As4()
+	s := fmt.Sprintf("2001:db8:4:7::%d/64", b[3])
+	if !underlay.Contains(p.Addr()) {
+		s = fmt.Sprintf("2001:db8:192:2::%d/64", b[3])
+	}
+	return netip.MustParsePrefix(s)
+}
 
 type nodeSpec struct {
 	name string
@@ -66,6 +89,7 @@ type pod struct {
 	spec podSpec
 	ns   *nettools.NS
 	ip   netip.Addr
+	ip6  netip.Addr // --dual-stack
 	id   string
 }
 
@@ -83,6 +107,7 @@ type cluster struct {
 	nodes  []*host
 	pods   []*pod
 	echo   net.PacketConn
+	echo6  net.PacketConn
 	mu     sync.Mutex
 }
 
@@ -133,6 +158,9 @@ func (c *cluster) teardown() {
 			case <-time.After(10 * time.Second):
 			}
 		}
+	}
+	if c.echo6 != nil {
+		c.echo6.Close()
 	}
 	if c.echo != nil {
 		c.echo.Close()
@@ -190,9 +218,35 @@ func addAddr(n *nettools.NS, dev string, p netip.Prefix) error {
 	if err != nil {
 		return fmt.Errorf("%s: %s: %w", n.Name, dev, err)
 	}
-	a := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), 32)}}
+	a := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
+	if p.Addr().Is6() {
+		a.Flags = unix.IFA_F_NODAD // usable at once
+	}
 	if err := n.NL.AddrAdd(l, a); err != nil {
 		return fmt.Errorf("%s: addr %v on %s: %w", n.Name, p, dev, err)
+	}
+	return nil
+}
+
+// addrs adds the IPv4 address and, with --dual-stack, its IPv6
+// counterpart.
+func (c *cluster) addrs(n *nettools.NS, dev string, p, p6 netip.Prefix) error {
+	if err := addAddr(n, dev, p); err != nil {
+		return err
+	}
+	if c.opt.dual {
+		return addAddr(n, dev, p6)
+	}
+	return nil
+}
+
+// defaults adds the default route(s) via gw (and gw6 with --dual-stack).
+func (c *cluster) defaults(n *nettools.NS, gw, gw6 netip.Addr) error {
+	if err := defaultVia(n, gw); err != nil {
+		return err
+	}
+	if c.opt.dual {
+		return defaultVia(n, gw6)
 	}
 	return nil
 }
@@ -250,7 +304,7 @@ func (c *cluster) build() error {
 	if err := port("router"); err != nil {
 		return err
 	}
-	if err := addAddr(c.router, "eth0", netip.PrefixFrom(routerIP, 24)); err != nil {
+	if err := c.addrs(c.router, "eth0", netip.PrefixFrom(routerIP, 24), netip.PrefixFrom(routerIP6, 64)); err != nil {
 		return err
 	}
 	if c.inet, err = c.newNS("internet"); err != nil {
@@ -259,24 +313,29 @@ func (c *cluster) build() error {
 	if err := link(c.router, "eth1", c.inet, "eth0"); err != nil {
 		return err
 	}
-	if err := addAddr(c.router, "eth1", netip.PrefixFrom(routerInet, 24)); err != nil {
+	if err := c.addrs(c.router, "eth1", netip.PrefixFrom(routerInet, 24), netip.PrefixFrom(routerInet6, 64)); err != nil {
 		return err
 	}
-	if err := addAddr(c.inet, "eth0", netip.PrefixFrom(internetIP, 24)); err != nil {
+	if err := c.addrs(c.inet, "eth0", netip.PrefixFrom(internetIP, 24), netip.PrefixFrom(internetIP6, 64)); err != nil {
 		return err
 	}
-	if err := defaultVia(c.inet, routerInet); err != nil {
+	if err := c.defaults(c.inet, routerInet, routerInet6); err != nil {
 		return err
 	}
 	if err := (sysctl.NS{Path: c.router.Path}).SetSysctl("net/ipv4/ip_forward", "1"); err != nil {
 		return err
+	}
+	if c.opt.dual {
+		if err := (sysctl.NS{Path: c.router.Path}).SetSysctl("net/ipv6/conf/all/forwarding", "1"); err != nil {
+			return err
+		}
 	}
 	for _, s := range c.nodeSpecs() {
 		ns, err := c.newNS(s.name)
 		if err != nil {
 			return err
 		}
-		gw := routerIP
+		gw, gw6 := routerIP, routerIP6
 		if underlay.Contains(s.ip.Addr()) {
 			if err := link(ns, "eth0", c.sw, s.name); err != nil {
 				return err
@@ -289,15 +348,15 @@ func (c *cluster) build() error {
 			if err := link(ns, "eth0", c.router, "eth2"); err != nil {
 				return err
 			}
-			if err := addAddr(c.router, "eth2", netip.PrefixFrom(routerIP2, 24)); err != nil {
+			if err := c.addrs(c.router, "eth2", netip.PrefixFrom(routerIP2, 24), netip.PrefixFrom(routerIP26, 64)); err != nil {
 				return err
 			}
-			gw = routerIP2
+			gw, gw6 = routerIP2, routerIP26
 		}
-		if err := addAddr(ns, "eth0", s.ip); err != nil {
+		if err := c.addrs(ns, "eth0", s.ip, v6Of(s.ip)); err != nil {
 			return err
 		}
-		if err := defaultVia(ns, gw); err != nil {
+		if err := c.defaults(ns, gw, gw6); err != nil {
 			return err
 		}
 		st := filepath.Join(c.tmp, s.name)
@@ -323,13 +382,17 @@ func (c *cluster) startAgent(ctx context.Context, n *host) error {
 	if err != nil {
 		return err
 	}
-	a, err := node.New(node.Config{
+	cfg := node.Config{
 		Name: n.spec.name, NodeIP: n.spec.ip, Uplink: "eth0",
 		Pools: []netip.Prefix{clusterCIDR}, BlockSize: 26, VXLANMode: c.opt.mode,
 		NATOutgoing: true, ProxyARP: arp, HoldTime: c.opt.holdTime,
 		ResyncInterval: 30 * time.Second, StateDir: n.state, Kernel: k,
 		Store: c.store, Logger: c.log.With("node", n.spec.name), OnSync: n.onSync,
-	})
+	}
+	if c.opt.dual {
+		cfg.NodeIPv6, cfg.Pools = v6Of(n.spec.ip), append(cfg.Pools, clusterCIDR6)
+	}
+	a, err := node.New(cfg)
 	if err != nil {
 		k.Close()
 		return err
@@ -445,11 +508,15 @@ func (c *cluster) addPod(ps podSpec) (*pod, error) {
 		}
 		p := &pod{spec: ps, ns: ns, id: "demo-" + ps.name}
 		c.pods = append(c.pods, p)
+		pools := []string{clusterCIDR.String()}
+		if c.opt.dual {
+			pools = append(pools, clusterCIDR6.String())
+		}
 		conf, _ := json.Marshal(map[string]any{
 			"cniVersion": "1.0.0", "name": "tabby-demo", "type": cni.PluginType,
 			"nodeName": n.spec.name, "stateDir": n.state, "proxyARP": c.opt.proxyARP,
 			"datastore": c.opt.datastoreURL(),
-			"ipam":      map[string]any{"type": cni.IPAMType, "pools": []string{clusterCIDR.String()}, "blockSize": 26},
+			"ipam":      map[string]any{"type": cni.IPAMType, "pools": pools, "blockSize": 26},
 		})
 		r, err := n.plugin.Add(&skel.CmdArgs{
 			ContainerID: p.id, Netns: ns.Path, IfName: "eth0",
@@ -463,7 +530,17 @@ func (c *cluster) addPod(ps podSpec) (*pod, error) {
 		if err != nil || len(res.IPs) == 0 {
 			return p, fmt.Errorf("CNI ADD %s: result %v: %v", ps.name, r, err)
 		}
-		p.ip, _ = netip.AddrFromSlice(res.IPs[0].Address.IP.To4())
+		for _, ipc := range res.IPs {
+			a, _ := netip.AddrFromSlice(ipc.Address.IP)
+			if a = a.Unmap(); a.Is4() {
+				p.ip = a
+			} else {
+				p.ip6 = a
+			}
+		}
+		if c.opt.dual && !p.ip6.IsValid() {
+			return p, fmt.Errorf("CNI ADD %s: no IPv6 address in %v", ps.name, r)
+		}
 		return p, nil
 	}
 }

@@ -104,3 +104,27 @@ func TestDemoCancelled(t *testing.T) {
 		t.Errorf("namespaces left behind after cancel: %v", left)
 	}
 }
+
+// TestDemoDualStack runs `tabby-demo --dual-stack` in both VXLAN modes:
+// the IPv4 questions pass unchanged and Q9 asks them again over IPv6 (pod
+// addresses from IPv6 blocks, same-node and cross-node ping6 through
+// vxlan-v6.calico, a captured VXLAN-over-IPv6 packet, masquerade of IPv6 to
+// the internet host, the ip6 allow-list).
+func TestDemoDualStack(t *testing.T) {
+	for _, mode := range []node.VXLANMode{node.VXLANAlways, node.VXLANCrossSubnet} {
+		t.Run(mode.String(), func(t *testing.T) {
+			kerneltest.Require(t)
+			prefix := kerneltest.UniqueName("tabby-demo-t") + "-"
+			var out bytes.Buffer
+			ok, err := run(context.Background(), options{mode: mode, prefix: prefix, holdTime: 30 * time.Second, dual: true}, &out)
+			if err != nil || !ok {
+				t.Fatalf("demo: ok=%v err=%v\n%s", ok, err, out.String())
+			}
+			for _, want := range []string{"PASS Q9", "VXLAN vni 4096: IP fd00:10:244:", "the host saw the source 2001:db8:"} {
+				if !bytes.Contains(out.Bytes(), []byte(want)) {
+					t.Errorf("no %q in\n%s", want, out.String())
+				}
+			}
+		})
+	}
+}

@@ -27,6 +27,7 @@ type options struct {
 	holdTime  time.Duration
 	verbose   bool
 	proxyARP  string // userspace (default) or kernel
+	dual      bool   // IPv4 and IPv6
 }
 
 func (o options) datastoreURL() string {
@@ -45,6 +46,7 @@ func main() {
 	fs.StringVar(&opt.prefix, "prefix", "tabby-demo-", "prefix of the demo's namespace names")
 	fs.DurationVar(&opt.holdTime, "hold-time", 30*time.Second, "the agents' reflector hold time")
 	fs.StringVar(&opt.proxyARP, "proxy-arp", "userspace", "who answers the pods' ARP for 169.254.1.1: userspace (tabby's responder) or kernel (proxy_arp sysctl, Calico's way)")
+	fs.BoolVar(&opt.dual, "dual-stack", false, "IPv4 and IPv6: every node, pod and the internet host get an IPv6 address too, and the questions are asked again over IPv6")
 	fs.BoolVar(&opt.verbose, "v", false, "log the agents' debug output to stderr")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: sudo tabby-demo [flags]\n\nRebuilds the seed's three-node Calico VXLAN cluster in network namespaces and checks it question by question.\n\n")
@@ -163,6 +165,11 @@ func setup(ctx context.Context, opt options, out io.Writer) (*cluster, error) {
 			}
 			return true
 		}); err != nil {
+			return c, err
+		}
+	}
+	if c.opt.dual {
+		if c.echo6, err = nettools.EchoServer(c.inet.Path, netipAddrPort(internetIP6, echoPort)); err != nil {
 			return c, err
 		}
 	}

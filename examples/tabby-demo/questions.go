@@ -50,7 +50,11 @@ func (c *cluster) questions(ctx context.Context) bool {
 		{"Q6", "two pods on the same node", c.q6},
 		{"Q7", "two pods on different nodes", c.q7},
 		{"Q8", "a pod reaching the internet", c.q8},
+		{"Q9", "the same over IPv6 (--dual-stack)", c.q9},
 	} {
+		if s.id == "Q9" && !c.opt.dual {
+			continue
+		}
 		if ctx.Err() != nil {
 			return false
 		}
@@ -73,12 +77,16 @@ func (c *cluster) questions(ctx context.Context) bool {
 func (x *q) explain(p *pod, dest netip.Addr) {
 	n := x.c.host(p.spec.node)
 	rules, _ := n.agent.NATRules(context.Background())
-	r := explain.Pod(context.Background(), explain.Input{
+	in := explain.Input{
 		Host: n.ns.NL, Pod: p.ns.NL, PodAddr: p.ip, Dest: dest,
-		Pools: []netip.Prefix{clusterCIDR}, NATRules: rules,
+		Pools: []netip.Prefix{clusterCIDR, clusterCIDR6}, NATRules: rules,
 		ProxyARPSysctl: sysctlAt(n.ns.Path).Sysctl, ProbeARP: explain.ProbeARP(p.ns.Path, "eth0"),
-	})
-	x.say("explain %s (%v) -> %v on %s:", p.spec.name, p.ip, dest, p.spec.node)
+	}
+	if dest.Is6() {
+		in.PodAddr, in.Device, in.ProbeARP, in.ProxyARPSysctl = p.ip6, "vxlan-v6.calico", nil, nil
+	}
+	r := explain.Pod(context.Background(), in)
+	x.say("explain %s (%v) -> %v on %s:", p.spec.name, in.PodAddr, dest, p.spec.node)
 	var b strings.Builder
 	r.WriteText(&b)
 	for _, l := range strings.Split(strings.TrimSpace(b.String()), "\n") {
@@ -98,7 +106,7 @@ func (c *cluster) q1(x *q) {
 	x.check(err == nil, "list pools: %v", err)
 	for _, p := range pools {
 		x.say("pool %s %v, blocks /%d, vxlanMode %s, natOutgoing %v", p.Name, p.CIDR, p.BlockSize, p.VXLANMode, p.NATOutgoing)
-		x.check(p.CIDR == clusterCIDR, "pool %v is not the cluster CIDR %v", p.CIDR, clusterCIDR)
+		x.check(p.CIDR == clusterCIDR || (c.opt.dual && p.CIDR == clusterCIDR6), "pool %v is not the cluster CIDR %v", p.CIDR, clusterCIDR)
 	}
 	for _, n := range c.nodes {
 		s := n.agent.Stats()
@@ -160,7 +168,11 @@ func (c *cluster) q3(x *q) {
 		a := l.Attrs()
 		x.say("%-8s %d: %s@if%d: mtu %d link/ether %s (veth of %s)", n.spec.name, a.Index, a.Name, a.ParentIndex, a.MTU, a.HardwareAddr, p.spec.name)
 		x.check(a.HardwareAddr.String() == "ee:ee:ee:ee:ee:ee", "%s: MAC %s", a.Name, a.HardwareAddr)
-		x.check(a.MTU == 1450, "%s: MTU %d", a.Name, a.MTU)
+		want := 1450
+		if c.opt.dual {
+			want = 1430 // 1500 - 70: fits the IPv6 tunnel too
+		}
+		x.check(a.MTU == want, "%s: MTU %d, want %d", a.Name, a.MTU, want)
 		x.check(len(a.Name) == 15, "%s: name is not cali + 11 hex", a.Name)
 	}
 }
@@ -429,4 +441,122 @@ func fmtRoute(h *netlink.Handle, r netlink.Route) string {
 		b.WriteString(" onlink")
 	}
 	return b.String()
+}
+
+// q9 asks Q1, Q3 and Q5-Q8 again over IPv6: addresses from the nodes' IPv6
+// blocks, vxlan-v6.calico, the gateway fe80::ecee:eeff:feee:eeee answered
+// by the kernel, same-node and cross-node pings with the IPv6 routes,
+// neighbours and FDB entries, a captured VXLAN-over-IPv6 packet, and the
+// masquerade of IPv6 to the internet host.
+func (c *cluster) q9(x *q) {
+	for _, n := range c.nodes {
+		s := n.agent.Stats()
+		var blk netip.Prefix
+		for _, b := range s.Blocks {
+			if b.Addr().Is6() {
+				blk = b
+			}
+		}
+		x.say("%-8s IPv6 block %v, tunnel address %v on vxlan-v6.calico (VTEP %v over %v)", n.spec.name, blk, s.TunnelAddr6, s.TunnelMAC6, v6Of(n.spec.ip).Addr())
+		x.check(blk.IsValid() && blk.Addr() == s.TunnelAddr6, "%s: IPv6 tunnel address %v is not its block's (%v) first address", n.spec.name, s.TunnelAddr6, blk)
+		l, err := n.ns.NL.LinkByName("vxlan-v6.calico")
+		x.check(err == nil, "%s: no vxlan-v6.calico: %v", n.spec.name, err)
+		if v, ok := l.(*netlink.Vxlan); ok {
+			x.check(v.VxlanId == 4096 && v.SrcAddr.Equal(v6Of(n.spec.ip).Addr().AsSlice()), "%s: vxlan-v6.calico id %d local %v", n.spec.name, v.VxlanId, v.SrcAddr)
+		}
+	}
+	for _, p := range c.pods {
+		s := c.host(p.spec.node).agent.Stats()
+		in := slices.ContainsFunc(s.Blocks, func(b netip.Prefix) bool { return b.Contains(p.ip6) })
+		x.say("%s on %s: %v/128 (in %s's IPv6 block: %v)", p.spec.name, p.spec.node, p.ip6, p.spec.node, in)
+		x.check(in && clusterCIDR6.Contains(p.ip6), "%s: %v not in %s's IPv6 blocks", p.spec.name, p.ip6, p.spec.node)
+	}
+	a, b, cc := c.pod("pod-a"), c.pod("pod-b"), c.pod("pod-c")
+	routes, _ := a.ns.NL.RouteList(nil, unix.AF_INET6)
+	var gw bool
+	for _, r := range routes {
+		if r.Gw != nil {
+			x.say("%s IPv6 route: %s", a.spec.name, fmtRoute(a.ns.NL, r))
+			gw = gw || r.Gw.Equal(net.ParseIP("fe80::ecee:eeff:feee:eeee"))
+		}
+	}
+	x.check(gw, "%s: no IPv6 default via fe80::ecee:eeff:feee:eeee", a.spec.name)
+	// Same node, then across nodes over vxlan-v6.calico.
+	from, err := nettools.Ping(a.ns.Path, b.ip6, 5*time.Second)
+	x.check(err == nil && from == b.ip6, "ping6 %v from %s: %v", b.ip6, a.spec.name, err)
+	if err == nil {
+		x.say("%s (%v) -> %s (%v), same node: reply from %v", a.spec.name, a.ip6, b.spec.name, b.ip6, from)
+	}
+	neighs, _ := a.ns.NL.NeighList(0, unix.AF_INET6)
+	for _, ne := range neighs {
+		if ne.IP.IsLinkLocalUnicast() && ne.HardwareAddr != nil {
+			x.say("%s neighbour: %v dev eth0 lladdr %s %s (answered by the host kernel: the veth owns that link-local address)", a.spec.name, ne.IP, ne.HardwareAddr, neighState(ne.State))
+		}
+	}
+	x.explain(a, b.ip6)
+	n1, n2 := c.host(a.spec.node), c.host(cc.spec.node)
+	vx, err := n1.ns.NL.LinkByName("vxlan-v6.calico")
+	if err != nil {
+		x.check(false, "%s: vxlan-v6.calico: %v", n1.spec.name, err)
+		return
+	}
+	rs, _ := n1.ns.NL.RouteList(vx, unix.AF_INET6)
+	for _, r := range rs {
+		if r.Protocol == 80 {
+			x.say("%s route: %s", n1.spec.name, fmtRoute(n1.ns.NL, r))
+		}
+	}
+	nb, _ := n1.ns.NL.NeighList(vx.Attrs().Index, unix.AF_INET6)
+	for _, ne := range nb {
+		if ne.State&netlink.NUD_PERMANENT != 0 {
+			x.say("%s neigh: %v dev vxlan-v6.calico lladdr %s %s", n1.spec.name, ne.IP, ne.HardwareAddr, neighState(ne.State))
+		}
+	}
+	fdb, _ := n1.ns.NL.NeighList(vx.Attrs().Index, unix.AF_BRIDGE)
+	for _, f := range fdb {
+		if f.IP != nil {
+			x.say("%s fdb: %s dev vxlan-v6.calico dst %v self %s", n1.spec.name, f.HardwareAddr, f.IP, neighState(f.State))
+		}
+	}
+	up, _ := n1.ns.NL.LinkByName("eth0")
+	capt, err := nettools.StartCapture(n1.ns.Path, up.Attrs().Index)
+	if err != nil {
+		x.check(false, "capture: %v", err)
+		return
+	}
+	from, perr := nettools.Ping(a.ns.Path, cc.ip6, 5*time.Second)
+	time.Sleep(50 * time.Millisecond)
+	frames, _ := capt.Stop()
+	x.check(perr == nil && from == cc.ip6, "ping6 %v from %s: %v", cc.ip6, a.spec.name, perr)
+	if perr == nil {
+		x.say("%s (%v, %s) -> %s (%v, %s): reply from %v", a.spec.name, a.ip6, n1.spec.name, cc.spec.name, cc.ip6, n2.spec.name, from)
+	}
+	var seen bool
+	for _, f := range frames {
+		if f.VXLAN && f.Src.Is6() && f.InnerSrc == a.ip6 && f.InnerDst == cc.ip6 {
+			x.say("captured on %s eth0: %s", n1.spec.name, f)
+			seen = f.VNI == 4096 && f.DstPort == 4789 && f.Src == v6Of(n1.spec.ip).Addr() && f.Dst == v6Of(n2.spec.ip).Addr()
+			break
+		}
+	}
+	x.check(seen, "no VXLAN-over-IPv6 packet %v > %v:4789 vni 4096 [%v > %v] on %s's underlay (%d frames)", v6Of(n1.spec.ip).Addr(), v6Of(n2.spec.ip).Addr(), a.ip6, cc.ip6, n1.spec.name, len(frames))
+	x.explain(a, cc.ip6)
+	// The internet over IPv6: masqueraded to the node's IPv6 address.
+	seenSrc, err := nettools.AskEcho(a.ns.Path, netip.AddrPortFrom(internetIP6, echoPort), 3*time.Second)
+	x.check(err == nil && seenSrc == v6Of(n1.spec.ip).Addr(), "UDP from %s to [%v]: %v (the host saw %v, want %s's %v)", a.spec.name, internetIP6, err, seenSrc, n1.spec.name, v6Of(n1.spec.ip).Addr())
+	if err == nil {
+		x.say("%s (%v) -> internet host [%v]:%d: the host saw the source %v", a.spec.name, a.ip6, internetIP6, echoPort, seenSrc)
+	}
+	rules, _ := n1.agent.NATRules(context.Background())
+	inTable6 := false
+	for _, l := range strings.Split(rules, "\n") {
+		if strings.HasPrefix(l, "table ip6") {
+			inTable6 = true
+		}
+		if inTable6 && (strings.Contains(l, "masquerade") && strings.Contains(l, "@nat_pools") || strings.Contains(l, "vxlan_peers") && strings.Contains(l, "elements")) {
+			x.say("%s nft (ip6): %s", n1.spec.name, strings.TrimSpace(l))
+		}
+	}
+	x.check(inTable6 && strings.Contains(rules, v6Of(n2.spec.ip).Addr().String()), "%s: no ip6 table with the IPv6 VXLAN allow-list", n1.spec.name)
+	x.explain(a, internetIP6)
 }

@@ -18,7 +18,7 @@ import (
 func EchoServer(nsPath string, addr netip.AddrPort) (net.PacketConn, error) {
 	var pc net.PacketConn
 	err := nsenter.DoPath(nsPath, func() error {
-		c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(addr))
+		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(addr))
 		pc = c
 		return err
 	})
