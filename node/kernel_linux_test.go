@@ -267,8 +267,12 @@ func TestNodeNever(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		r := run{a, cancel, make(chan error, 1)}
-		go func() { r.done <- a.Run(ctx) }()
+		done := make(chan error, 1)
+		go func() { done <- a.Run(ctx) }()
+		// stop waits for Run, so that the kernel is closed (t.Cleanup)
+		// only after the node stopped using it.
+		var once sync.Once
+		r := run{a, func() { once.Do(func() { cancel(); <-done }) }, done}
 		select {
 		case <-a.Started():
 		case err := <-r.done:
@@ -308,7 +312,6 @@ func TestNodeNever(t *testing.T) {
 		t.Error("mode Never made vxlan.calico")
 	}
 	r1.stop()
-	<-r1.done
 	var mu sync.Mutex
 	first := -1
 	r1 = start(0, func(s node.SyncInfo) {

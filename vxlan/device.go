@@ -65,7 +65,7 @@ func (m *Manager) ensureDevice() (netlink.Link, netlink.Link, int, error) {
 			return nil, nil, writes, fmt.Errorf("vxlan: add device %s: %w", m.cfg.Device, err)
 		}
 		writes++
-		m.log.Info("vxlan: created device", "device", m.cfg.Device, "vni", m.cfg.VNI, "parent", m.cfg.Parent, "mac", m.cfg.MAC, "mtu", mtu)
+		m.log.Info("vxlan: created device", "device", m.cfg.Device, "vni", m.cfg.VNI, "parent", m.cfg.Parent, "mac", m.cfg.MAC.String(), "mtu", mtu)
 		if link, err = m.nl.LinkByName(m.cfg.Device); err != nil {
 			return nil, nil, writes, fmt.Errorf("vxlan: get %s after add: %w", m.cfg.Device, err)
 		}

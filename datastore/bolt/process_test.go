@@ -104,12 +104,16 @@ func child(role, path, id string) error {
 		if err != nil {
 			return err
 		}
+		if err := s.KeepAlive(ctx, datastore.LeaseID(n)); err != nil {
+			return err
+		}
+		fmt.Println("keeping")
 		end := time.Now().Add(3 * time.Second)
 		for time.Now().Before(end) {
+			time.Sleep(100 * time.Millisecond)
 			if err := s.KeepAlive(ctx, datastore.LeaseID(n)); err != nil {
 				return err
 			}
-			time.Sleep(100 * time.Millisecond)
 		}
 		fmt.Println("done")
 		return nil
@@ -160,8 +164,9 @@ func TestLeaseAcrossProcesses(t *testing.T) {
 		t.Fatalf("KeepAlive of the expired lease: %v", err)
 	}
 
-	// The other way round: granted here with a 1 s TTL, kept alive by a
-	// child for 3 s, alive here throughout.
+	// The other way round: granted here with a 1 s TTL, kept alive here
+	// until the child has started keeping it alive (a child process may
+	// take longer than the TTL to start), then by the child alone for 3 s.
 	mine, err := s.Grant(ctx, time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -171,18 +176,56 @@ func TestLeaseAcrossProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := startChild(t, "lease-keep", path, strconv.FormatInt(int64(mine), 10))
-	if out, err := cmd.Output(); err != nil || strings.TrimSpace(string(out)) != "done" {
-		t.Fatalf("lease-keep child: %q %v", out, err)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
 	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+wait:
+	for {
+		select {
+		case l := <-lines:
+			if l != "keeping" {
+				t.Fatalf("lease-keep child said %q", l)
+			}
+			break wait
+		case <-tick.C:
+			if err := s.KeepAlive(ctx, mine); err != nil {
+				t.Fatal(err)
+			}
+		case <-ctx.Done():
+			t.Fatal("child never started")
+		}
+	}
+	if l := <-lines; l != "done" {
+		t.Fatalf("lease-keep child said %q", l)
+	}
+	// Checked before the child exits: its last keep-alive is at most
+	// 100 ms old (a race-enabled child sleeps 1 s at exit, longer than
+	// the TTL).
 	kv, err := s.Get(ctx, "/leased/parent")
 	if err != nil {
 		t.Fatalf("key kept alive by another process: %v", err)
 	}
+	for range lines {
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("lease-keep child: %v", err)
+	}
 	if kv.Revision != krev {
 		t.Fatalf("keep-alives wrote: revision %d, want %d", kv.Revision, krev)
-	}
-	if err := s.KeepAlive(ctx, mine); err != nil {
-		t.Fatal(err)
 	}
 }
 
