@@ -72,6 +72,11 @@ func installCNI(f *agentflags.Flags, cfg node.Config, storeURL string, log *slog
 	if len(pools) > 0 {
 		ipamConf["pools"] = pools
 		ipamConf["blockSize"] = cfg.BlockSize
+		for _, p := range cfg.Pools {
+			if p.Addr().Is6() {
+				ipamConf["blockSize6"] = cfg.BlockSize6
+			}
+		}
 	}
 	conf := map[string]any{
 		"cniVersion": "1.0.0",

@@ -118,7 +118,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 // the store URL.
 func configure(f *agentflags.Flags) (node.Config, string, error) {
 	c := node.Config{
-		Name: f.Node, Uplink: f.Uplink, Pools: f.Pools, BlockSize: f.BlockSize,
+		Name: f.Node, Uplink: f.Uplink, Pools: f.Pools, BlockSize: f.BlockSize, BlockSize6: f.BlockSize6,
 		NATOutgoing: f.NATOutgoing, HoldTime: f.HoldTime,
 		ResyncInterval: f.ResyncInterval, StateDir: f.StateDir,
 		WithdrawOnStop: f.WithdrawOnStop || !f.GracefulRestart, StartTimeout: f.StartTimeout,
@@ -143,7 +143,16 @@ func configure(f *agentflags.Flags) (node.Config, string, error) {
 		}
 		c.Name = strings.ToLower(h)
 	}
-	if c.NodeIP, c.Uplink, err = underlay(f.NodeIP, f.Uplink); err != nil {
+	if f.NodeIPv6 != "" {
+		if c.NodeIPv6, err = netip.ParsePrefix(f.NodeIPv6); err != nil || !c.NodeIPv6.Addr().Is6() {
+			return c, "", fmt.Errorf("--node-ip6 %q: want an IPv6 address with its prefix length", f.NodeIPv6)
+		}
+	}
+	if f.NodeIP == "none" {
+		if !c.NodeIPv6.IsValid() || f.Uplink == "" {
+			return c, "", errors.New("--node-ip none (IPv6 only) needs --node-ip6 and --uplink")
+		}
+	} else if c.NodeIP, c.Uplink, err = underlay(f.NodeIP, f.Uplink); err != nil {
 		return c, "", err
 	}
 	u, err := storeURLWithTLS(f)

@@ -32,6 +32,12 @@ func TestBadFlagsExit2(t *testing.T) {
 		{"--config=/nonexistent/agent.conf"},
 		{"--datastore=ftp://x", "--uplink=lo", "--node-ip=127.0.0.1/8"},
 		{"--etcd-ca=/x", "--uplink=lo", "--node-ip=127.0.0.1/8"},
+		{"--node-ip6=10.4.7.61/24", "--uplink=lo", "--node-ip=127.0.0.1/8"},
+		{"--node-ip=none", "--uplink=lo"},
+		{"--node-ip=none", "--node-ip6=2001:db8::61/64"},
+		// An IPv6 pool on a node without an IPv6 address: refused before
+		// anything is written.
+		{"--pool=fd00:10:244::/48", "--uplink=lo", "--node-ip=127.0.0.1/8", "--datastore=memory://", "--listen="},
 	} {
 		var stderr bytes.Buffer
 		if code := run(context.Background(), args, &stderr); code != 2 {

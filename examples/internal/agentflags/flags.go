@@ -32,6 +32,8 @@ type Flags struct {
 	Config          string
 	Node            string
 	NodeIP          string
+	NodeIPv6        string
+	BlockSize6      int
 	Uplink          string
 	Datastore       string
 	EtcdCA          string
@@ -90,14 +92,16 @@ func NewFlagSet(f *Flags) *flag.FlagSet {
 	fs := flag.NewFlagSet("tabby-agent", flag.ContinueOnError)
 	fs.StringVar(&f.Config, "config", "", "config file: one flag per line as name=value, '#' comments; command-line flags override it")
 	fs.StringVar(&f.Node, "node", "", "node name (default: the host name)")
-	fs.StringVar(&f.NodeIP, "node-ip", "", "underlay address, optionally with its prefix length (default: the address of the default-route interface)")
+	fs.StringVar(&f.NodeIP, "node-ip", "", "IPv4 underlay address, optionally with its prefix length (default: the address of the default-route interface; \"none\" for an IPv6-only node)")
+	fs.StringVar(&f.NodeIPv6, "node-ip6", "", "IPv6 underlay address with its prefix length, for IPv6 and dual-stack pools (default: none)")
 	fs.StringVar(&f.Uplink, "uplink", "", "underlay interface, the VXLAN parent (default: the default-route interface)")
 	fs.StringVar(&f.Datastore, "datastore", DefaultDatastore, "datastore URL: bolt:///path, etcd://h1:2379,h2:2379")
 	fs.StringVar(&f.EtcdCA, "etcd-ca", "", "etcd CA certificate file")
 	fs.StringVar(&f.EtcdCert, "etcd-cert", "", "etcd client certificate file")
 	fs.StringVar(&f.EtcdKey, "etcd-key", "", "etcd client key file")
 	fs.Var(&f.Pools, "pool", "bootstrap pool CIDR(s), created if missing (comma-separated or repeated; default 10.244.0.0/16 when the datastore has none)")
-	fs.IntVar(&f.BlockSize, "block-size", 26, "block prefix length of created pools")
+	fs.IntVar(&f.BlockSize, "block-size", 26, "block prefix length of created IPv4 pools")
+	fs.IntVar(&f.BlockSize6, "block-size6", 122, "block prefix length of created IPv6 pools")
 	fs.StringVar(&f.VXLANMode, "vxlan-mode", "Always", "Always, CrossSubnet or Never")
 	fs.BoolVar(&f.NATOutgoing, "nat-outgoing", true, "masquerade pod traffic leaving the pools (created pools)")
 	fs.StringVar(&f.ProxyARP, "proxy-arp", node.ProxyARPUserspace.String(), "userspace or kernel")
