@@ -429,7 +429,7 @@ func (n *Node) start(ctx context.Context) error {
 	n.mu.Unlock()
 
 	r, err := reflector.New(c.Store, &reflector.Config{
-		HoldTime: c.HoldTime, Validator: Validator(n.ipm), Logger: n.log,
+		HoldTime: c.HoldTime, Validator: &snapshotValidator{m: n.ipm, now: time.Now}, Logger: n.log,
 	})
 	if err != nil {
 		return fmt.Errorf("%w: reflector: %w", ErrInvalidConfig, err)

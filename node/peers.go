@@ -1,6 +1,11 @@
 package node
 
 import (
+	"context"
+	"net/netip"
+	"sync"
+	"time"
+
 	"github.com/tabbynet/tabby/ipam"
 	"github.com/tabbynet/tabby/reflector"
 	"github.com/tabbynet/tabby/vxlan"
@@ -43,3 +48,64 @@ func VXLANPeers(anns []reflector.Announcement, v6 bool) []vxlan.Peer {
 // the announcement's size. What is refused is dropped by every watcher and
 // reported to the announcing node (Stats.Refused).
 func Validator(m *ipam.IPAM) reflector.Validator { return m }
+
+// snapshotValidator answers the common case of a watcher's validation —
+// blocks, no borrowed addresses — from one listing of every block's
+// affinity, taken at most snapshotTTL ago, instead of a datastore read per
+// announcement: at start a node validates every peer, and on a bolt store
+// each read opens the file. Only a positive answer comes from the snapshot
+// (a block the snapshot shows affine to that node); anything else, and any
+// announcement with addresses, goes to IPAM itself. A block re-assigned to
+// another node is thus still accepted for its old owner for at most
+// snapshotTTL. Safe for concurrent use.
+type snapshotValidator struct {
+	m   *ipam.IPAM
+	now func() time.Time
+
+	mu  sync.Mutex
+	at  time.Time
+	aff map[netip.Prefix]string
+}
+
+const snapshotTTL = time.Second
+
+func (v *snapshotValidator) Owns(ctx context.Context, node string, blocks []netip.Prefix, addrs []netip.Addr) error {
+	if len(addrs) == 0 && len(blocks) > 0 {
+		if aff := v.snapshot(ctx); aff != nil && allAffine(aff, node, blocks) {
+			return nil
+		}
+	}
+	return v.m.Owns(ctx, node, blocks, addrs)
+}
+
+func allAffine(aff map[netip.Prefix]string, node string, blocks []netip.Prefix) bool {
+	for _, b := range blocks {
+		if aff[b] != node {
+			return false
+		}
+	}
+	return true
+}
+
+// snapshot returns the block affinities, listed again when older than
+// snapshotTTL (nil if the listing fails: IPAM then answers).
+func (v *snapshotValidator) snapshot(ctx context.Context) map[netip.Prefix]string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.aff != nil && v.now().Sub(v.at) < snapshotTTL {
+		return v.aff
+	}
+	u, err := v.m.Usage(ctx)
+	if err != nil {
+		v.aff = nil
+		return nil
+	}
+	aff := make(map[netip.Prefix]string, len(u.Blocks))
+	for _, b := range u.Blocks {
+		if b.Affinity != "" {
+			aff[b.CIDR] = b.Affinity
+		}
+	}
+	v.aff, v.at = aff, v.now()
+	return aff
+}
