@@ -6,13 +6,15 @@
 //
 // # What it owns
 //
-// One table, family ip, named by Config.Table (default "tabby"). The Manager
-// lists tables only to find that one, never changes, flushes or deletes any
-// other (kube-proxy's, iptables-nft's, another tool's, or an inet table of
-// the same name), and Cleanup deletes only its table. Within the table it
-// owns everything: a rule or element someone else adds is removed by the
-// next Sync. It also owns one packet-mark bit, Config.PortGuardMark, between
-// two hooks of one packet (see below).
+// Two tables named by Config.Table (default "tabby"): one of family ip for
+// IPv4 and one of family ip6 for IPv6, each present when the desired state
+// has a pool of its family. The Manager lists tables only to find those
+// two, never changes, flushes or deletes any other (kube-proxy's,
+// iptables-nft's, another tool's, or an inet table of the same name), and
+// Cleanup deletes only its own. Within its tables it owns everything: a
+// rule or element someone else adds is removed by the next Sync. It also
+// owns one packet-mark bit, Config.PortGuardMark, between two hooks of one
+// packet (see below).
 //
 // # The ruleset
 //
@@ -123,6 +125,28 @@
 // Managers in one process (several agents or namespaces per process);
 // TestKernelConcurrentManagers checks this under -race.
 //
+// # Noticing changes by others (issue #15.8)
+//
+// A flushed ruleset (`nft flush ruleset`, a tool that rewrites nftables)
+// would otherwise stay flushed until the next periodic Sync. Manager.Watch
+// signals a channel once it is subscribed and then whenever tabby's ip or
+// ip6 table, or a chain, rule, set or element in it, changes; a node loop
+// that runs Sync on every signal restores the tables within one Sync
+// (BenchmarkWatchRestore: a few milliseconds). The kernel's Watcher
+// (NewWatcher, and the one Open sets up) is a netlink socket in the
+// Manager's namespace subscribed to NFNLGRP_NFTABLES; it matches each
+// notification by family (ip, ip6) and table name, and treats lost
+// notifications (ENOBUFS) as a change. It tolerates the Manager's own
+// writes rather than filtering them: each writing Sync causes one more
+// signal, whose Sync finds nothing to change and writes nothing.
+//
+// The seam is the Watcher interface: Manager.Watch uses Config.Watcher,
+// else the Conn if it implements Watcher (nattest.Conn does: a Flush that
+// writes to the table, or its FlushRuleset, signals synchronously), else
+// the kernel's from Open. TestWatchFake, TestKernelWatchFlushRuleset
+// (the flush done through google/nftables from the test) and
+// TestKernelWatchForeignRule check it.
+//
 // # Namespaces, seam and tests
 //
 // Open(fd, cfg), or New over Dial(fd), works in the network namespace fd
@@ -136,10 +160,45 @@
 //
 // Other systems than Linux get stubs returning ErrUnsupported.
 //
-// # IPv6
+// # IPv6 and dual stack
 //
-// Everything is IPv4 (family ip). IPv6 will be a second table of family ip6
-// (or an inet table) with the same chains and ipv6_addr sets, managed by
-// the same code with the family and address length as parameters; an IPv6
-// prefix given today is rejected with ErrWrongFamily.
+// Desired takes both families: Pools, ExcludeDestinations, VXLANPeers and
+// Workloads addresses may be IPv4 or IPv6 (SNATTo is IPv4, SNATTo6 IPv6;
+// Config.TunnelInterface6 is the IPv6 tunnel device). The families among
+// Pools decide which tables exist; a prefix or address of a family with no
+// pool is rejected with ErrWrongFamily, and so is an IPv4-mapped IPv6
+// address. The ip6 table has the same sets (type ipv6_addr, ifname .
+// ipv6_addr), chains and rules with ip6 payloads (see
+// testdata/dualstack.golden):
+//
+//	ip6 saddr @nat_pools ip6 daddr != @all_pools ip6 daddr != @nat_exclude ... masquerade fully-random
+//	meta l4proto udp th dport 4789 ip6 saddr != @vxlan_peers counter drop
+//	iifname @workload_ifaces ip6 saddr != :: ip6 saddr & ffc0:: != fe80::
+//	  iifname . ip6 saddr != @workload_addrs counter drop
+//
+// Every workload interface is in both tables' workload_ifaces, so a pod
+// without an address of a family can send nothing of it. The IPv6 source
+// guard exempts the unspecified source (duplicate address detection) and
+// link-local sources (neighbour discovery, router solicitation, MLD, and
+// a pod's traffic to its gateway fe80::ecee:eeff:feee:eeee, see the
+// proxyarp package): the kernel never forwards a link-local source off its
+// link, so they cannot spoof another pod.
+//
+// Why two tables and not one inet table: the ip table is exactly what the
+// IPv4-only versions before wrote, so an upgrade finds nothing to change
+// and writes nothing (TestDualStackTransitions), and each table's rules are
+// plain payload matches with no nfproto guard. Atomicity does not need one
+// table: Sync queues the changes of both tables (element deltas, a
+// rebuild of one, or the deletion of a table whose family lost its pools)
+// and sends them in one Flush, one nftables transaction, applied entirely
+// or not at all (TestDualStackFailedCommitChangesNeither). A rebuild
+// touches only the table whose structure differs
+// (TestDualStackRebuildsOnlyTheDamagedTable); Result.Reason prefixes an
+// ip6 reason with "ip6: ".
+//
+// Kernel tests in namespaces (node, two pods, router, internet host on
+// 2001:db8::/32 and fd00:10:244::/48): TestKernelMasqueradeIPv6 (ping to
+// the internet host only with masquerade, the host sees the node's
+// address; SNAT to a fixed IPv6 address), TestKernelVXLANAllowListIPv6,
+// TestKernelWorkloadSourceGuardIPv6.
 package nat

@@ -125,7 +125,7 @@ func ExampleManager_Sync() {
 // Bad input is rejected with a typed error and changes nothing.
 func ExampleManager_SetDesired() {
 	m, _ := nat.New(&nattest.Conn{}, nil)
-	err := m.SetDesired(nat.Desired{Pools: []nat.Pool{{CIDR: netip.MustParsePrefix("fd00:10:244::/64")}}})
+	err := m.SetDesired(nat.Desired{Pools: []nat.Pool{{CIDR: netip.MustParsePrefix("::ffff:10.244.0.0/112")}}})
 	var ve *nat.ValidationError
 	fmt.Println(errors.Is(err, nat.ErrWrongFamily), errors.As(err, &ve) && ve.Field == "Pools[0].CIDR")
 	fmt.Println(err)
@@ -133,7 +133,7 @@ func ExampleManager_SetDesired() {
 	fmt.Println(errors.Is(err, nat.ErrNoPools))
 	// Output:
 	// true true
-	// nat: address family does not match the table: Pools[0].CIDR "fd00:10:244::/64"
+	// nat: wrong address family: Pools[0].CIDR "::ffff:10.244.0.0/112 (IPv4-mapped)"
 	// true
 }
 

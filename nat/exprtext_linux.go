@@ -56,6 +56,8 @@ func exprText(es []expr.Any) string {
 			x, mask, xor := regs[reg32(e.SourceRegister)], ne32val(e.Mask), ne32val(e.Xor)
 			var v string
 			switch {
+			case len(e.Mask) == 16 && bytes.Equal(e.Xor, make([]byte, 16)) && strings.HasPrefix(x, "ip6 "):
+				v = fmt.Sprintf("%s & %s", x, addrText(e.Mask))
 			case len(e.Mask) != 4 || len(e.Xor) != 4:
 				v = fmt.Sprintf("%s & 0x%x ^ 0x%x", x, e.Mask, e.Xor)
 			case xor == 0:
@@ -175,6 +177,10 @@ func payloadText(e *expr.Payload) string {
 		return "ip saddr"
 	case e.Base == expr.PayloadBaseNetworkHeader && e.Offset == 16 && e.Len == 4:
 		return "ip daddr"
+	case e.Base == expr.PayloadBaseNetworkHeader && e.Offset == 8 && e.Len == 16:
+		return "ip6 saddr"
+	case e.Base == expr.PayloadBaseNetworkHeader && e.Offset == 24 && e.Len == 16:
+		return "ip6 daddr"
 	case e.Base == expr.PayloadBaseTransportHeader && e.Offset == 0 && e.Len == 2:
 		return "th sport"
 	case e.Base == expr.PayloadBaseTransportHeader && e.Offset == 2 && e.Len == 2:
@@ -207,6 +213,8 @@ func valueText(what string, d []byte) string {
 			return "tcp"
 		case unix.IPPROTO_ICMP:
 			return "icmp"
+		case unix.IPPROTO_ICMPV6:
+			return "ipv6-icmp"
 		}
 		return fmt.Sprint(d[0])
 	case strings.HasSuffix(what, "port") && len(d) == 2:
@@ -220,6 +228,8 @@ func valueText(what string, d []byte) string {
 	case strings.HasPrefix(what, "meta mark") && len(d) == 4:
 		return fmt.Sprintf("%#x", binary.NativeEndian.Uint32(d))
 	case strings.HasPrefix(what, "ip ") && len(d) == 4:
+		return addrText(d)
+	case strings.HasPrefix(what, "ip6 ") && len(d) == 16:
 		return addrText(d)
 	case strings.HasSuffix(what, "ifname"):
 		return fmt.Sprintf("%q", string(bytes.TrimRight(d, "\x00")))

@@ -31,10 +31,12 @@ type Manager struct {
 	cfg  Config
 	log  *slog.Logger
 
-	closer func() error // closes a connection Open dialled; nil otherwise
+	closer  func() error // closes a connection Open dialled; nil otherwise
+	watcher Watcher      // the kernel's in the namespace Open dialled; nil otherwise
 
 	mu      sync.Mutex
-	desired *ruleset // nil until the first successful SetDesired
+	desired *plan  // nil until the first successful SetDesired
+	setID   uint32 // the last set ID of the transaction being queued
 
 	statMu sync.Mutex // guards last and totals
 	last   Result
@@ -55,6 +57,7 @@ func Open(netnsFd int, cfg *Config) (*Manager, error) {
 		return nil, err
 	}
 	m.closer = c.CloseLasting
+	m.watcher = NewWatcher(netnsFd)
 	return m, nil
 }
 
@@ -161,13 +164,14 @@ func (m *Manager) Sync(ctx context.Context) (err error) {
 	if m.desired == nil {
 		return ErrNoDesiredState
 	}
-	obs, err := m.observe()
+	obs, err := m.observeAll()
 	if err != nil {
 		return fmt.Errorf("nat: sync: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("nat: sync: %w", err)
 	}
+	m.setID = 0
 	r, err := m.apply(m.desired, obs)
 	if err != nil {
 		return fmt.Errorf("nat: sync table %s: %w", m.cfg.Table, err)
@@ -202,14 +206,20 @@ func (m *Manager) Cleanup(ctx context.Context) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	t, err := m.findTable()
-	if err != nil {
-		return fmt.Errorf("nat: cleanup: %w", err)
+	var found bool
+	for _, f := range families() {
+		t, err := m.findTable(f)
+		if err != nil {
+			return fmt.Errorf("nat: cleanup: %w", err)
+		}
+		if t != nil {
+			m.conn.DelTable(t)
+			found = true
+		}
 	}
-	if t == nil {
+	if !found {
 		return nil
 	}
-	m.conn.DelTable(t)
 	if err := m.conn.Flush(); err != nil {
 		return fmt.Errorf("nat: delete table %s: %w", m.cfg.Table, err)
 	}
@@ -229,20 +239,26 @@ func (m *Manager) Dump(ctx context.Context) (string, error) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	obs, err := m.observe()
+	obs, err := m.observeAll()
 	if err != nil {
 		return "", fmt.Errorf("nat: dump: %w", err)
 	}
-	if obs == nil {
-		return "", nil
+	var b strings.Builder
+	for _, f := range families() {
+		if o := obs[f.tf]; o != nil {
+			if b.Len() > 0 {
+				b.WriteString("\n")
+			}
+			b.WriteString(o.render(m.cfg.Table))
+		}
 	}
-	return obs.render(m.cfg.Table), nil
+	return b.String(), nil
 }
 
-func (m *Manager) findTable() (*nftables.Table, error) {
-	ts, err := m.conn.ListTablesOfFamily(nftables.TableFamilyIPv4)
+func (m *Manager) findTable(f family) (*nftables.Table, error) {
+	ts, err := m.conn.ListTablesOfFamily(f.tf)
 	if err != nil {
-		return nil, fmt.Errorf("list tables: %w", err)
+		return nil, fmt.Errorf("list %s tables: %w", f.name, err)
 	}
 	i := slices.IndexFunc(ts, func(t *nftables.Table) bool { return t.Name == m.cfg.Table })
 	if i < 0 {

@@ -18,58 +18,110 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// family is what differs between the ip and the ip6 table. Plain values,
+// built by fam4 and fam6.
+type family struct {
+	tf       nftables.TableFamily
+	name     string // "ip", "ip6": the table family and the payload keyword
+	proto    uint32 // NFPROTO_IPV4, NFPROTO_IPV6
+	addrLen  int
+	saddrOff uint32
+	daddrOff uint32
+	addrType nftables.SetDatatype
+	typeName string // "ipv4_addr", "ipv6_addr"
+}
+
+func fam4() family {
+	return family{tf: nftables.TableFamilyIPv4, name: "ip", proto: unix.NFPROTO_IPV4, addrLen: 4,
+		saddrOff: 12, daddrOff: 16, addrType: nftables.TypeIPAddr, typeName: "ipv4_addr"}
+}
+
+func fam6() family {
+	return family{tf: nftables.TableFamilyIPv6, name: "ip6", proto: unix.NFPROTO_IPV6, addrLen: 16,
+		saddrOff: 8, daddrOff: 24, addrType: nftables.TypeIP6Addr, typeName: "ipv6_addr"}
+}
+
+// families lists the families tabby manages, in table order.
+func families() []family { return []family{fam4(), fam6()} }
+
+// of reports whether a belongs to f (an IPv4-mapped IPv6 address belongs
+// to neither: it is rejected).
+func (f family) of(a netip.Addr) bool {
+	if f.addrLen == 4 {
+		return a.Is4()
+	}
+	return a.Is6() && !a.Is4In6()
+}
+
+// maxAddr is the family's highest address.
+func (f family) maxAddr() netip.Addr {
+	b := bytes.Repeat([]byte{0xff}, f.addrLen)
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}
+
 // setKind is the key type of a set. The zero value is invalid.
 type setKind int
 
 const (
-	kindPrefix     setKind = iota + 1 // ipv4_addr, flags interval
-	kindAddr                          // ipv4_addr
+	kindPrefix     setKind = iota + 1 // ipv4_addr / ipv6_addr, flags interval
+	kindAddr                          // ipv4_addr / ipv6_addr
 	kindIfname                        // ifname
-	kindIfnameAddr                    // ifname . ipv4_addr
+	kindIfnameAddr                    // ifname . ipv4_addr / ifname . ipv6_addr
 )
 
-func ifnameAddrType() nftables.SetDatatype {
-	return nftables.MustConcatSetType(nftables.TypeIFName, nftables.TypeIPAddr)
-}
-
-func (k setKind) set(t *nftables.Table, name string) *nftables.Set {
+func (k setKind) set(f family, t *nftables.Table, name string) *nftables.Set {
 	s := &nftables.Set{Table: t, Name: name}
 	switch k {
 	case kindPrefix:
-		s.KeyType, s.Interval = nftables.TypeIPAddr, true
+		s.KeyType, s.Interval = f.addrType, true
 	case kindAddr:
-		s.KeyType = nftables.TypeIPAddr
+		s.KeyType = f.addrType
 	case kindIfname:
 		s.KeyType = nftables.TypeIFName
 	case kindIfnameAddr:
-		s.KeyType, s.Concatenation = ifnameAddrType(), true
+		s.KeyType, s.Concatenation = nftables.MustConcatSetType(nftables.TypeIFName, f.addrType), true
 	}
 	return s
 }
 
 // matches reports whether a set read from the kernel has kind k.
-func (k setKind) matches(s *nftables.Set) bool {
-	want := k.set(nil, s.Name)
+func (k setKind) matches(f family, s *nftables.Set) bool {
+	want := k.set(f, nil, s.Name)
 	return s.KeyType.GetNFTMagic() == want.KeyType.GetNFTMagic() &&
 		s.KeyType.Bytes == want.KeyType.Bytes &&
 		s.Interval == want.Interval && !s.IsMap && !s.Constant && !s.Anonymous && !s.HasTimeout
 }
 
-func (k setKind) typeText() string {
+func (k setKind) typeText(f family) string {
 	switch k {
 	case kindPrefix, kindAddr:
-		return "ipv4_addr"
+		return f.typeName
 	case kindIfname:
 		return "ifname"
 	case kindIfnameAddr:
-		return "ifname . ipv4_addr"
+		return "ifname . " + f.typeName
 	}
 	return "invalid"
 }
 
+// keyLen is the length of one element key of kind k.
+func (k setKind) keyLen(f family) int {
+	switch k {
+	case kindPrefix, kindAddr:
+		return f.addrLen
+	case kindIfname:
+		return 16
+	case kindIfnameAddr:
+		return 16 + f.addrLen
+	}
+	return 0
+}
+
 // item is one logical member of a set: an address, an interface name, a
 // pair, or an interval (two kernel elements: start, and end+1 flagged
-// IntervalEnd; an interval reaching 255.255.255.255 has no end element).
+// IntervalEnd; an interval reaching the family's last address has no end
+// element).
 type item struct {
 	id    string // key bytes (+ end bytes): unique within a set, sorts numerically
 	elems []nftables.SetElement
@@ -112,11 +164,29 @@ func (c *chainModel) matches(k *nftables.Chain) bool {
 		(k.Policy == nil || *k.Policy == nftables.ChainPolicyAccept)
 }
 
-// ruleset is the complete content of the table.
+// ruleset is the complete content of one table (one family).
 type ruleset struct {
+	fam    family
 	table  string
 	sets   []*setModel // sorted by name
 	chains []*chainModel
+}
+
+// plan is the desired content of every table: one ruleset per family that
+// has a pool, IPv4 first.
+type plan struct {
+	tables []*ruleset
+}
+
+func (p *plan) render() string {
+	var b strings.Builder
+	for i, r := range p.tables {
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		b.WriteString(r.render())
+	}
+	return b.String()
 }
 
 func (r *ruleset) set(name string) *setModel {
@@ -128,44 +198,49 @@ func (r *ruleset) set(name string) *setModel {
 	return nil
 }
 
-func prefixItem(p netip.Prefix) item {
-	start := p.Addr().As4()
-	last := binary.BigEndian.Uint32(start[:]) | (1<<(32-p.Bits()) - 1)
-	if p.Bits() == 0 {
-		last = ^uint32(0)
+// lastOf returns the last address of p.
+func lastOf(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
 	}
-	return rangeItem(start, last)
+	a, _ := netip.AddrFromSlice(b)
+	return a
 }
 
-func rangeItem(start [4]byte, last uint32) item {
-	it := item{elems: []nftables.SetElement{{Key: start[:]}}}
-	it.id = string(start[:])
-	if last != ^uint32(0) {
-		end := binary.BigEndian.AppendUint32(nil, last+1)
-		it.elems = append(it.elems, nftables.SetElement{Key: end, IntervalEnd: true})
-		it.id += string(end)
+func prefixItem(p netip.Prefix) item {
+	return rangeItem(p.Addr(), lastOf(p))
+}
+
+// rangeItem is the interval [start, last]; start and last are of one
+// family.
+func rangeItem(start, last netip.Addr) item {
+	sk := start.AsSlice()
+	it := item{elems: []nftables.SetElement{{Key: sk}}}
+	it.id = string(sk)
+	if end := last.Next(); end.IsValid() {
+		ek := end.AsSlice()
+		it.elems = append(it.elems, nftables.SetElement{Key: ek, IntervalEnd: true})
+		it.id += string(ek)
 	}
-	it.text = rangeText(binary.BigEndian.Uint32(start[:]), last)
+	it.text = rangeText(start, last)
 	return it
 }
 
 // rangeText renders [first, last] as a prefix when it is one.
-func rangeText(first, last uint32) string {
-	a := func(u uint32) netip.Addr { return netip.AddrFrom4([4]byte(binary.BigEndian.AppendUint32(nil, u))) }
-	size := uint64(last) - uint64(first) + 1
-	if size&(size-1) == 0 && uint64(first)%size == 0 {
-		bits := 32
-		for s := size; s > 1; s >>= 1 {
-			bits--
+func rangeText(first, last netip.Addr) string {
+	for bits := 0; bits <= first.BitLen(); bits++ {
+		p := netip.PrefixFrom(first, bits)
+		if p.Masked().Addr() == first && lastOf(p) == last {
+			return p.String()
 		}
-		return netip.PrefixFrom(a(first), bits).String()
 	}
-	return a(first).String() + "-" + a(last).String()
+	return first.String() + "-" + last.String()
 }
 
 func addrItem(a netip.Addr) item {
-	k := a.As4()
-	return item{id: string(k[:]), elems: []nftables.SetElement{{Key: k[:]}}, text: a.String()}
+	k := a.AsSlice()
+	return item{id: string(k), elems: []nftables.SetElement{{Key: k}}, text: a.String()}
 }
 
 func ifnameKey(name string) []byte {
@@ -184,17 +259,21 @@ func ifnameItem(name string) item {
 }
 
 func ifnameAddrItem(name string, a netip.Addr) item {
-	a4 := a.As4()
-	k := append(ifnameKey(name), a4[:]...)
+	k := append(ifnameKey(name), a.AsSlice()...)
 	return item{id: string(k), elems: []nftables.SetElement{{Key: k}}, text: ifnameText(k[:16]) + " . " + a.String()}
+}
+
+func addrFrom(b []byte) netip.Addr {
+	a, _ := netip.AddrFromSlice(b)
+	return a
 }
 
 // itemsFromKernel groups the elements of a kernel set into items. It fails
 // on elements that tabby cannot have written (wrong length, a dangling
 // interval end), so that Sync rebuilds the table.
-func itemsFromKernel(kind setKind, elems []nftables.SetElement) (map[string]item, error) {
+func itemsFromKernel(f family, kind setKind, elems []nftables.SetElement) (map[string]item, error) {
 	out := make(map[string]item, len(elems))
-	keyLen := map[setKind]int{kindPrefix: 4, kindAddr: 4, kindIfname: 16, kindIfnameAddr: 20}[kind]
+	keyLen := kind.keyLen(f)
 	for _, e := range elems {
 		if len(e.Key) != keyLen {
 			return nil, fmt.Errorf("set element key of %d bytes, want %d", len(e.Key), keyLen)
@@ -203,7 +282,7 @@ func itemsFromKernel(kind setKind, elems []nftables.SetElement) (map[string]item
 	switch kind {
 	case kindAddr:
 		for _, e := range elems {
-			it := addrItem(netip.AddrFrom4([4]byte(e.Key)))
+			it := addrItem(addrFrom(e.Key))
 			out[it.id] = it
 		}
 	case kindIfname:
@@ -213,7 +292,7 @@ func itemsFromKernel(kind setKind, elems []nftables.SetElement) (map[string]item
 		}
 	case kindIfnameAddr:
 		for _, e := range elems {
-			it := ifnameAddrItem(string(bytes.TrimRight(e.Key[:16], "\x00")), netip.AddrFrom4([4]byte(e.Key[16:])))
+			it := ifnameAddrItem(string(bytes.TrimRight(e.Key[:16], "\x00")), addrFrom(e.Key[16:]))
 			if it.id != string(e.Key) {
 				return nil, fmt.Errorf("interface name with bytes after NUL: %q", e.Key[:16])
 			}
@@ -235,17 +314,17 @@ func itemsFromKernel(kind setKind, elems []nftables.SetElement) (map[string]item
 			case !e.IntervalEnd && open == nil:
 				open = e.Key
 			case e.IntervalEnd && open != nil:
-				last := binary.BigEndian.Uint32(e.Key) - 1
 				if bytes.Compare(e.Key, open) <= 0 {
 					return nil, fmt.Errorf("empty interval at %v", e.Key)
 				}
-				it := rangeItem([4]byte(open), last)
+				it := rangeItem(addrFrom(open), addrFrom(e.Key).Prev())
 				out[it.id] = it
 				open = nil
 			case e.IntervalEnd && open == nil:
-				// A lone interval end at 0.0.0.0 is what some nft
-				// versions write as a sentinel; anything else is foreign.
-				if binary.BigEndian.Uint32(e.Key) != 0 {
+				// A lone interval end at the zero address is what some
+				// nft versions write as a sentinel; anything else is
+				// foreign.
+				if addrFrom(e.Key) != netip.IPv4Unspecified() && addrFrom(e.Key) != netip.IPv6Unspecified() {
 					return nil, fmt.Errorf("interval end %v without a start", e.Key)
 				}
 			default:
@@ -253,7 +332,7 @@ func itemsFromKernel(kind setKind, elems []nftables.SetElement) (map[string]item
 			}
 		}
 		if open != nil {
-			it := rangeItem([4]byte(open), ^uint32(0))
+			it := rangeItem(addrFrom(open), f.maxAddr())
 			out[it.id] = it
 		}
 	default:
@@ -273,32 +352,103 @@ func sortedItems(m map[string]item) []item {
 
 // ---------------------------------------------------------------- build
 
-func build(cfg Config, d Desired) (*ruleset, error) {
+// ---------------------------------------------------------------- build
+
+// build validates d and returns one ruleset per family that has a pool.
+func build(cfg Config, d Desired) (*plan, error) {
 	if len(d.Pools) == 0 {
 		return nil, &ValidationError{Field: "Pools", Value: "[]", Err: ErrNoPools}
 	}
-	var natPools, allPools, exclude []netip.Prefix
 	for i, p := range d.Pools {
 		if err := checkPrefix(fmt.Sprintf("Pools[%d].CIDR", i), p.CIDR); err != nil {
 			return nil, err
+		}
+	}
+	has := func(f family) bool {
+		return slices.ContainsFunc(d.Pools, func(p Pool) bool { return f.of(p.CIDR.Addr()) })
+	}
+	// Every other address must be valid and of a family that has a pool
+	// (there is no table for the other family).
+	check := func(field string, a netip.Addr) error {
+		if !a.IsValid() {
+			return &ValidationError{Field: field, Value: a.String(), Err: ErrInvalidPrefix}
+		}
+		if a.Is4In6() || !(has(fam4()) && a.Is4() || has(fam6()) && a.Is6()) {
+			return &ValidationError{Field: field, Value: a.String() + " (no pool of its family)", Err: ErrWrongFamily}
+		}
+		return nil
+	}
+	for i, p := range d.ExcludeDestinations {
+		field := fmt.Sprintf("ExcludeDestinations[%d]", i)
+		if err := checkPrefix(field, p); err != nil {
+			return nil, err
+		}
+		if err := check(field, p.Addr()); err != nil {
+			return nil, err
+		}
+	}
+	if d.SNATTo.IsValid() {
+		if err := check("SNATTo", d.SNATTo); err != nil {
+			return nil, err
+		}
+		if !d.SNATTo.Is4() {
+			return nil, &ValidationError{Field: "SNATTo", Value: d.SNATTo.String() + " (IPv6: use SNATTo6)", Err: ErrWrongFamily}
+		}
+	}
+	if d.SNATTo6.IsValid() {
+		if err := check("SNATTo6", d.SNATTo6); err != nil {
+			return nil, err
+		}
+		if d.SNATTo6.Is4() {
+			return nil, &ValidationError{Field: "SNATTo6", Value: d.SNATTo6.String() + " (IPv4: use SNATTo)", Err: ErrWrongFamily}
+		}
+	}
+	if !cfg.DisableVXLANGuard {
+		for i, a := range d.VXLANPeers {
+			if err := check(fmt.Sprintf("VXLANPeers[%d]", i), a); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if !cfg.DisableWorkloadGuard {
+		for i, w := range d.Workloads {
+			if w.Interface == "" || len(w.Interface) > 15 || strings.ContainsRune(w.Interface, 0) {
+				return nil, &ValidationError{Field: fmt.Sprintf("Workloads[%d].Interface", i), Value: w.Interface, Err: ErrInvalidInterface}
+			}
+			for j, a := range w.Addrs {
+				if err := check(fmt.Sprintf("Workloads[%d].Addrs[%d]", i, j), a); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	p := &plan{}
+	for _, f := range families() {
+		if has(f) {
+			p.tables = append(p.tables, buildFamily(cfg, d, f))
+		}
+	}
+	return p, nil
+}
+
+// buildFamily is the table of family f for d, already validated.
+func buildFamily(cfg Config, d Desired, f family) *ruleset {
+	var natPools, allPools, exclude []netip.Prefix
+	for _, p := range d.Pools {
+		if !f.of(p.CIDR.Addr()) {
+			continue
 		}
 		allPools = append(allPools, p.CIDR)
 		if p.NATOutgoing {
 			natPools = append(natPools, p.CIDR)
 		}
 	}
-	for i, p := range d.ExcludeDestinations {
-		if err := checkPrefix(fmt.Sprintf("ExcludeDestinations[%d]", i), p); err != nil {
-			return nil, err
-		}
-		exclude = append(exclude, p)
-	}
-	if d.SNATTo.IsValid() {
-		if err := checkAddr("SNATTo", d.SNATTo); err != nil {
-			return nil, err
+	for _, p := range d.ExcludeDestinations {
+		if f.of(p.Addr()) {
+			exclude = append(exclude, p)
 		}
 	}
-	rs := &ruleset{table: cfg.Table}
+	rs := &ruleset{fam: f, table: cfg.Table}
 	add := func(name string, kind setKind, items []item) {
 		s := &setModel{name: name, kind: kind, items: make(map[string]item, len(items))}
 		for _, it := range items {
@@ -312,26 +462,23 @@ func build(cfg Config, d Desired) (*ruleset, error) {
 
 	if !cfg.DisableVXLANGuard {
 		var peers []item
-		for i, a := range d.VXLANPeers {
-			if err := checkAddr(fmt.Sprintf("VXLANPeers[%d]", i), a); err != nil {
-				return nil, err
+		for _, a := range d.VXLANPeers {
+			if f.of(a) {
+				peers = append(peers, addrItem(a))
 			}
-			peers = append(peers, addrItem(a))
 		}
 		add(SetVXLANPeers, kindAddr, peers)
 	}
 	if !cfg.DisableWorkloadGuard {
+		// Every workload interface is guarded in both tables: a pod with
+		// no address of a family may send nothing of that family.
 		var ifaces, pairs []item
-		for i, w := range d.Workloads {
-			if w.Interface == "" || len(w.Interface) > 15 || strings.ContainsRune(w.Interface, 0) {
-				return nil, &ValidationError{Field: fmt.Sprintf("Workloads[%d].Interface", i), Value: w.Interface, Err: ErrInvalidInterface}
-			}
+		for _, w := range d.Workloads {
 			ifaces = append(ifaces, ifnameItem(w.Interface))
-			for j, a := range w.Addrs {
-				if err := checkAddr(fmt.Sprintf("Workloads[%d].Addrs[%d]", i, j), a); err != nil {
-					return nil, err
+			for _, a := range w.Addrs {
+				if f.of(a) {
+					pairs = append(pairs, ifnameAddrItem(w.Interface, a))
 				}
-				pairs = append(pairs, ifnameAddrItem(w.Interface, a))
 			}
 		}
 		add(SetWorkloadIfaces, kindIfname, ifaces)
@@ -339,10 +486,14 @@ func build(cfg Config, d Desired) (*ruleset, error) {
 	}
 	sort.Slice(rs.sets, func(i, j int) bool { return rs.sets[i].name < rs.sets[j].name })
 
+	snat, tunnel := d.SNATTo, cfg.TunnelInterface
+	if f.addrLen == 16 {
+		snat, tunnel = d.SNATTo6, cfg.TunnelInterface6
+	}
 	rs.chains = append(rs.chains, &chainModel{
 		name: ChainPostrouting, typ: nftables.ChainTypeNAT,
 		hook: *nftables.ChainHookPostrouting, prio: *nftables.ChainPriorityNATSource,
-		rules: natRules(cfg, d.SNATTo),
+		rules: natRules(cfg, f, tunnel, snat),
 	}, &chainModel{
 		name: ChainPortGuard, typ: nftables.ChainTypeFilter,
 		hook: *nftables.ChainHookPostrouting, prio: *nftables.ChainPriorityNATSource + 1,
@@ -352,37 +503,27 @@ func build(cfg Config, d Desired) (*ruleset, error) {
 		rs.chains = append(rs.chains, &chainModel{
 			name: ChainInput, typ: nftables.ChainTypeFilter,
 			hook: *nftables.ChainHookInput, prio: *nftables.ChainPriorityFilter,
-			rules: []ruleModel{vxlanGuardRule(cfg.VXLANPort)},
+			rules: []ruleModel{vxlanGuardRule(f, cfg.VXLANPort)},
 		})
 	}
 	if !cfg.DisableWorkloadGuard {
 		rs.chains = append(rs.chains, &chainModel{
 			name: ChainPrerouting, typ: nftables.ChainTypeFilter,
 			hook: *nftables.ChainHookPrerouting, prio: *nftables.ChainPriorityRaw,
-			rules: []ruleModel{workloadGuardRule()},
+			rules: []ruleModel{workloadGuardRule(f)},
 		})
 	}
-	return rs, nil
+	return rs
 }
 
 func checkPrefix(field string, p netip.Prefix) error {
 	switch {
 	case !p.IsValid():
 		return &ValidationError{Field: field, Value: p.String(), Err: ErrInvalidPrefix}
-	case !p.Addr().Is4():
-		return &ValidationError{Field: field, Value: p.String(), Err: ErrWrongFamily}
+	case p.Addr().Is4In6():
+		return &ValidationError{Field: field, Value: p.String() + " (IPv4-mapped)", Err: ErrWrongFamily}
 	case p.Masked() != p:
 		return &ValidationError{Field: field, Value: p.String() + " (host bits set)", Err: ErrInvalidPrefix}
-	}
-	return nil
-}
-
-func checkAddr(field string, a netip.Addr) error {
-	switch {
-	case !a.IsValid():
-		return &ValidationError{Field: field, Value: a.String(), Err: ErrInvalidPrefix}
-	case !a.Is4():
-		return &ValidationError{Field: field, Value: a.String(), Err: ErrWrongFamily}
 	}
 	return nil
 }
@@ -411,12 +552,12 @@ func prefixItems(ps []netip.Prefix) []item {
 
 func be16(v uint16) []byte { return binary.BigEndian.AppendUint16(nil, v) }
 
-func loadSaddr(reg uint32) *expr.Payload {
-	return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4}
+func loadSaddr(f family, reg uint32) *expr.Payload {
+	return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: f.saddrOff, Len: uint32(f.addrLen)}
 }
 
-func loadDaddr(reg uint32) *expr.Payload {
-	return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4}
+func loadDaddr(f family, reg uint32) *expr.Payload {
+	return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: f.daddrOff, Len: uint32(f.addrLen)}
 }
 
 func lookup(sets map[string]*nftables.Set, name string, reg uint32, invert bool) *expr.Lookup {
@@ -426,10 +567,10 @@ func lookup(sets map[string]*nftables.Set, name string, reg uint32, invert bool)
 
 // natMatch: ip saddr @nat_pools ip daddr != @all_pools ip daddr != @nat_exclude
 // meta mark set meta mark | <mark>
-func natMatch(sets map[string]*nftables.Set, mark uint32) []expr.Any {
+func natMatch(f family, sets map[string]*nftables.Set, mark uint32) []expr.Any {
 	return []expr.Any{
-		loadSaddr(1), lookup(sets, SetNATPools, 1, false),
-		loadDaddr(1), lookup(sets, SetAllPools, 1, true),
+		loadSaddr(f, 1), lookup(sets, SetNATPools, 1, false),
+		loadDaddr(f, 1), lookup(sets, SetAllPools, 1, true),
 		lookup(sets, SetNATExclude, 1, true),
 		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: ne32(^mark), Xor: ne32(mark)},
@@ -440,18 +581,19 @@ func natMatch(sets map[string]*nftables.Set, mark uint32) []expr.Any {
 // ne32 encodes v as the meta and ct expressions load it: host byte order.
 func ne32(v uint32) []byte { return binary.NativeEndian.AppendUint32(nil, v) }
 
-func natRules(cfg Config, snat netip.Addr) []ruleModel {
+func natRules(cfg Config, f family, tunnel string, snat netip.Addr) []ruleModel {
 	var rules []ruleModel
-	if cfg.TunnelInterface != "" {
-		rules = append(rules, tunnelRule(cfg.TunnelInterface, cfg.PortGuardMark))
+	if tunnel != "" {
+		rules = append(rules, tunnelRule(tunnel, cfg.PortGuardMark))
 	}
-	return append(rules, poolRules(cfg, snat)...)
+	return append(rules, poolRules(cfg, f, snat)...)
 }
 
 const rtnLocal = 2 // RTN_LOCAL
 
 // tunnelRule: oifname "<tunnel>" fib saddr . oif type != local
 // fib saddr type local meta mark set meta mark | <mark> masquerade fully-random
+// (the same expressions in both families).
 func tunnelRule(ifname string, mark uint32) ruleModel {
 	return newRule("nat-tunnel", func(map[string]*nftables.Set) []expr.Any {
 		return []expr.Any{
@@ -469,7 +611,7 @@ func tunnelRule(ifname string, mark uint32) ruleModel {
 	})
 }
 
-func poolRules(cfg Config, snat netip.Addr) []ruleModel {
+func poolRules(cfg Config, f family, snat netip.Addr) []ruleModel {
 	if !snat.IsValid() {
 		// Masquerade: one rule, fully random ports for every protocol.
 		// google/nftables v0.3.0 cannot express "masquerade to :lo-hi
@@ -478,28 +620,28 @@ func poolRules(cfg Config, snat netip.Addr) []ruleModel {
 		// given, and the kernel then ignores the range. The VXLAN port is
 		// kept off translated flows by portGuardRule instead.
 		return []ruleModel{newRule("nat", func(sets map[string]*nftables.Set) []expr.Any {
-			return append(natMatch(sets, cfg.PortGuardMark), &expr.Masq{FullyRandom: true})
+			return append(natMatch(f, sets, cfg.PortGuardMark), &expr.Masq{FullyRandom: true})
 		})}
 	}
 	// SNAT to a fixed address: the nat expression carries both a port range
 	// and flags, so UDP gets a range without the VXLAN port.
 	lo, hi := SNATPortRange(cfg.VXLANPort)
-	a := snat.As4()
+	a := snat.AsSlice()
 	udp := newRule("nat-udp", func(sets map[string]*nftables.Set) []expr.Any {
-		return append(natMatch(sets, cfg.PortGuardMark),
+		return append(natMatch(f, sets, cfg.PortGuardMark),
 			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_UDP}},
-			&expr.Immediate{Register: 1, Data: a[:]},
+			&expr.Immediate{Register: 1, Data: a},
 			&expr.Immediate{Register: 2, Data: be16(lo)},
 			&expr.Immediate{Register: 3, Data: be16(hi)},
-			&expr.NAT{Type: expr.NATTypeSourceNAT, Family: unix.NFPROTO_IPV4,
+			&expr.NAT{Type: expr.NATTypeSourceNAT, Family: f.proto,
 				RegAddrMin: 1, RegAddrMax: 1, RegProtoMin: 2, RegProtoMax: 3,
 				FullyRandom: true, Specified: true})
 	})
 	other := newRule("nat", func(sets map[string]*nftables.Set) []expr.Any {
-		return append(natMatch(sets, cfg.PortGuardMark),
-			&expr.Immediate{Register: 1, Data: a[:]},
-			&expr.NAT{Type: expr.NATTypeSourceNAT, Family: unix.NFPROTO_IPV4,
+		return append(natMatch(f, sets, cfg.PortGuardMark),
+			&expr.Immediate{Register: 1, Data: a},
+			&expr.NAT{Type: expr.NATTypeSourceNAT, Family: f.proto,
 				RegAddrMin: 1, RegAddrMax: 1, FullyRandom: true})
 	})
 	return []ruleModel{udp, other}
@@ -539,14 +681,14 @@ func portGuardRules(port uint16, mark uint32) []ruleModel {
 	return []ruleModel{drop, clear}
 }
 
-func vxlanGuardRule(port uint16) ruleModel {
+func vxlanGuardRule(f family, port uint16) ruleModel {
 	return newRule("vxlan-guard", func(sets map[string]*nftables.Set) []expr.Any {
 		return []expr.Any{
 			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_UDP}},
 			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: be16(port)},
-			loadSaddr(1), lookup(sets, SetVXLANPeers, 1, true),
+			loadSaddr(f, 1), lookup(sets, SetVXLANPeers, 1, true),
 			&expr.Counter{},
 			&expr.Verdict{Kind: expr.VerdictDrop},
 		}
@@ -554,23 +696,44 @@ func vxlanGuardRule(port uint16) ruleModel {
 }
 
 // Registers for the concatenation iifname . ip saddr: the 16-byte name fills
-// NFT_REG32_00..03 (the same storage as NFT_REG_1), the address NFT_REG32_04.
+// NFT_REG32_00..03 (the same storage as NFT_REG_1), the address NFT_REG32_04
+// (..07 for IPv6).
 const (
 	regConcat0 = unix.NFT_REG32_00
 	regConcat4 = unix.NFT_REG32_04
 )
 
-func workloadGuardRule() ruleModel {
+// workloadGuardRule drops what a workload interface sends from an address
+// that is not the workload's. In IPv6 the unspecified source (duplicate
+// address detection) and link-local sources (neighbour discovery, router
+// solicitation, MLD) are exempt: the pod needs them to resolve its gateway
+// (see the proxyarp package), and the kernel never forwards them off the
+// link.
+func workloadGuardRule(f family) ruleModel {
 	return newRule("workload-guard", func(sets map[string]*nftables.Set) []expr.Any {
-		return []expr.Any{
+		es := []expr.Any{
 			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
 			lookup(sets, SetWorkloadIfaces, 1, false),
+		}
+		if f.addrLen == 16 {
+			zero := make([]byte, 16)
+			ll := netip.MustParseAddr("fe80::").AsSlice()
+			mask := netip.MustParseAddr("ffc0::").AsSlice()
+			es = append(es,
+				loadSaddr(f, 1),
+				&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: zero},
+				loadSaddr(f, 1),
+				&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 16, Mask: mask, Xor: zero},
+				&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: ll},
+			)
+		}
+		return append(es,
 			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: regConcat0},
-			loadSaddr(regConcat4),
+			loadSaddr(f, regConcat4),
 			lookup(sets, SetWorkloadAddrs, regConcat0, true),
 			&expr.Counter{},
 			&expr.Verdict{Kind: expr.VerdictDrop},
-		}
+		)
 	})
 }
 
@@ -596,9 +759,9 @@ func ruleComment(r *nftables.Rule) string {
 
 func (r *ruleset) render() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "table ip %s {\n", r.table)
+	fmt.Fprintf(&b, "table %s %s {\n", r.fam.name, r.table)
 	for _, s := range r.sets {
-		renderSet(&b, s.name, s.kind, s.items)
+		renderSet(&b, r.fam, s.name, s.kind, s.items)
 	}
 	for i, c := range r.chains {
 		if i > 0 || len(r.sets) > 0 {
@@ -614,8 +777,8 @@ func (r *ruleset) render() string {
 	return b.String()
 }
 
-func renderSet(b *strings.Builder, name string, kind setKind, items map[string]item) {
-	fmt.Fprintf(b, "\tset %s {\n\t\ttype %s\n", name, kind.typeText())
+func renderSet(b *strings.Builder, f family, name string, kind setKind, items map[string]item) {
+	fmt.Fprintf(b, "\tset %s {\n\t\ttype %s\n", name, kind.typeText(f))
 	if kind == kindPrefix {
 		b.WriteString("\t\tflags interval\n")
 	}

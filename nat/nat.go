@@ -1,6 +1,7 @@
 package nat
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,9 +23,10 @@ var (
 	// ErrInvalidPrefix: a prefix or address is not valid, or a prefix has
 	// host bits set (10.244.1.5/16).
 	ErrInvalidPrefix = errors.New("nat: invalid prefix or address")
-	// ErrWrongFamily: an IPv6 (or IPv4-mapped IPv6) prefix or address where
-	// the IPv4 table needs an IPv4 one.
-	ErrWrongFamily = errors.New("nat: address family does not match the table")
+	// ErrWrongFamily: an IPv4-mapped IPv6 prefix or address (::ffff:a.b.c.d),
+	// an address of a family that has no pool (there is no table for it),
+	// or an SNATTo / SNATTo6 of the other family.
+	ErrWrongFamily = errors.New("nat: wrong address family")
 	// ErrNoPools: the desired state lists no pool.
 	ErrNoPools = errors.New("nat: no pools")
 	// ErrInvalidInterface: a workload interface name is empty or longer than
@@ -54,8 +56,8 @@ func (e *ValidationError) Unwrap() error { return e.Err }
 // Config is the static part of a Manager. A nil *Config means defaults. New
 // copies it; a plain value, not safe for concurrent mutation.
 type Config struct {
-	// Table is the name of the one nftables table (family ip) the Manager
-	// owns. Default "tabby".
+	// Table is the name of the nftables tables (one of family ip, one of
+	// family ip6) the Manager owns. Default "tabby".
 	Table string
 	// VXLANPort is the UDP port of the VXLAN underlay. It is kept out of the
 	// source ports masquerade may choose for UDP, and guarded by the VXLAN
@@ -70,8 +72,11 @@ type Config struct {
 	// Host traffic leaving through it with a local source address that is
 	// not the device's own (typically the underlay address) is masqueraded
 	// to the device's address, so that remote nodes can answer it, as
-	// Calico does. Empty: no such rule.
+	// Calico does. Empty: no such rule. It applies to the IPv4 table.
 	TunnelInterface string
+	// TunnelInterface6 is the same for the IPv6 table (e.g.
+	// "vxlan-v6.calico").
+	TunnelInterface6 string
 	// PortGuardMark is the one packet-mark bit tabby's NAT rules set on the
 	// packet that creates a translation, so that the port guard after NAT
 	// can tell tabby's flows from other tools' (see doc.go). The guard
@@ -79,6 +84,10 @@ type Config struct {
 	// reserved for tabby on the node. Default DefaultPortGuardMark; it must
 	// be one bit.
 	PortGuardMark uint32
+	// Watcher, when set, is what Manager.Watch uses (for a Manager from New
+	// over a real connection: nat.NewWatcher(netnsFd)). Linux only; nil
+	// elsewhere.
+	Watcher Watcher
 	// Logger receives debug records of every applied change; nil discards.
 	Logger *slog.Logger
 }
@@ -92,23 +101,32 @@ type Pool struct {
 }
 
 // Workload is one pod interface on this node and the addresses the pod may
-// send from. A workload listed without addresses may send nothing. A plain
-// value.
+// send from, of either family. A workload listed without addresses of a
+// family may send nothing of that family (IPv6 link-local and unspecified
+// sources excepted, see doc.go). A plain value.
 type Workload struct {
 	Interface string // host-side interface name, e.g. "cali6ff8e3ade03"
 	Addrs     []netip.Addr
 }
 
-// Desired is the whole intended state. SetDesired copies what it needs, so
-// the caller may reuse the slices afterwards; not safe for concurrent
-// mutation while SetDesired runs.
+// Desired is the whole intended state, both families. SetDesired copies
+// what it needs, so the caller may reuse the slices afterwards; not safe for
+// concurrent mutation while SetDesired runs.
+//
+// The families present among Pools decide which tables exist: a family
+// with a pool gets its table (ip or ip6), a family without one has none
+// (and a table of it left from before is deleted). Every other prefix or
+// address must be of a family that has a pool.
 type Desired struct {
-	// Pools, at least one. Traffic between pool addresses is never NATed.
+	// Pools, at least one, IPv4 or IPv6. Traffic between pool addresses is
+	// never NATed.
 	Pools []Pool
-	// SNATTo, when valid, replaces masquerade with SNAT to this fixed
-	// address (for nodes whose egress address is not the outgoing
-	// interface's primary address).
+	// SNATTo, when valid, replaces masquerade of IPv4 traffic with SNAT to
+	// this fixed IPv4 address (for nodes whose egress address is not the
+	// outgoing interface's primary address).
 	SNATTo netip.Addr
+	// SNATTo6 is the same for IPv6 traffic, an IPv6 address.
+	SNATTo6 netip.Addr
 	// ExcludeDestinations are extra destinations that are never NATed
 	// (for example the underlay network, a VPN, a cloud metadata range).
 	ExcludeDestinations []netip.Prefix
@@ -119,8 +137,9 @@ type Desired struct {
 	Workloads []Workload
 }
 
-// Names of the sets and chains in the table. They are part of the API in the
-// sense that `nft list table ip tabby` shows them.
+// Names of the sets and chains in each table. They are part of the API in
+// the sense that `nft list table ip tabby` and `nft list table ip6 tabby`
+// show them; the ip6 table's address sets are of type ipv6_addr.
 const (
 	SetNATPools       = "nat_pools"       // pools with NATOutgoing
 	SetAllPools       = "all_pools"       // every pool
@@ -195,3 +214,21 @@ func (t *Totals) add(r Result, err error) {
 	t.Added += uint64(r.Added)
 	t.Removed += uint64(r.Removed)
 }
+
+// Watcher reports changes to nftables tables. WatchTables blocks until ctx
+// is done (then it returns nil) or the subscription fails. Once subscribed
+// it sends one signal, then one whenever a table named name of family ip
+// or ip6, or anything in it (chains, rules, sets, elements), is created,
+// changed or deleted, by anyone. Sends never block: a signal that finds
+// changed full is dropped, so a channel with a buffer of one coalesces a
+// burst into one pending signal.
+//
+// NewWatcher returns the kernel's (Linux only); nattest.Conn is one for
+// tests.
+type Watcher interface {
+	WatchTables(ctx context.Context, name string, changed chan<- struct{}) error
+}
+
+// ErrNoWatcher: Manager.Watch has no Watcher to use (a Manager from New
+// over a Conn that is not one, without Config.Watcher).
+var ErrNoWatcher = errors.New("nat: no watcher")

@@ -44,6 +44,18 @@ func (*Manager) LastResult() Result { return Result{} }
 // Totals returns zero Totals.
 func (*Manager) Totals() Totals { return Totals{} }
 
+// NewWatcher returns a Watcher whose WatchTables returns ErrUnsupported.
+func NewWatcher(int) Watcher { return unsupportedWatcher{} }
+
+type unsupportedWatcher struct{}
+
+func (unsupportedWatcher) WatchTables(context.Context, string, chan<- struct{}) error {
+	return ErrUnsupported
+}
+
+// Watch returns ErrUnsupported.
+func (*Manager) Watch(context.Context, chan<- struct{}) error { return ErrUnsupported }
+
 // Close returns nil.
 func (*Manager) Close() error { return nil }
 

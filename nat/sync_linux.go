@@ -10,8 +10,9 @@ import (
 	"github.com/google/nftables"
 )
 
-// observed is the Manager's table as read from the kernel.
+// observed is one of the Manager's tables as read from the kernel.
 type observed struct {
+	fam    family
 	table  *nftables.Table
 	sets   map[string]*observedSet
 	chains map[string]*observedChain
@@ -31,41 +32,57 @@ type observedChain struct {
 }
 
 // kindOf guesses the kind of a kernel set from its definition.
-func kindOf(s *nftables.Set) setKind {
+func kindOf(f family, s *nftables.Set) setKind {
 	for _, k := range []setKind{kindPrefix, kindAddr, kindIfname, kindIfnameAddr} {
-		if k.matches(s) {
+		if k.matches(f, s) {
 			return k
 		}
 	}
 	return 0
 }
 
-// observe reads the table, or returns nil if it does not exist.
-func (m *Manager) observe() (*observed, error) {
-	t, err := m.findTable()
+// observeAll reads the Manager's table of every family; a family without
+// one is missing from the map.
+func (m *Manager) observeAll() (map[nftables.TableFamily]*observed, error) {
+	out := map[nftables.TableFamily]*observed{}
+	for _, f := range families() {
+		o, err := m.observe(f)
+		if err != nil {
+			return nil, err
+		}
+		if o != nil {
+			out[f.tf] = o
+		}
+	}
+	return out, nil
+}
+
+// observe reads the table of family f, or returns nil if it does not exist.
+func (m *Manager) observe(f family) (*observed, error) {
+	t, err := m.findTable(f)
 	if err != nil || t == nil {
 		return nil, err
 	}
-	o := &observed{table: t, sets: map[string]*observedSet{}, chains: map[string]*observedChain{}}
+	o := &observed{fam: f, table: t, sets: map[string]*observedSet{}, chains: map[string]*observedChain{}}
 	sets, err := m.conn.GetSets(t)
 	if err != nil {
-		return nil, fmt.Errorf("list sets: %w", err)
+		return nil, fmt.Errorf("list sets of %s table: %w", f.name, err)
 	}
 	for _, s := range sets {
-		os := &observedSet{set: s, kind: kindOf(s)}
+		os := &observedSet{set: s, kind: kindOf(f, s)}
 		o.sets[s.Name] = os
 		if os.kind == 0 {
 			continue
 		}
 		elems, err := m.conn.GetSetElements(s)
 		if err != nil {
-			return nil, fmt.Errorf("list elements of set %s: %w", s.Name, err)
+			return nil, fmt.Errorf("list elements of set %s %s: %w", f.name, s.Name, err)
 		}
-		os.items, os.err = itemsFromKernel(os.kind, elems)
+		os.items, os.err = itemsFromKernel(f, os.kind, elems)
 	}
-	chains, err := m.conn.ListChainsOfTableFamily(nftables.TableFamilyIPv4)
+	chains, err := m.conn.ListChainsOfTableFamily(f.tf)
 	if err != nil {
-		return nil, fmt.Errorf("list chains: %w", err)
+		return nil, fmt.Errorf("list %s chains: %w", f.name, err)
 	}
 	for _, c := range chains {
 		if c.Table == nil || c.Table.Name != t.Name {
@@ -73,7 +90,7 @@ func (m *Manager) observe() (*observed, error) {
 		}
 		rules, err := m.conn.GetRules(t, c)
 		if err != nil {
-			return nil, fmt.Errorf("list rules of chain %s: %w", c.Name, err)
+			return nil, fmt.Errorf("list rules of chain %s %s: %w", f.name, c.Name, err)
 		}
 		o.chains[c.Name] = &observedChain{chain: c, rules: rules}
 		o.order = append(o.order, c.Name)
@@ -144,80 +161,125 @@ func chunks(es []nftables.SetElement, f func([]nftables.SetElement) error) error
 	return nil
 }
 
-// apply queues the difference between want and o and flushes it as one
-// transaction. It returns what was applied (zero: nothing sent, or an
-// error).
-func (m *Manager) apply(want *ruleset, o *observed) (Result, error) {
-	if ok, why := sameStructure(want, o); !ok {
-		m.log.Debug("nat: rebuilding table", "table", want.table, "reason", why)
-		return m.rebuild(want, o, why)
-	}
+// apply queues the difference between want and the observed tables and
+// flushes it as one transaction covering both families. It returns what was
+// applied (zero: nothing sent, or an error).
+//
+// A table whose structure differs is rebuilt; the other one, in the same
+// transaction, only gets its element changes. A table of a family that has
+// no pool any more is deleted.
+func (m *Manager) apply(want *plan, obs map[nftables.TableFamily]*observed) (Result, error) {
 	var r Result
-	for _, s := range want.sets {
-		os := o.sets[s.name]
-		var add, del []nftables.SetElement
-		var nadd, ndel int
-		for _, it := range sortedItems(os.items) {
-			if _, ok := s.items[it.id]; !ok {
-				del = append(del, it.elems...)
-				ndel++
+	var reasons []string
+	wanted := map[nftables.TableFamily]bool{}
+	for _, rs := range want.tables {
+		wanted[rs.fam.tf] = true
+		o := obs[rs.fam.tf]
+		if ok, why := sameStructure(rs, o); !ok {
+			if rs.fam.addrLen == 16 {
+				why = "ip6: " + why
 			}
-		}
-		for _, it := range sortedItems(s.items) {
-			if _, ok := os.items[it.id]; !ok {
-				add = append(add, it.elems...)
-				nadd++
+			m.log.Debug("nat: rebuilding table", "family", rs.fam.name, "table", rs.table, "reason", why)
+			rr, err := m.queueRebuild(rs, o)
+			if err != nil {
+				return Result{}, err
 			}
+			r.Rebuilt = true
+			reasons = append(reasons, why)
+			r.Added += rr.Added
+			r.Removed += rr.Removed
+			continue
 		}
-		// Deletes first: an interval may be replaced by one with the same
-		// start (a pool resized) in the same transaction.
-		if err := chunks(del, func(es []nftables.SetElement) error { return m.conn.SetDeleteElements(os.set, es) }); err != nil {
-			return Result{}, fmt.Errorf("delete elements of set %s: %w", s.name, err)
+		add, del, err := m.queueElements(rs, o)
+		if err != nil {
+			return Result{}, err
 		}
-		if err := chunks(add, func(es []nftables.SetElement) error { return m.conn.SetAddElements(os.set, es) }); err != nil {
-			return Result{}, fmt.Errorf("add elements to set %s: %w", s.name, err)
-		}
-		if nadd+ndel > 0 {
-			m.log.Debug("nat: set update", "set", s.name, "add", nadd, "delete", ndel)
-		}
-		r.Added += nadd
-		r.Removed += ndel
+		r.Added += add
+		r.Removed += del
 	}
-	if r.Added+r.Removed == 0 {
+	for _, f := range families() {
+		if o := obs[f.tf]; o != nil && !wanted[f.tf] {
+			m.log.Debug("nat: deleting table of a family without pools", "family", f.name, "table", m.cfg.Table)
+			m.conn.DelTable(o.table)
+			r.Rebuilt = true
+			reasons = append(reasons, f.name+": no pool of the family")
+			for _, os := range o.sets {
+				r.Removed += len(os.items)
+			}
+		}
+	}
+	if !r.Rebuilt && r.Added+r.Removed == 0 {
 		return Result{}, nil
 	}
 	if err := m.conn.Flush(); err != nil {
 		return Result{}, err
 	}
 	r.Writes = 1
+	r.Reason = strings.Join(reasons, "; ")
 	return r, nil
 }
 
-// rebuild replaces the whole table in one transaction: delete (if present)
-// and create with every set, element, chain and rule.
+// queueElements queues the element changes that make o's sets equal to
+// want's (same structure) and returns how many items it adds and removes.
+func (m *Manager) queueElements(want *ruleset, o *observed) (nadd, ndel int, err error) {
+	for _, s := range want.sets {
+		os := o.sets[s.name]
+		var add, del []nftables.SetElement
+		var sadd, sdel int
+		for _, it := range sortedItems(os.items) {
+			if _, ok := s.items[it.id]; !ok {
+				del = append(del, it.elems...)
+				sdel++
+			}
+		}
+		for _, it := range sortedItems(s.items) {
+			if _, ok := os.items[it.id]; !ok {
+				add = append(add, it.elems...)
+				sadd++
+			}
+		}
+		// Deletes first: an interval may be replaced by one with the same
+		// start (a pool resized) in the same transaction.
+		if err := chunks(del, func(es []nftables.SetElement) error { return m.conn.SetDeleteElements(os.set, es) }); err != nil {
+			return 0, 0, fmt.Errorf("delete elements of set %s %s: %w", want.fam.name, s.name, err)
+		}
+		if err := chunks(add, func(es []nftables.SetElement) error { return m.conn.SetAddElements(os.set, es) }); err != nil {
+			return 0, 0, fmt.Errorf("add elements to set %s %s: %w", want.fam.name, s.name, err)
+		}
+		if sadd+sdel > 0 {
+			m.log.Debug("nat: set update", "family", want.fam.name, "set", s.name, "add", sadd, "delete", sdel)
+		}
+		nadd += sadd
+		ndel += sdel
+	}
+	return nadd, ndel, nil
+}
+
+// queueRebuild queues the replacement of one table: delete (if present)
+// and create with every set, element, chain and rule. The caller flushes.
 //
 // Every set gets its transaction ID here (1, 2, ... within the
 // transaction, which is all the kernel needs: rules and elements refer to a
 // set added in the same batch by name or by this ID). With Set.ID 0,
 // nftables v0.3.0 would take one from its package-level counter, which is
-// not synchronised and races between Managers in one process.
-func (m *Manager) rebuild(want *ruleset, o *observed, why string) (Result, error) {
-	r := Result{Writes: 1, Rebuilt: true, Reason: why}
+// not synchronised and races between Managers in one process. The IDs
+// continue across the tables of one transaction (m.setID, reset by Sync).
+func (m *Manager) queueRebuild(want *ruleset, o *observed) (Result, error) {
+	var r Result
 	if o != nil {
 		m.conn.DelTable(o.table)
 		for _, os := range o.sets {
 			r.Removed += len(os.items)
 		}
 	}
-	t := m.conn.AddTable(&nftables.Table{Name: want.table, Family: nftables.TableFamilyIPv4})
+	t := m.conn.AddTable(&nftables.Table{Name: want.table, Family: want.fam.tf})
 	sets := map[string]*nftables.Set{}
-	var setID uint32
 	for _, s := range want.sets {
-		ns := s.kind.set(t, s.name)
-		setID++
-		ns.ID = setID
+		ns := s.kind.set(want.fam, t, s.name)
+		m.setID++
+		ns.ID = m.setID
 		if err := m.conn.AddSet(ns, nil); err != nil {
-			return Result{}, fmt.Errorf("add set %s: %w", s.name, err)
+			return Result{}, fmt.Errorf("add set %s %s: %w", want.fam.name, s.name, err)
 		}
 		sets[s.name] = ns
 		var es []nftables.SetElement
@@ -225,7 +287,7 @@ func (m *Manager) rebuild(want *ruleset, o *observed, why string) (Result, error
 			es = append(es, it.elems...)
 		}
 		if err := chunks(es, func(es []nftables.SetElement) error { return m.conn.SetAddElements(ns, es) }); err != nil {
-			return Result{}, fmt.Errorf("add elements to set %s: %w", s.name, err)
+			return Result{}, fmt.Errorf("add elements to set %s %s: %w", want.fam.name, s.name, err)
 		}
 		r.Added += len(s.items)
 	}
@@ -238,9 +300,6 @@ func (m *Manager) rebuild(want *ruleset, o *observed, why string) (Result, error
 			})
 		}
 	}
-	if err := m.conn.Flush(); err != nil {
-		return Result{}, err
-	}
 	return r, nil
 }
 
@@ -248,7 +307,7 @@ func (m *Manager) rebuild(want *ruleset, o *observed, why string) (Result, error
 // expressions, in the format of ruleset.render.
 func (o *observed) render(table string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "table ip %s {\n", table)
+	fmt.Fprintf(&b, "table %s %s {\n", o.fam.name, table)
 	names := make([]string, 0, len(o.sets))
 	for n := range o.sets {
 		names = append(names, n)
@@ -260,7 +319,7 @@ func (o *observed) render(table string) string {
 			fmt.Fprintf(&b, "\tset %s {\n\t\t# not written by tabby: %v\n\t}\n", n, os.err)
 			continue
 		}
-		renderSet(&b, n, os.kind, os.items)
+		renderSet(&b, o.fam, n, os.kind, os.items)
 	}
 	for i, n := range o.order {
 		if i > 0 || len(names) > 0 {

@@ -252,7 +252,7 @@ func (k *Kernel) AddrDel(lk netlink.Link, a *netlink.Addr) error {
 }
 
 // AddrList lists addresses of lk (nil: of every link) of a family
-// (abi.FAMILY_ALL, FAMILY_V4, FAMILY_V6), in link then insertion order.
+// (FamilyAll, FamilyV4, FamilyV6), in link then insertion order.
 func (k *Kernel) AddrList(lk netlink.Link, family int) ([]netlink.Addr, error) {
 	var out []netlink.Addr
 	err := k.read("AddrList", func() error {

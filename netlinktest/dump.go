@@ -17,6 +17,30 @@ import (
 // What IPv6 autoconfiguration adds by itself (the EUI-64 link-local address
 // of every link with carrier, its routes and the ff00::/8 route) is left
 // out to keep golden files short; AddrList and RouteList report it.
+//
+// The grammar, one item per line; [x] is optional, {a|b} a choice, words in
+// capitals are values (indentation is part of the grammar):
+//
+//	netns {PATH|""}                              one block per namespace, sorted by path
+//	  link INDEX NAME KIND {down|up,lower_up|up,no-carrier} mtu MTU [mac MAC]
+//	       [txqlen N] [peer INDEX:NAME[@NETNS]] [master NAME] [alias "TEXT"]
+//	    vxlan id VNI port PORT [dev NAME] [local IP] [group IP] {learning|nolearning}
+//	          [ttl N] [tos N] [ageing SECONDS] [proxy] [rsc] [l2miss] [l3miss]
+//	          [noudpcsum] [gbp] [external]          (vxlan links only)
+//	    addr IP/BITS [brd IP] scope SCOPE [secondary] [label NAME]
+//	         [valid_lft N preferred_lft N]          (one per address, kernel order)
+//	  route [TYPE ]{default|IP|PREFIX} [via IP] [dev NAME] table TABLE proto PROTO
+//	        scope SCOPE [src IP] [metric N] [tos 0xN] [mtu N] [onlink] [linkdown]
+//	  neigh IP dev NAME lladdr MAC STATE [flags 0xN]
+//	  fdb MAC dev NAME [dst IP] STATE [flags 0xN]
+//	  sysctl KEY=VALUE                             (only keys that differ from a fresh namespace)
+//
+// KIND is loopback, veth, vxlan, bridge or dummy; TYPE is left out for unicast
+// routes (local, broadcast, blackhole, unreachable, prohibit, throw,
+// multicast otherwise); TABLE, PROTO and SCOPE are names where `ip route`
+// has one (main, local; kernel, boot, static; host, link, universe) else
+// numbers; STATE is the NUD state (PERMANENT, REACHABLE, NOARP, ...).
+// Routes are in table then fib order, neighbours and FDB entries sorted.
 func (k *Kernel) Dump() string {
 	k.m.mu.Lock()
 	defer k.m.mu.Unlock()

@@ -99,7 +99,7 @@ func (m *machine) newNamespace(path string) *namespace {
 
 // NewNamespace creates a namespace bound at path, like `ip netns add`, and
 // returns a handle on it. It holds only lo, down. A path already bound
-// gives an error wrapping abi.EEXIST.
+// gives an error wrapping EEXIST.
 func (k *Kernel) NewNamespace(path string) (*Kernel, error) {
 	k.m.mu.Lock()
 	defer k.m.mu.Unlock()
@@ -113,7 +113,7 @@ func (k *Kernel) NewNamespace(path string) (*Kernel, error) {
 }
 
 // NamespaceAt returns a handle on the namespace bound at path ("" is the
-// initial namespace). An unknown path gives an error wrapping abi.ENOENT.
+// initial namespace). An unknown path gives an error wrapping ENOENT.
 func (k *Kernel) NamespaceAt(path string) (*Kernel, error) {
 	k.m.mu.Lock()
 	defer k.m.mu.Unlock()
@@ -127,7 +127,7 @@ func (k *Kernel) NamespaceAt(path string) (*Kernel, error) {
 // DeleteNamespace destroys the namespace bound at path: its links vanish
 // (and with them veth peers in other namespaces), and the path is unbound.
 // Handles on it stay usable but see an empty namespace without lo. An
-// unknown path gives an error wrapping abi.ENOENT; the initial namespace
+// unknown path gives an error wrapping ENOENT; the initial namespace
 // cannot be deleted (EINVAL).
 func (k *Kernel) DeleteNamespace(path string) error {
 	k.m.mu.Lock()

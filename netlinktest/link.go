@@ -50,6 +50,8 @@ type link struct {
 	// Bridges: whether it ever had a port, whether its MTU was set by a
 	// user (then ports do not change it).
 	hadPorts, mtuByUser bool
+	// txCsumOff: TX checksum offload turned off (SetTxChecksum).
+	txCsumOff bool
 }
 
 // vxlanConf holds the vxlan attributes the kernel keeps and reports.

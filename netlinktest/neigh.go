@@ -376,7 +376,7 @@ func (k *Kernel) NeighDel(n *netlink.Neigh) error {
 }
 
 // NeighList lists neighbours of linkIndex (0: all links) and family (0:
-// all; abi.FAMILY_V4, FAMILY_V6, or abi.AF_BRIDGE for the FDB).
+// all; FamilyV4, FamilyV6, or FamilyBridge for the FDB).
 // Entries come sorted by family, link, (FDB: MAC,) address; the kernel's
 // order is its hash order.
 func (k *Kernel) NeighList(linkIndex, family int) ([]netlink.Neigh, error) {

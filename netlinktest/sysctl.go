@@ -66,7 +66,7 @@ func (ns *namespace) sysctlSlot(key string) (l *link, tmpl string, ok bool) {
 
 // Sysctl reads a key relative to /proc/sys (slash form, e.g.
 // "net/ipv4/conf/eth0/forwarding"). Keys of a link exist only while the
-// link exists; unknown keys give an error wrapping abi.ENOENT.
+// link exists; unknown keys give an error wrapping ENOENT.
 func (k *Kernel) Sysctl(key string) (string, error) {
 	var v string
 	err := k.read("Sysctl", func() error {

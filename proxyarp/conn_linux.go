@@ -162,6 +162,22 @@ func (c *packetConn) Write(b []byte) (int, error) {
 	}
 }
 
+// Drops implements DropCounter: the frames the kernel dropped for this
+// socket (receive buffer full) since the previous call, from
+// PACKET_STATISTICS, which resets the kernel's counters on every read.
+func (c *packetConn) Drops() (uint64, error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.closed.Load() {
+		return 0, net.ErrClosed
+	}
+	st, err := unix.GetsockoptTpacketStats(c.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS)
+	if err != nil {
+		return 0, os.NewSyscallError("getsockopt PACKET_STATISTICS", err)
+	}
+	return uint64(st.Drops), nil
+}
+
 // Close wakes a pending Read, waits for it to return and closes the
 // socket. Calling it more than once is harmless.
 func (c *packetConn) Close() error {

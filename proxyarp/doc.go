@@ -28,6 +28,36 @@
 // frames. Every frame read is counted: answered, failed to send, or ignored
 // for one Reason (Stats). The package registers no metrics of its own.
 //
+// # Rate limit
+//
+// Each interface has its own token bucket (Config.RateLimit; default 100
+// replies per second, bursts of 200; RateLimit.Disabled turns it off). A
+// request that finds it empty is not answered and is counted as
+// ReasonRateLimited in Stats().Ignored, which the agent exports as a
+// metric. The interface's reader then sleeps until the next token is due
+// (at most 10 ms), so a flood costs about one wake-up per token instead of
+// one per frame; what piles up meanwhile beyond the socket's receive buffer
+// is dropped by the kernel and counted in Stats().Dropped
+// (PACKET_STATISTICS). Other interfaces keep their own bucket and reader
+// and are served as before (TestRateLimitFloodingInterface;
+// bench/proxyarp BenchmarkFlood for the CPU a flood costs).
+//
+// # IPv6: no responder needed
+//
+// A pod's IPv6 default route points at the link-local address of the host
+// end of its veth, fe80::ecee:eeff:feee:eeee for ee:ee:ee:ee:ee:ee
+// (veth.LinkLocal), which the veth package puts on that interface
+// (without duplicate address detection, before the link goes up). The host
+// kernel therefore owns the gateway address and answers the pod's
+// neighbour solicitations for it itself, as for any of its addresses, with
+// the interface's MAC; no proxy_ndp and no userspace NDP responder are
+// involved. Calico relies on the same. IPv4 needs the responder only
+// because 169.254.1.1 is owned by nobody. TestKernelIPv6GatewayNeedsNoResponder
+// shows it with nothing but veth's setup: the pod learns ee:ee:ee:ee:ee:ee
+// for fe80::ecee:eeff:feee:eeee, pings it and another pod through it, and
+// fails to once the address is removed from the host end. (nat's IPv6
+// source guard lets link-local sources through for the same reason.)
+//
 // # Latency
 //
 // Each interface is served by one goroutine whose OS thread blocks in

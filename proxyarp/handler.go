@@ -42,6 +42,9 @@ const (
 	// ReasonNotServed: the target is not a gateway address this responder
 	// answers for (or, when answering every target, not a unicast address).
 	ReasonNotServed
+	// ReasonRateLimited: a request that would have been answered, but the
+	// interface's token bucket was empty (see RateLimit).
+	ReasonRateLimited
 
 	numReasons
 )
@@ -56,6 +59,8 @@ var reasonNames = [numReasons]string{
 	ReasonProbe:      "probe",
 	ReasonSelfTarget: "self-target",
 	ReasonNotServed:  "not-served",
+
+	ReasonRateLimited: "rate-limited",
 }
 
 // String returns a short label for r, suitable as a metric label value.

@@ -62,6 +62,14 @@ type LinkSource interface {
 	Watch(ctx context.Context, changed chan<- struct{}) error
 }
 
+// DropCounter is implemented by a Conn that can tell how many frames the
+// kernel dropped for it before they were read (a full receive buffer).
+// Drops returns the number since the previous call. The default packet
+// connection implements it (PACKET_STATISTICS).
+type DropCounter interface {
+	Drops() (uint64, error)
+}
+
 // Conn is the packet connection one interface is served through. Read
 // returns one whole frame per call, blocking until a frame arrives; Write
 // sends one whole Ethernet frame out of the interface; Close makes a
@@ -120,6 +128,9 @@ type Config struct {
 	// (default: an AF_PACKET socket in Netns with a kernel filter that
 	// passes only incoming ARP requests).
 	Listen ListenFunc
+	// RateLimit bounds the requests answered per interface; the zero value
+	// means 100 per second with bursts of 200 (see RateLimit).
+	RateLimit RateLimit
 	// RealtimePriority, from 1 to 99, runs each interface's reader thread
 	// under SCHED_FIFO at that priority (needs CAP_SYS_NICE), so that a
 	// request is answered at once even when the host's CPUs are busy
@@ -141,7 +152,12 @@ type Stats struct {
 	WriteErrors uint64            // replies that could not be sent
 	Ignored     map[Reason]uint64 // frames not answered, by reason (only non-zero reasons)
 	ReadErrors  uint64            // failed reads (e.g. the interface vanished mid-read)
-	OpenErrors  uint64            // interfaces that could not be opened
+	// Dropped counts frames the kernel dropped before they were read
+	// because the socket's receive buffer was full, typically while a
+	// flooding interface was rate-limited (RateLimit). Not in Requests.
+	// Counted for connections that implement DropCounter.
+	Dropped    uint64
+	OpenErrors uint64 // interfaces that could not be opened
 
 	Interfaces        int    // interfaces served now
 	InterfacesAdded   uint64 // interfaces that started being served
@@ -150,8 +166,8 @@ type Stats struct {
 
 // counters are one interface server's; only its goroutine writes them.
 type counters struct {
-	requests, replies, writeErrors, readErrors atomic.Uint64
-	ignored                                    [numReasons]atomic.Uint64
+	requests, replies, writeErrors, readErrors, dropped atomic.Uint64
+	ignored                                             [numReasons]atomic.Uint64
 }
 
 func (c *counters) addTo(s *Stats) {
@@ -159,6 +175,7 @@ func (c *counters) addTo(s *Stats) {
 	s.Replies += c.replies.Load()
 	s.WriteErrors += c.writeErrors.Load()
 	s.ReadErrors += c.readErrors.Load()
+	s.Dropped += c.dropped.Load()
 	for r := Reason(1); r < numReasons; r++ {
 		if v := c.ignored[r].Load(); v != 0 {
 			s.Ignored[r] += v
@@ -178,6 +195,7 @@ type Responder struct {
 	log    *slog.Logger
 	netns  string
 	rtprio int
+	limit  bucket // the template of every interface's bucket
 
 	started atomic.Bool
 
@@ -211,6 +229,10 @@ func New(cfg *Config) (*Responder, error) {
 	if cfg.RealtimePriority < 0 || cfg.RealtimePriority > 99 {
 		return nil, fmt.Errorf("%w: realtime priority %d not in 0..99", ErrInvalidConfig, cfg.RealtimePriority)
 	}
+	limit, err := newBucket(cfg.RateLimit)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.Rescan < 0 {
 		return nil, fmt.Errorf("%w: negative rescan interval %v", ErrInvalidConfig, cfg.Rescan)
 	}
@@ -223,6 +245,7 @@ func New(cfg *Config) (*Responder, error) {
 		log:     cfg.Logger,
 		netns:   cfg.Netns,
 		rtprio:  cfg.RealtimePriority,
+		limit:   limit,
 		servers: map[int]*server{},
 		retry:   map[int]time.Time{},
 	}
@@ -421,6 +444,7 @@ func (r *Responder) retire(s *server) {
 	r.retired.replies.Add(t.Replies)
 	r.retired.writeErrors.Add(t.WriteErrors)
 	r.retired.readErrors.Add(t.ReadErrors)
+	r.retired.dropped.Add(t.Dropped)
 	for k, v := range t.Ignored {
 		r.retired.ignored[k].Add(v)
 	}

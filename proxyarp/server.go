@@ -8,6 +8,7 @@ import (
 	"net"
 	"runtime"
 	"sync/atomic"
+	"time"
 )
 
 // readBufLen is larger than any ARP frame so that padded or tagged frames
@@ -25,10 +26,12 @@ type server struct {
 	pol   *policy
 	reply atomic.Pointer[[]byte] // the template: swapped whole when the MAC changes
 	c     counters
+	limit bucket // only the serving goroutine uses it
 
 	done   chan struct{}
-	closed atomic.Bool // stop was requested
-	dead   atomic.Bool // loop ended on its own
+	stopc  chan struct{} // closed by stop: ends a rate-limit pause
+	closed atomic.Bool   // stop was requested
+	dead   atomic.Bool   // loop ended on its own
 }
 
 func (r *Responder) start(ctx context.Context, l Link, changed chan<- struct{}) (*server, error) {
@@ -40,7 +43,8 @@ func (r *Responder) start(ctx context.Context, l Link, changed chan<- struct{}) 
 	if err != nil {
 		return nil, fmt.Errorf("proxyarp: listen on %s: %w", l.Name, err)
 	}
-	s := &server{link: l, conn: conn, pol: r.pol, done: make(chan struct{})}
+	s := &server{link: l, conn: conn, pol: r.pol, done: make(chan struct{}), stopc: make(chan struct{}), limit: r.limit}
+	s.limit.base = time.Now()
 	s.reply.Store(&tmpl)
 	go func() {
 		defer close(s.done)
@@ -89,11 +93,33 @@ func (s *server) serve() error {
 			s.c.ignored[why].Add(1)
 			continue
 		}
+		if ok, wait := s.limit.take(); !ok {
+			s.c.ignored[ReasonRateLimited].Add(1)
+			s.pause(wait)
+			continue
+		}
 		if _, err := s.conn.Write(reply); err != nil {
 			s.c.writeErrors.Add(1)
 			continue
 		}
 		s.c.replies.Add(1)
+	}
+}
+
+// pause sleeps for wait (at most maxPause) or until stop, so that a
+// flooding interface costs one wake-up per token rather than one per frame,
+// and then collects the kernel's count of the frames it dropped meanwhile.
+func (s *server) pause(wait time.Duration) {
+	t := time.NewTimer(min(wait, maxPause))
+	select {
+	case <-t.C:
+	case <-s.stopc:
+		t.Stop()
+	}
+	if dc, ok := s.conn.(DropCounter); ok {
+		if n, err := dc.Drops(); err == nil {
+			s.c.dropped.Add(n)
+		}
 	}
 }
 
@@ -117,7 +143,9 @@ func (s *server) update(l Link) error {
 // stop closes the connection, which ends a pending Read, and waits for the
 // goroutine to exit.
 func (s *server) stop() {
-	s.closed.Store(true)
+	if !s.closed.Swap(true) {
+		close(s.stopc)
+	}
 	s.conn.Close()
 	<-s.done
 }

@@ -52,6 +52,9 @@ func (m *Manager) checksumWorkaround(dev netlink.Link) error {
 		on = false
 	case ChecksumAuto:
 		rel := m.cfg.KernelRelease
+		if r, ok := m.nl.(interface{ KernelRelease() string }); rel == "" && ok {
+			rel = r.KernelRelease() // a fake kernel's, not the host's
+		}
 		if rel == "" {
 			var err error
 			if rel, err = kernelRelease(); err != nil {
@@ -68,6 +71,9 @@ func (m *Manager) checksumWorkaround(dev netlink.Link) error {
 		}
 	}
 	o := m.cfg.Offloader
+	if no, ok := m.nl.(Offloader); o == nil && ok {
+		o = no // the Netlink seam has its own (netlinktest): never the host's ioctl
+	}
 	if o == nil {
 		o = ethtoolOffloader{ns: m.cfg.Namespace}
 	}

@@ -171,10 +171,13 @@ type Config struct {
 	// works in ("" = the caller's); the default Offloader runs its ioctl
 	// there.
 	Namespace string
-	// Offloader replaces the ethtool ioctl (tests).
+	// Offloader replaces the ethtool ioctl. When nil and the Netlink
+	// handed to New is itself an Offloader (netlinktest.Kernel is), that
+	// one is used: a fake kernel never makes the Manager touch the host.
 	Offloader Offloader
 	// KernelRelease replaces uname -r for ChecksumAuto (tests), e.g.
-	// "5.4.0-42-generic".
+	// "5.4.0-42-generic". When empty and the Netlink has a
+	// KernelRelease() string method (netlinktest.Kernel), that is used.
 	KernelRelease string
 	// Logger; nil discards.
 	Logger *slog.Logger

@@ -63,14 +63,23 @@ func newNode(b *testing.B, n int) *node {
 }
 
 // responder runs a Responder in the host namespace until the returned
-// stop is called, after every cali interface is served.
+// stop is called, after every cali interface is served. Its rate limit is
+// off: these benchmarks measure the responder's own capacity
+// (BenchmarkFlood measures the limit).
 func (nd *node) responder(b *testing.B, listen proxyarp.ListenFunc, rtprio ...int) (*proxyarp.Responder, func()) {
 	b.Helper()
-	cfg := &proxyarp.Config{Netns: nd.host.Path, Listen: listen}
+	cfg := proxyarp.Config{Listen: listen, RateLimit: proxyarp.RateLimit{Disabled: true}}
 	if len(rtprio) > 0 {
 		cfg.RealtimePriority = rtprio[0]
 	}
-	r, err := proxyarp.New(cfg)
+	return nd.responderWith(b, cfg)
+}
+
+// responderWith is responder with a Config of the caller's (Netns is set).
+func (nd *node) responderWith(b *testing.B, cfg proxyarp.Config) (*proxyarp.Responder, func()) {
+	b.Helper()
+	cfg.Netns = nd.host.Path
+	r, err := proxyarp.New(&cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -418,4 +427,101 @@ func procStatus() (rssKiB, threads int) {
 		}
 	}
 	return rssKiB, threads
+}
+
+// BenchmarkFlood: one pod floods its interface with ARP requests for
+// 169.254.1.1 as fast as one thread can send them (never reading replies)
+// for 2 seconds, while a second pod interface asks for its gateway every
+// 10 ms. Per mode: the flood rate, the responder's CPU (process CPU minus
+// the generator thread's, as a fraction of one core), what the responder
+// did with the flood (replies, rate-limited, dropped by the kernel) and
+// whether the quiet interface kept being answered, with its round trip.
+// mode=unlimited is the responder before the rate limit (RateLimit
+// disabled), mode=limited the default (100/s, burst 200). Run with
+// -benchtime 1x.
+func BenchmarkFlood(b *testing.B) {
+	nd := newNode(b, 2)
+	for _, mode := range []string{"unlimited", "limited"} {
+		b.Run("mode="+mode, func(b *testing.B) {
+			cfg := proxyarp.Config{}
+			if mode == "unlimited" {
+				cfg.RateLimit.Disabled = true
+			}
+			r, stop := nd.responderWith(b, cfg)
+			defer stop()
+			quiet, err := kerneltest.NewARPClient(nd.pod, "p1", nd.podIPs[1])
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer quiet.Close()
+			const d = 2 * time.Second
+			for b.Loop() {
+				before := r.Stats()
+				qdone := make(chan struct{})
+				var rtts []time.Duration
+				var qfail int
+				go func() {
+					defer close(qdone)
+					end := time.Now().Add(d)
+					for time.Now().Before(end) {
+						if _, rtt, err := quiet.Query(gw, 500*time.Millisecond); err != nil {
+							qfail++
+						} else {
+							rtts = append(rtts, rtt.Wire)
+						}
+						time.Sleep(10 * time.Millisecond)
+					}
+				}()
+				cpu0 := processCPU()
+				sent, gen := floodFor(b, nd, d)
+				resp := processCPU() - cpu0 - gen
+				<-qdone
+				after := r.Stats()
+				b.ReportMetric(float64(sent)/d.Seconds(), "sent/s")
+				b.ReportMetric(float64(resp)/float64(d)*100, "responder-cpu-%")
+				b.ReportMetric(float64(after.Requests-before.Requests), "read")
+				b.ReportMetric(float64(after.Replies-before.Replies), "replies")
+				b.ReportMetric(float64(after.Ignored[proxyarp.ReasonRateLimited]-before.Ignored[proxyarp.ReasonRateLimited]), "rate-limited")
+				b.ReportMetric(float64(after.Dropped-before.Dropped), "kernel-dropped")
+				b.ReportMetric(float64(qfail), "quiet-unanswered")
+				if len(rtts) > 0 {
+					reportRTT(b, "quiet-", rtts)
+				}
+			}
+		})
+	}
+}
+
+// floodFor sends requests out of the pod's first interface from one locked
+// thread for d, on a socket that receives nothing, and returns how many it
+// sent and its thread's CPU time.
+func floodFor(b *testing.B, nd *node, d time.Duration) (sent int, cpu time.Duration) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var fd int
+	if err := nd.pod.Do(func() error {
+		var err error
+		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0) // protocol 0: sends only
+		return err
+	}); err != nil {
+		b.Fatal(err)
+	}
+	defer unix.Close(fd)
+	l := nd.podIfs[0]
+	frame := request(l.Attrs().HardwareAddr, nd.podIPs[0], gw)
+	to := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ARP), Ifindex: l.Attrs().Index, Halen: 6,
+		Addr: [8]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}}
+	var ru0, ru1 unix.Rusage
+	unix.Getrusage(unix.RUSAGE_THREAD, &ru0)
+	end := time.Now().Add(d)
+	for time.Now().Before(end) {
+		for range 64 {
+			if err := unix.Sendto(fd, frame, 0, to); err != nil {
+				b.Fatal(err)
+			}
+		}
+		sent += 64
+	}
+	unix.Getrusage(unix.RUSAGE_THREAD, &ru1)
+	return sent, tvDur(ru1.Utime) + tvDur(ru1.Stime) - tvDur(ru0.Utime) - tvDur(ru0.Stime)
 }

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tabbynet/tabby/examples/internal/agent"
+	agent "github.com/tabbynet/tabby/examples/internal/agentflags"
 	"sigs.k8s.io/yaml"
 )
 

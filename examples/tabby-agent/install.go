@@ -12,7 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/tabbynet/tabby/examples/internal/agent"
+	"github.com/tabbynet/tabby/examples/internal/agentflags"
+	"github.com/tabbynet/tabby/node"
 )
 
 // ConflistName is the file the agent writes in --cni-conf-dir.
@@ -27,7 +28,7 @@ var plugins = []string{"tabby", "tabby-ipam"}
 // The etcd TLS files are copied beside the conflist (tabby-tls/), since the
 // plugins run on the host where the agent's paths do not exist; a conf dir
 // under /host/ is the host's own directory without that prefix.
-func installCNI(f *agent.Flags, cfg agent.Config, storeURL string, log *slog.Logger) error {
+func installCNI(f *agentflags.Flags, cfg node.Config, storeURL string, log *slog.Logger) error {
 	if f.CNIBinDir != "" {
 		exe, err := os.Executable()
 		if err != nil {
@@ -77,7 +78,7 @@ func installCNI(f *agent.Flags, cfg agent.Config, storeURL string, log *slog.Log
 		"name":       "k8s-pod-network",
 		"plugins": []any{map[string]any{
 			"type": "tabby", "datastore": dsURL, "stateDir": cfg.StateDir,
-			"proxyARP": cfg.ProxyARP, "ipam": ipamConf,
+			"proxyARP": cfg.ProxyARP.String(), "ipam": ipamConf,
 		}},
 	}
 	b, err := json.MarshalIndent(conf, "", "  ")

@@ -19,10 +19,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/tabbynet/tabby/examples/internal/agent"
+	"github.com/tabbynet/tabby/examples/internal/agentflags"
 	"github.com/tabbynet/tabby/examples/internal/storeurl"
 	"github.com/tabbynet/tabby/examples/internal/storeurl/etcdurl"
-	"github.com/tabbynet/tabby/ipam"
+	"github.com/tabbynet/tabby/node"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -35,7 +35,7 @@ func main() {
 
 // run is the whole program; it returns the exit status.
 func run(ctx context.Context, args []string, stderr io.Writer) int {
-	f, err := agent.ParseArgs(args, stderr)
+	f, err := agentflags.ParseArgs(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
@@ -66,9 +66,17 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	defer store.Close()
 	cfg.Store = store
 
+	k, err := node.OpenKernel("", f.SysctlRoot)
+	if err != nil {
+		fmt.Fprintf(stderr, "tabby-agent: %v\n", err)
+		return 1
+	}
+	defer k.Close()
+	cfg.Kernel = k
+
 	m := newMetrics()
 	cfg.OnSync = m.observeSync
-	a, err := agent.New(cfg)
+	a, err := node.New(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "tabby-agent: %v\n", err)
 		return 2
@@ -106,20 +114,21 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	return 0
 }
 
-// configure turns the flags into an agent.Config and the store URL.
-func configure(f *agent.Flags) (agent.Config, string, error) {
-	c := agent.Config{
-		Node: f.Node, Uplink: f.Uplink, Pools: f.Pools, BlockSize: f.BlockSize,
-		NATOutgoing: f.NATOutgoing, ProxyARP: f.ProxyARP, HoldTime: f.HoldTime,
-		ResyncInterval: f.ResyncInterval, StateDir: f.StateDir, SysctlRoot: f.SysctlRoot,
-		GracefulRestart: f.GracefulRestart, StartTimeout: f.StartTimeout,
+// configure turns the flags into a node.Config (without its Kernel) and
+// the store URL.
+func configure(f *agentflags.Flags) (node.Config, string, error) {
+	c := node.Config{
+		Name: f.Node, Uplink: f.Uplink, Pools: f.Pools, BlockSize: f.BlockSize,
+		NATOutgoing: f.NATOutgoing, HoldTime: f.HoldTime,
+		ResyncInterval: f.ResyncInterval, StateDir: f.StateDir,
+		WithdrawOnStop: f.WithdrawOnStop || !f.GracefulRestart, StartTimeout: f.StartTimeout,
 	}
 	var err error
-	if c.VXLANMode, err = ipam.ParseVXLANMode(f.VXLANMode); err != nil {
+	if c.VXLANMode, err = node.ParseVXLANMode(f.VXLANMode); err != nil {
 		return c, "", fmt.Errorf("--vxlan-mode %q: want Always, CrossSubnet or Never", f.VXLANMode)
 	}
-	if c.ProxyARP != agent.ProxyARPUserspace && c.ProxyARP != agent.ProxyARPKernel {
-		return c, "", fmt.Errorf("--proxy-arp %q: want userspace or kernel", c.ProxyARP)
+	if c.ProxyARP, err = node.ParseProxyARPMode(f.ProxyARP); err != nil || c.ProxyARP == node.ProxyARPOff {
+		return c, "", fmt.Errorf("--proxy-arp %q: want userspace or kernel", f.ProxyARP)
 	}
 	if f.HoldTime < 10*time.Millisecond {
 		return c, "", fmt.Errorf("--hold-time %v: too short", f.HoldTime)
@@ -127,12 +136,12 @@ func configure(f *agent.Flags) (agent.Config, string, error) {
 	if f.ResyncInterval <= 0 {
 		return c, "", fmt.Errorf("--resync-interval %v: must be positive", f.ResyncInterval)
 	}
-	if c.Node == "" {
+	if c.Name == "" {
 		h, err := os.Hostname()
 		if err != nil {
 			return c, "", fmt.Errorf("--node not given and no host name: %w", err)
 		}
-		c.Node = strings.ToLower(h)
+		c.Name = strings.ToLower(h)
 	}
 	if c.NodeIP, c.Uplink, err = underlay(f.NodeIP, f.Uplink); err != nil {
 		return c, "", err
@@ -147,7 +156,7 @@ func configure(f *agent.Flags) (agent.Config, string, error) {
 	return c, u, nil
 }
 
-func storeURLWithTLS(f *agent.Flags) (string, error) {
+func storeURLWithTLS(f *agentflags.Flags) (string, error) {
 	if f.EtcdCA == "" && f.EtcdCert == "" && f.EtcdKey == "" {
 		return f.Datastore, nil
 	}

@@ -166,7 +166,8 @@ func waitUntil(t *testing.T, d time.Duration, what string, f func() bool) time.D
 
 // TestKillWithdrawsAndReturnRestores: SIGKILL of worker2's agent withdraws
 // worker2 on worker1 within hold time plus a resync; a new agent restores
-// the route; SIGTERM exits 0.
+// the route; SIGTERM exits 0, keeping the announcement unless
+// --withdraw-on-stop.
 func TestKillWithdrawsAndReturnRestores(t *testing.T) {
 	bin, nodes := twoNodes(t)
 	w1, w2 := nodes[0], nodes[1]
@@ -184,15 +185,33 @@ func TestKillWithdrawsAndReturnRestores(t *testing.T) {
 	took = waitUntil(t, 20*time.Second, "worker1 routes worker2's block again", func() bool { return w1.peerRoutes(t) == 1 })
 	t.Logf("route restored %v after the new agent started", took)
 
-	for _, n := range nodes {
-		n.cmd.Process.Signal(unix.SIGTERM)
-		err := n.cmd.Wait()
-		if err != nil {
-			t.Errorf("%s: SIGTERM: %v\n%s", n.name, err, n.log)
-		}
-		if !strings.Contains(n.log.String(), "withdrawn") {
-			t.Errorf("%s: no withdrawal logged:\n%s", n.name, n.log)
-		}
+	// SIGTERM is a graceful stop by default: worker2's announcement stays
+	// for the hold time, so worker1 keeps its route while a new agent
+	// would start.
+	w2.cmd.Process.Signal(unix.SIGTERM)
+	if err := w2.cmd.Wait(); err != nil {
+		t.Errorf("worker2: SIGTERM: %v\n%s", err, w2.log)
+	}
+	if !strings.Contains(w2.log.String(), "kept for graceful restart") {
+		t.Errorf("worker2: no graceful stop logged:\n%s", w2.log)
+	}
+	if w1.peerRoutes(t) != 1 {
+		t.Error("worker1 dropped worker2's route on a graceful stop")
+	}
+	// --withdraw-on-stop withdraws for good: worker2 (started again with
+	// it) disappears from worker1 at once on SIGTERM.
+	w2.start(t, bin, "--withdraw-on-stop")
+	waitUntil(t, 20*time.Second, "worker2 back", func() bool { return strings.Contains(w2.log.String(), "msg=started") })
+	w2.cmd.Process.Signal(unix.SIGTERM)
+	if err := w2.cmd.Wait(); err != nil {
+		t.Errorf("worker2: SIGTERM: %v\n%s", err, w2.log)
+	}
+	if !strings.Contains(w2.log.String(), "withdrawn") {
+		t.Errorf("worker2: no withdrawal logged:\n%s", w2.log)
+	}
+	w1.cmd.Process.Signal(unix.SIGTERM)
+	if err := w1.cmd.Wait(); err != nil {
+		t.Errorf("worker1: SIGTERM: %v\n%s", err, w1.log)
 	}
 }
 

@@ -4,12 +4,11 @@ package main
 
 import (
 	"net/http"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/tabbynet/tabby/examples/internal/agent"
+	"github.com/tabbynet/tabby/node"
 	"github.com/tabbynet/tabby/proxyarp"
 )
 
@@ -18,7 +17,7 @@ type metrics struct {
 	reg      *prometheus.Registry
 	syncDur  prometheus.Histogram
 	syncErrs prometheus.Counter
-	agent    *agent.Agent
+	agent    *node.Node
 }
 
 func newMetrics() *metrics {
@@ -33,14 +32,14 @@ func newMetrics() *metrics {
 	return m
 }
 
-func (m *metrics) observeSync(d time.Duration, _ int, err error) {
-	m.syncDur.Observe(d.Seconds())
-	if err != nil {
+func (m *metrics) observeSync(s node.SyncInfo) {
+	m.syncDur.Observe(s.Took.Seconds())
+	if s.Err != nil {
 		m.syncErrs.Inc()
 	}
 }
 
-func (m *metrics) handler(a *agent.Agent) http.Handler {
+func (m *metrics) handler(a *node.Node) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
@@ -55,26 +54,27 @@ func (m *metrics) handler(a *agent.Agent) http.Handler {
 }
 
 var (
-	descPeers     = prometheus.NewDesc("tabby_agent_peers", "Live, validated peers followed.", nil, nil)
-	descSyncs     = prometheus.NewDesc("tabby_agent_syncs_total", "Dataplane syncs.", nil, nil)
-	descWrites    = prometheus.NewDesc("tabby_agent_kernel_writes_total", "Kernel writes made by syncs (netlink, nftables transactions, sysctls).", nil, nil)
-	descLastW     = prometheus.NewDesc("tabby_agent_last_sync_kernel_writes", "Kernel writes of the last sync.", nil, nil)
-	descReady     = prometheus.NewDesc("tabby_agent_ready", "1 when the datastore answers and the first sync is done.", nil, nil)
-	descDS        = prometheus.NewDesc("tabby_agent_datastore_up", "1 when the datastore answered the last probe.", nil, nil)
-	descIPAM      = prometheus.NewDesc("tabby_agent_ipam_addresses", "Addresses of the node's blocks, by state.", []string{"state"}, nil)
-	descBlocks    = prometheus.NewDesc("tabby_agent_ipam_blocks", "Blocks affine to the node.", nil, nil)
-	descARPReq    = prometheus.NewDesc("tabby_agent_arp_requests_total", "ARP requests read by the proxy-ARP responder.", nil, nil)
-	descARPRep    = prometheus.NewDesc("tabby_agent_arp_replies_total", "ARP replies sent.", nil, nil)
-	descARPIgn    = prometheus.NewDesc("tabby_agent_arp_ignored_total", "ARP frames not answered, by reason.", []string{"reason"}, nil)
-	descARPErr    = prometheus.NewDesc("tabby_agent_arp_errors_total", "Responder errors, by kind.", []string{"kind"}, nil)
-	descARPIfaces = prometheus.NewDesc("tabby_agent_arp_interfaces", "Interfaces the responder serves.", nil, nil)
+	descPeers       = prometheus.NewDesc("tabby_agent_peers", "Live, validated peers followed.", nil, nil)
+	descSyncs       = prometheus.NewDesc("tabby_agent_syncs_total", "Dataplane syncs.", nil, nil)
+	descWrites      = prometheus.NewDesc("tabby_agent_kernel_writes_total", "Kernel writes made by syncs (netlink, nftables transactions, sysctls).", nil, nil)
+	descLastW       = prometheus.NewDesc("tabby_agent_last_sync_kernel_writes", "Kernel writes of the last sync.", nil, nil)
+	descReady       = prometheus.NewDesc("tabby_agent_ready", "1 when the datastore answers and the first sync is done.", nil, nil)
+	descDS          = prometheus.NewDesc("tabby_agent_datastore_up", "1 when the datastore answered the last probe.", nil, nil)
+	descIPAM        = prometheus.NewDesc("tabby_agent_ipam_addresses", "Addresses of the node's blocks, by state.", []string{"state"}, nil)
+	descBlocks      = prometheus.NewDesc("tabby_agent_ipam_blocks", "Blocks affine to the node.", nil, nil)
+	descARPReq      = prometheus.NewDesc("tabby_agent_arp_requests_total", "ARP requests read by the proxy-ARP responder.", nil, nil)
+	descARPRep      = prometheus.NewDesc("tabby_agent_arp_replies_total", "ARP replies sent.", nil, nil)
+	descARPIgn      = prometheus.NewDesc("tabby_agent_arp_ignored_total", "ARP frames not answered, by reason.", []string{"reason"}, nil)
+	descARPErr      = prometheus.NewDesc("tabby_agent_arp_errors_total", "Responder errors, by kind.", []string{"kind"}, nil)
+	descNATRestores = prometheus.NewDesc("tabby_agent_nat_restores_total", "Syncs that restored nftables state changed by someone else.", nil, nil)
+	descARPIfaces   = prometheus.NewDesc("tabby_agent_arp_interfaces", "Interfaces the responder serves.", nil, nil)
 )
 
-// statsCollector reads agent.Stats at scrape time.
+// statsCollector reads node.Stats at scrape time.
 type statsCollector metrics
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPeers, descSyncs, descWrites, descLastW, descReady, descDS, descIPAM, descBlocks, descARPReq, descARPRep, descARPIgn, descARPErr, descARPIfaces} {
+	for _, d := range []*prometheus.Desc{descPeers, descSyncs, descWrites, descLastW, descReady, descDS, descIPAM, descBlocks, descARPReq, descARPRep, descARPIgn, descARPErr, descARPIfaces, descNATRestores} {
 		ch <- d
 	}
 }
@@ -97,7 +97,8 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	ctr := func(d *prometheus.Desc, v float64, l ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, l...)
 	}
-	g(descPeers, float64(s.Peers))
+	g(descPeers, float64(len(s.Peers)))
+	ctr(descNATRestores, float64(s.NATRestores))
 	ctr(descSyncs, float64(s.Syncs))
 	ctr(descWrites, float64(s.KernelWrites))
 	g(descLastW, float64(s.LastSyncWrites))

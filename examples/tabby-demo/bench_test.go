@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/tabbynet/tabby/examples/internal/nettools"
-	"github.com/tabbynet/tabby/ipam"
+	"github.com/tabbynet/tabby/node"
 )
 
 // BenchmarkPodTCP measures pod-to-pod TCP throughput from pod-a (worker1)
@@ -20,7 +20,7 @@ import (
 // encapsulation. Reported as MB/s per sub-benchmark (b.SetBytes).
 func BenchmarkPodTCP(b *testing.B) {
 	var out strings.Builder
-	opt := options{mode: ipam.VXLANAlways, holdTime: 30 * time.Second}
+	opt := options{mode: node.VXLANAlways, holdTime: 30 * time.Second}
 	c := newBenchCluster(b, opt, &out)
 	a, p := c.pod("pod-a"), c.pod("pod-c")
 	dst := netip.AddrPortFrom(p.ip, 5201)
@@ -43,7 +43,7 @@ func BenchmarkPodTCP(b *testing.B) {
 	}
 	b.Run("vxlan", send)
 	// Same namespaces, routed without encapsulation.
-	c.opt.mode = ipam.VXLANCrossSubnet
+	c.opt.mode = node.VXLANCrossSubnet
 	for _, n := range c.nodes {
 		if err := c.stopAgent(n, true); err != nil {
 			b.Fatal(err)
@@ -55,7 +55,7 @@ func BenchmarkPodTCP(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	w1, w2 := c.node("worker1"), c.node("worker2")
+	w1, w2 := c.host("worker1"), c.host("worker2")
 	blk := w2.agent.Stats().Blocks[0].String()
 	want := blk + " via " + w2.spec.ip.Addr().String()
 	if err := c.waitFor(context.Background(), 10*time.Second, "direct route "+want, func() bool {

@@ -19,11 +19,10 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/tabbynet/tabby/datastore"
-	"github.com/tabbynet/tabby/examples/internal/agent"
 	"github.com/tabbynet/tabby/examples/internal/cni"
 	"github.com/tabbynet/tabby/examples/internal/nettools"
 	"github.com/tabbynet/tabby/internal/sysctl"
-	"github.com/tabbynet/tabby/ipam"
+	"github.com/tabbynet/tabby/node"
 	"github.com/vishvananda/netlink"
 )
 
@@ -51,15 +50,16 @@ type podSpec struct {
 
 var pods = []podSpec{{"pod-a", "worker1"}, {"pod-b", "worker1"}, {"pod-c", "worker2"}}
 
-type node struct {
+type host struct {
 	spec   nodeSpec
 	ns     *nettools.NS
-	agent  *agent.Agent
+	agent  *node.Node
 	plugin *cni.Plugin
 	state  string
 	cancel context.CancelFunc
 	done   chan error
-	onSync func(time.Duration, int, error) // tests
+	onSync func(node.SyncInfo) // tests
+	kernel *node.Kernel
 }
 
 type pod struct {
@@ -80,7 +80,7 @@ type cluster struct {
 	sw     *nettools.NS
 	router *nettools.NS
 	inet   *nettools.NS
-	nodes  []*node
+	nodes  []*host
 	pods   []*pod
 	echo   net.PacketConn
 	mu     sync.Mutex
@@ -206,7 +206,7 @@ func defaultVia(n *nettools.NS, gw netip.Addr) error {
 
 func (c *cluster) nodeSpecs() []nodeSpec {
 	w2 := netip.MustParsePrefix("10.4.7.62/24")
-	if c.opt.mode == ipam.VXLANCrossSubnet {
+	if c.opt.mode == node.VXLANCrossSubnet {
 		w2 = netip.MustParsePrefix("192.0.2.62/24")
 	}
 	return []nodeSpec{
@@ -304,7 +304,7 @@ func (c *cluster) build() error {
 		if err := os.MkdirAll(st, 0o755); err != nil {
 			return err
 		}
-		c.nodes = append(c.nodes, &node{spec: s, ns: ns, state: st})
+		c.nodes = append(c.nodes, &host{spec: s, ns: ns, state: st})
 	}
 	return nil
 }
@@ -314,18 +314,27 @@ type nopClose struct{ datastore.Store }
 func (nopClose) Close() error { return nil }
 
 // startAgent runs n's agent (again).
-func (c *cluster) startAgent(ctx context.Context, n *node) error {
-	a, err := agent.New(agent.Config{
-		Node: n.spec.name, NodeIP: n.spec.ip, Uplink: "eth0",
-		Pools: []netip.Prefix{clusterCIDR}, BlockSize: 26, VXLANMode: c.opt.mode,
-		NATOutgoing: true, ProxyARP: c.opt.proxyARP, HoldTime: c.opt.holdTime,
-		ResyncInterval: 30 * time.Second, StateDir: n.state, Netns: n.ns.Path,
-		Store: c.store, Logger: c.log.With("node", n.spec.name), OnSync: n.onSync,
-	})
+func (c *cluster) startAgent(ctx context.Context, n *host) error {
+	arp, err := node.ParseProxyARPMode(c.opt.proxyARP)
 	if err != nil {
 		return err
 	}
-	n.agent = a
+	k, err := node.OpenKernel(n.ns.Path, "")
+	if err != nil {
+		return err
+	}
+	a, err := node.New(node.Config{
+		Name: n.spec.name, NodeIP: n.spec.ip, Uplink: "eth0",
+		Pools: []netip.Prefix{clusterCIDR}, BlockSize: 26, VXLANMode: c.opt.mode,
+		NATOutgoing: true, ProxyARP: arp, HoldTime: c.opt.holdTime,
+		ResyncInterval: 30 * time.Second, StateDir: n.state, Kernel: k,
+		Store: c.store, Logger: c.log.With("node", n.spec.name), OnSync: n.onSync,
+	})
+	if err != nil {
+		k.Close()
+		return err
+	}
+	n.agent, n.kernel = a, k
 	actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan error, 1)
 	n.cancel, n.done = cancel, done
@@ -334,12 +343,13 @@ func (c *cluster) startAgent(ctx context.Context, n *node) error {
 }
 
 // stopAgent stops n's agent: withdrawn, or kept for a graceful restart.
-func (c *cluster) stopAgent(n *node, graceful bool) error {
-	n.agent.SetGracefulRestart(graceful)
+func (c *cluster) stopAgent(n *host, graceful bool) error {
+	n.agent.SetWithdrawOnStop(!graceful)
 	n.cancel()
 	n.cancel = nil
 	select {
 	case err := <-n.done:
+		n.kernel.Close()
 		return err
 	case <-time.After(10 * time.Second):
 		return fmt.Errorf("agent %s did not stop", n.spec.name)
@@ -368,7 +378,7 @@ func (c *cluster) startAgents(ctx context.Context) error {
 	}
 	return c.waitFor(ctx, 20*time.Second, "every agent sees 2 peers", func() bool {
 		for _, n := range c.nodes {
-			if n.agent.Ready() != nil || n.agent.Stats().Peers != len(c.nodes)-1 {
+			if n.agent.Ready() != nil || len(n.agent.Stats().Peers) != len(c.nodes)-1 {
 				return false
 			}
 		}
@@ -376,7 +386,7 @@ func (c *cluster) startAgents(ctx context.Context) error {
 	})
 }
 
-func (c *cluster) waitStarted(ctx context.Context, n *node) error {
+func (c *cluster) waitStarted(ctx context.Context, n *host) error {
 	select {
 	case <-n.agent.Started():
 		return nil
@@ -404,7 +414,7 @@ func (c *cluster) waitFor(ctx context.Context, d time.Duration, what string, f f
 	return nil
 }
 
-func (c *cluster) node(name string) *node {
+func (c *cluster) host(name string) *host {
 	for _, n := range c.nodes {
 		if n.spec.name == name {
 			return n
@@ -428,7 +438,7 @@ func (c *cluster) addPods() error {
 // addPod runs CNI ADD for one new pod.
 func (c *cluster) addPod(ps podSpec) (*pod, error) {
 	{
-		n := c.node(ps.node)
+		n := c.host(ps.node)
 		ns, err := c.newNS(ps.name)
 		if err != nil {
 			return nil, err

@@ -10,14 +10,14 @@ import (
 
 	"github.com/tabbynet/tabby/examples/internal/nettools"
 	"github.com/tabbynet/tabby/internal/kerneltest"
-	"github.com/tabbynet/tabby/ipam"
+	"github.com/tabbynet/tabby/node"
 )
 
 // TestDemo runs the README's main command in-process, in both VXLAN modes,
 // and checks that every question passes and nothing is left behind.
 func TestDemo(t *testing.T) {
 	kerneltest.Require(t)
-	for _, mode := range []ipam.VXLANMode{ipam.VXLANAlways, ipam.VXLANCrossSubnet} {
+	for _, mode := range []node.VXLANMode{node.VXLANAlways, node.VXLANCrossSubnet} {
 		t.Run(mode.String(), func(t *testing.T) {
 			prefix := kerneltest.UniqueName("tabby-demo-t") + "-"
 			var out bytes.Buffer
@@ -46,7 +46,7 @@ func TestDemoKernelProxyARP(t *testing.T) {
 	kerneltest.Require(t)
 	prefix := kerneltest.UniqueName("tabby-demo-t") + "-"
 	var out bytes.Buffer
-	ok, err := run(context.Background(), options{mode: ipam.VXLANAlways, prefix: prefix, holdTime: 30 * time.Second, proxyARP: "kernel"}, &out)
+	ok, err := run(context.Background(), options{mode: node.VXLANAlways, prefix: prefix, holdTime: 30 * time.Second, proxyARP: "kernel"}, &out)
 	if err != nil || !ok {
 		t.Fatalf("demo: ok=%v err=%v\n%s", ok, err, out.String())
 	}
@@ -67,7 +67,7 @@ func TestDemoRemovesLeftovers(t *testing.T) {
 	n.Close()
 	t.Cleanup(func() { nettools.DeleteNS(prefix + "worker1") })
 	var out bytes.Buffer
-	ok, err := run(context.Background(), options{mode: ipam.VXLANAlways, prefix: prefix, holdTime: 30 * time.Second}, &out)
+	ok, err := run(context.Background(), options{mode: node.VXLANAlways, prefix: prefix, holdTime: 30 * time.Second}, &out)
 	if err != nil || !ok {
 		t.Fatalf("demo: ok=%v err=%v\n%s", ok, err, out.String())
 	}
@@ -88,7 +88,7 @@ func TestDemoCancelled(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		run(ctx, options{mode: ipam.VXLANAlways, prefix: prefix, holdTime: 30 * time.Second, keep: true}, &out)
+		run(ctx, options{mode: node.VXLANAlways, prefix: prefix, holdTime: 30 * time.Second, keep: true}, &out)
 	}()
 	// Wait until the cluster is up, then "press Ctrl-C".
 	deadline := time.Now().Add(30 * time.Second)

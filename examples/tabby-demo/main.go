@@ -16,12 +16,12 @@ import (
 
 	"github.com/tabbynet/tabby/datastore/memory"
 	"github.com/tabbynet/tabby/examples/internal/nettools"
-	"github.com/tabbynet/tabby/ipam"
+	"github.com/tabbynet/tabby/node"
 )
 
 type options struct {
 	keep      bool
-	mode      ipam.VXLANMode
+	mode      node.VXLANMode
 	datastore string // "" = embedded memory store
 	prefix    string // namespace name prefix
 	holdTime  time.Duration
@@ -56,8 +56,8 @@ func main() {
 		}
 		os.Exit(2)
 	}
-	m, err := ipam.ParseVXLANMode(*mode)
-	if err != nil || m == ipam.VXLANNever {
+	m, err := node.ParseVXLANMode(*mode)
+	if err != nil || m == node.VXLANNever {
 		fmt.Fprintf(os.Stderr, "tabby-demo: --vxlan-mode %q: want Always or CrossSubnet\n", *mode)
 		os.Exit(2)
 	}

@@ -11,9 +11,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tabbynet/tabby/examples/internal/agent"
 	"github.com/tabbynet/tabby/examples/internal/nettools"
-	"github.com/tabbynet/tabby/ipam"
+	"github.com/tabbynet/tabby/explain"
+	"github.com/tabbynet/tabby/node"
 	"github.com/tabbynet/tabby/veth"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -67,6 +67,28 @@ func (c *cluster) questions(ctx context.Context) bool {
 	return all
 }
 
+// explain prints the library's walk-through (package explain, the code
+// behind tabbyctl explain) of p's path to dest, one PASS/FAIL line per
+// kernel object, and fails the question if a step fails.
+func (x *q) explain(p *pod, dest netip.Addr) {
+	n := x.c.host(p.spec.node)
+	rules, _ := n.agent.NATRules(context.Background())
+	r := explain.Pod(context.Background(), explain.Input{
+		Host: n.ns.NL, Pod: p.ns.NL, PodAddr: p.ip, Dest: dest,
+		Pools: []netip.Prefix{clusterCIDR}, NATRules: rules,
+		ProxyARPSysctl: sysctlAt(n.ns.Path).Sysctl, ProbeARP: explain.ProbeARP(p.ns.Path, "eth0"),
+	})
+	x.say("explain %s (%v) -> %v on %s:", p.spec.name, p.ip, dest, p.spec.node)
+	var b strings.Builder
+	r.WriteText(&b)
+	for _, l := range strings.Split(strings.TrimSpace(b.String()), "\n") {
+		x.say("  %s", l)
+	}
+	for _, f := range r.Failed() {
+		x.check(false, "explain %s -> %v: %s: %s", p.spec.name, dest, f.Step, f.Detail)
+	}
+}
+
 func hostIf(p *pod) string {
 	return veth.HostIfName(veth.DefaultPrefix, veth.WorkloadKey("default", p.spec.name))
 }
@@ -85,7 +107,7 @@ func (c *cluster) q1(x *q) {
 		x.check(len(s.Blocks) > 0 && s.Blocks[0].Addr() == s.TunnelAddr, "%s: tunnel address %v is not the block's first address", n.spec.name, s.TunnelAddr)
 	}
 	for _, p := range c.pods {
-		s := c.node(p.spec.node).agent.Stats()
+		s := c.host(p.spec.node).agent.Stats()
 		in := slices.ContainsFunc(s.Blocks, func(b netip.Prefix) bool { return b.Contains(p.ip) })
 		x.say("%s on %s: %v/32 (cluster CIDR: %v, in %s's block: %v)", p.spec.name, p.spec.node, p.ip, clusterCIDR.Contains(p.ip), p.spec.node, in)
 		x.check(clusterCIDR.Contains(p.ip), "%s: %v outside %v", p.spec.name, p.ip, clusterCIDR)
@@ -129,7 +151,7 @@ func (c *cluster) q3(x *q) {
 		x.check(slices.Equal(as, []string{netip.PrefixFrom(s.TunnelAddr, 32).String()}), "%s: addresses %v, want the tunnel address %v/32", n.spec.name, as, s.TunnelAddr)
 	}
 	for _, p := range c.pods {
-		n := c.node(p.spec.node)
+		n := c.host(p.spec.node)
 		l, err := n.ns.NL.LinkByName(hostIf(p))
 		if err != nil {
 			x.check(false, "%s: host interface %s: %v", p.spec.name, hostIf(p), err)
@@ -145,7 +167,7 @@ func (c *cluster) q3(x *q) {
 
 func (c *cluster) q4(x *q) {
 	for _, p := range c.pods {
-		n := c.node(p.spec.node)
+		n := c.host(p.spec.node)
 		hl, err1 := n.ns.NL.LinkByName(hostIf(p))
 		pl, err2 := p.ns.NL.LinkByName("eth0")
 		if err1 != nil || err2 != nil {
@@ -161,7 +183,7 @@ func (c *cluster) q4(x *q) {
 
 func (c *cluster) q5(x *q) {
 	p := c.pod("pod-a")
-	n := c.node(p.spec.node)
+	n := c.host(p.spec.node)
 	routes, _ := p.ns.NL.RouteList(nil, unix.AF_INET)
 	for _, r := range routes {
 		x.say("%s route: %s", p.spec.name, fmtRoute(p.ns.NL, r))
@@ -183,7 +205,7 @@ func (c *cluster) q5(x *q) {
 	}
 	x.check(gwMAC == "ee:ee:ee:ee:ee:ee", "169.254.1.1 resolved to %q, want ee:ee:ee:ee:ee:ee", gwMAC)
 	pa, _ := (sysctlAt(n.ns.Path)).Sysctl("net/ipv4/conf/" + hostIf(p) + "/proxy_arp")
-	if c.opt.proxyARP == agent.ProxyARPKernel {
+	if c.opt.proxyARP == "kernel" {
 		pd, _ := (sysctlAt(n.ns.Path)).Sysctl("net/ipv4/neigh/" + hostIf(p) + "/proxy_delay")
 		x.say("%s: kernel proxy ARP (Calico's way): %s proxy_arp=%s proxy_delay=%s", p.spec.node, hostIf(p), pa, pd)
 		x.check(pa == "1" && pd == "0", "kernel mode: proxy_arp=%s proxy_delay=%s on %s", pa, pd, hostIf(p))
@@ -201,7 +223,7 @@ func (c *cluster) q5(x *q) {
 
 func (c *cluster) q6(x *q) {
 	a, b := c.pod("pod-a"), c.pod("pod-b")
-	n := c.node(a.spec.node)
+	n := c.host(a.spec.node)
 	from, err := nettools.Ping(a.ns.Path, b.ip, 3*time.Second)
 	x.check(err == nil && from == b.ip, "ping %v from %s: %v (reply from %v)", b.ip, a.spec.name, err, from)
 	if err == nil {
@@ -219,6 +241,7 @@ func (c *cluster) q6(x *q) {
 		}
 	}
 	x.check(found, "no route %v dev %s scope link on %s", b.ip, hostIf(b), n.spec.name)
+	x.explain(a, b.ip)
 	_, err = n.ns.NL.LinkByName("docker0")
 	x.say("no bridge involved: the host routes (bridges on %s: %v)", n.spec.name, bridges(n.ns.NL))
 }
@@ -236,7 +259,7 @@ func bridges(h *netlink.Handle) []string {
 
 func (c *cluster) q7(x *q) {
 	a, b := c.pod("pod-a"), c.pod("pod-c")
-	n1, n2 := c.node(a.spec.node), c.node(b.spec.node)
+	n1, n2 := c.host(a.spec.node), c.host(b.spec.node)
 	vx, err := n1.ns.NL.LinkByName("vxlan.calico")
 	if err != nil {
 		x.check(false, "%s: vxlan.calico: %v", n1.spec.name, err)
@@ -267,6 +290,7 @@ func (c *cluster) q7(x *q) {
 	}
 	x.check(viaTunnel, "%s: no route %v via %v dev vxlan.calico onlink", n1.spec.name, s2.Blocks, s2.TunnelAddr)
 	x.check(len(neighs) > 0 && len(fdb) > 0, "%s: no permanent neighbour or FDB entry on vxlan.calico", n1.spec.name)
+	x.explain(a, b.ip)
 
 	up, _ := n1.ns.NL.LinkByName("eth0")
 	capt, err := nettools.StartCapture(n1.ns.Path, up.Attrs().Index)
@@ -291,12 +315,12 @@ func (c *cluster) q7(x *q) {
 	}
 	x.check(seen, "no VXLAN packet %v:* > %v:4789 vni 4096 [%v > %v] on %s's underlay (%d frames)", n1.spec.ip.Addr(), n2.spec.ip.Addr(), a.ip, b.ip, n1.spec.name, len(frames))
 
-	if c.opt.mode != ipam.VXLANCrossSubnet {
+	if c.opt.mode != node.VXLANCrossSubnet {
 		return
 	}
 	// CrossSubnet: the master is on worker1's subnet, so it is routed
 	// directly, without encapsulation.
-	m := c.node("master")
+	m := c.host("master")
 	sm := m.agent.Stats()
 	var direct bool
 	for _, r := range routes {
@@ -327,7 +351,7 @@ func (c *cluster) q7(x *q) {
 
 func (c *cluster) q8(x *q) {
 	p := c.pod("pod-a")
-	n := c.node(p.spec.node)
+	n := c.host(p.spec.node)
 	seen, err := nettools.AskEcho(p.ns.Path, netipAddrPort(internetIP, echoPort), 3*time.Second)
 	x.check(err == nil, "UDP from %s to %v: %v", p.spec.name, internetIP, err)
 	if err == nil {
@@ -355,6 +379,7 @@ func (c *cluster) q8(x *q) {
 	}
 	x.say("router routes to the pod pool: %v (the reply can only come back because of the masquerade)", toPods)
 	x.check(!toPods, "the router has a route to the pod pool")
+	x.explain(p, internetIP)
 }
 
 func neighState(s int) string {

@@ -15,7 +15,7 @@ import (
 	"github.com/tabbynet/tabby/examples/internal/cni"
 	"github.com/tabbynet/tabby/examples/internal/nettools"
 	"github.com/tabbynet/tabby/internal/kerneltest"
-	"github.com/tabbynet/tabby/ipam"
+	"github.com/tabbynet/tabby/node"
 	"golang.org/x/sys/unix"
 )
 
@@ -33,7 +33,7 @@ func newBenchCluster(t testing.TB, opt options, out interface {
 	kerneltest.Require(t)
 	opt.prefix = kerneltest.UniqueName("tabby-demo-t") + "-"
 	if opt.mode == 0 {
-		opt.mode = ipam.VXLANAlways
+		opt.mode = node.VXLANAlways
 	}
 	if opt.holdTime == 0 {
 		opt.holdTime = 30 * time.Second
@@ -53,9 +53,9 @@ func newBenchCluster(t testing.TB, opt options, out interface {
 
 // gwRoutes lists n's routes through a gateway with tabby's protocol
 // (peer blocks), as "dst via gw".
-func gwRoutes(t *testing.T, n *node) []string { return gwRoutesB(t, n) }
+func gwRoutes(t *testing.T, n *host) []string { return gwRoutesB(t, n) }
 
-func gwRoutesB(t testing.TB, n *node) []string {
+func gwRoutesB(t testing.TB, n *host) []string {
 	rs, err := n.ns.NL.RouteList(nil, unix.AF_INET)
 	if err != nil {
 		t.Fatal(err)
@@ -89,20 +89,20 @@ func TestGracefulRestartLosesNothing(t *testing.T) {
 	}()
 	time.Sleep(200 * time.Millisecond)
 	for _, name := range []string{"worker2", "worker1"} {
-		n := c.node(name)
+		n := c.host(name)
 		before := gwRoutes(t, n)
 		if err := c.stopAgent(n, true); err != nil {
 			t.Fatal(err)
 		}
 		var mu sync.Mutex
 		first := -1
-		n.onSync = func(_ time.Duration, writes int, err error) {
+		n.onSync = func(s node.SyncInfo) {
 			mu.Lock()
 			defer mu.Unlock()
 			if first < 0 {
-				first = writes
-				if err != nil {
-					t.Errorf("%s: first sync: %v", name, err)
+				first = s.Writes
+				if s.Err != nil {
+					t.Errorf("%s: first sync: %v", name, s.Err)
 				}
 			}
 		}
@@ -139,7 +139,7 @@ func TestGracefulRestartLosesNothing(t *testing.T) {
 // entry in its first sync.
 func TestPeerRemovedWhileDownIsCleanedAtStart(t *testing.T) {
 	c := newCluster(t, options{})
-	w1, w2, m := c.node("worker1"), c.node("worker2"), c.node("master")
+	w1, w2, m := c.host("worker1"), c.host("worker2"), c.host("master")
 	ms := m.agent.Stats()
 	masterRoute := ms.Blocks[0].String() + " via " + ms.TunnelAddr.String()
 	if !strings.Contains(strings.Join(gwRoutes(t, w1), ","), masterRoute) {
@@ -152,7 +152,7 @@ func TestPeerRemovedWhileDownIsCleanedAtStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := c.waitFor(context.Background(), 10*time.Second, "worker2 drops the master", func() bool {
-		return w2.agent.Stats().Peers == 1
+		return len(w2.agent.Stats().Peers) == 1
 	}); err != nil {
 		t.Fatal(err)
 	}

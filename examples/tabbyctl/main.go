@@ -56,6 +56,9 @@ commands:
             [--nat-outgoing=true] [--disabled]
   pools delete NAME
   peers [-o table|json]                  the reflector's announcements
+  node withdraw NAME                     withdraw a node for good (peers drop its routes now)
+  explain --ip POD [--to DEST] [--pod-netns PATH] [--netns PATH] [-o table|json]
+                                         on a node: the pod's path, step by step, PASS/FAIL
 `
 
 // errUsage marks command-line mistakes (exit 2).
@@ -150,6 +153,10 @@ func (a *app) dispatch(ctx context.Context, args []string, stderr io.Writer) err
 		return a.poolsDelete(ctx, sub(2), stderr)
 	case args[0] == "peers":
 		return a.peers(ctx, sub(1), stderr)
+	case cmd == "node withdraw":
+		return a.nodeWithdraw(ctx, sub(2), stderr)
+	case args[0] == "explain":
+		return a.explainCmd(ctx, sub(1), stderr)
 	}
 	return fmt.Errorf("%w: unknown command %q", errUsage, strings.Join(args, " "))
 }

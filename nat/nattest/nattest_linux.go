@@ -5,6 +5,7 @@ package nattest
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -25,6 +26,15 @@ type Conn struct {
 	failAt  error // returned by the next non-empty Flush, nothing applied
 	handles uint64
 	setIDs  map[uint32]string // IDs of the sets added in the pending transaction
+
+	touched  []tableKey // tables the pending transaction writes to
+	flushAll bool       // the pending transaction flushes the ruleset
+	watchers map[*watcher]struct{}
+}
+
+type watcher struct {
+	name    string
+	changed chan<- struct{}
 }
 
 // Stats counts what reached the fake kernel. A plain value.
@@ -102,18 +112,19 @@ func (c *Conn) FailNextFlush(err error) {
 	c.failAt = err
 }
 
-func (c *Conn) queue(op func(*state) error) {
+func (c *Conn) queue(k tableKey, op func(*state) error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.pending = append(c.pending, op)
+	c.touched = append(c.touched, k)
 }
 
 // Flush applies the queued messages as one transaction.
 func (c *Conn) Flush() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	ops := c.pending
-	c.pending = nil
+	ops, touched, all := c.pending, c.touched, c.flushAll
+	c.pending, c.touched, c.flushAll = nil, nil, false
 	c.setIDs = nil
 	if len(ops) == 0 {
 		return nil
@@ -134,7 +145,63 @@ func (c *Conn) Flush() error {
 		}
 	}
 	c.state = next
+	c.notify(touched, all)
 	return nil
+}
+
+// notify signals the watchers of the tables a committed transaction wrote
+// to (every table, for a flushed ruleset). c.mu is held.
+func (c *Conn) notify(touched []tableKey, all bool) {
+	for w := range c.watchers {
+		hit := all
+		for _, k := range touched {
+			if k.name == w.name && (k.family == nftables.TableFamilyIPv4 || k.family == nftables.TableFamilyIPv6) {
+				hit = true
+			}
+		}
+		if hit {
+			select {
+			case w.changed <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// WatchTables implements nat.Watcher like the kernel's: one signal once
+// subscribed, then one after every committed Flush that wrote to a table
+// named name of family ip or ip6 (the Manager's own writes included), or
+// flushed the ruleset; sends never block. It returns nil when ctx is done.
+func (c *Conn) WatchTables(ctx context.Context, name string, changed chan<- struct{}) error {
+	w := &watcher{name: name, changed: changed}
+	c.mu.Lock()
+	if c.watchers == nil {
+		c.watchers = map[*watcher]struct{}{}
+	}
+	c.watchers[w] = struct{}{}
+	select {
+	case changed <- struct{}{}:
+	default:
+	}
+	c.mu.Unlock()
+	<-ctx.Done()
+	c.mu.Lock()
+	delete(c.watchers, w)
+	c.mu.Unlock()
+	return nil
+}
+
+// FlushRuleset queues the deletion of every table of every family, like
+// *nftables.Conn's FlushRuleset (`nft flush ruleset`); Flush applies it.
+func (c *Conn) FlushRuleset() {
+	c.mu.Lock()
+	c.flushAll = true
+	c.mu.Unlock()
+	c.queue(tableKey{}, func(s *state) error {
+		s.tables = map[tableKey]*table{}
+		s.order = nil
+		return nil
+	})
 }
 
 // ---------------------------------------------------------------- reads
@@ -242,7 +309,7 @@ func (c *Conn) GetRules(t *nftables.Table, ch *nftables.Chain) ([]*nftables.Rule
 // AddTable queues the creation of t (no error if it exists).
 func (c *Conn) AddTable(t *nftables.Table) *nftables.Table {
 	tt := *t
-	c.queue(func(s *state) error {
+	c.queue(tableKey{tt.Family, tt.Name}, func(s *state) error {
 		k := tableKey{tt.Family, tt.Name}
 		if s.tables[k] == nil {
 			s.tables[k] = &table{t: tt, sets: map[string]*set{}}
@@ -256,7 +323,7 @@ func (c *Conn) AddTable(t *nftables.Table) *nftables.Table {
 // DelTable queues the deletion of t and everything in it.
 func (c *Conn) DelTable(t *nftables.Table) {
 	k := tableKey{t.Family, t.Name}
-	c.queue(func(s *state) error {
+	c.queue(k, func(s *state) error {
 		if s.tables[k] == nil {
 			return fmt.Errorf("delete table %s: %w", k.name, unix.ENOENT)
 		}
@@ -282,7 +349,7 @@ func (c *Conn) AddSet(st *nftables.Set, vals []nftables.SetElement) error {
 	ss := *st
 	ss.Table = nil
 	k := tableKey{st.Table.Family, st.Table.Name}
-	c.queue(func(s *state) error {
+	c.queue(k, func(s *state) error {
 		tb, err := s.table(k.family, k.name)
 		if err != nil {
 			return err
@@ -332,7 +399,7 @@ func (c *Conn) elems(st *nftables.Set, vals []nftables.SetElement, f func(*set, 
 		v.Key = slices.Clone(v.Key)
 		vs[i] = v
 	}
-	c.queue(func(s *state) error {
+	c.queue(k, func(s *state) error {
 		tb, err := s.table(k.family, k.name)
 		if err != nil {
 			return err
@@ -383,7 +450,7 @@ func (c *Conn) AddChain(ch *nftables.Chain) *nftables.Chain {
 	cc := *ch
 	k := tableKey{ch.Table.Family, ch.Table.Name}
 	cc.Table = nil
-	c.queue(func(s *state) error {
+	c.queue(k, func(s *state) error {
 		tb, err := s.table(k.family, k.name)
 		if err != nil {
 			return err
@@ -406,7 +473,7 @@ func (c *Conn) AddRule(r *nftables.Rule) *nftables.Rule {
 	rr.UserData = slices.Clone(r.UserData)
 	k := tableKey{r.Table.Family, r.Table.Name}
 	chainName := r.Chain.Name
-	c.queue(func(s *state) error {
+	c.queue(k, func(s *state) error {
 		tb, err := s.table(k.family, k.name)
 		if err != nil {
 			return err

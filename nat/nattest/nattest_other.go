@@ -3,6 +3,7 @@
 package nattest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 )
@@ -29,3 +30,11 @@ func (c *Conn) FailNextFlush(err error) {}
 func (c *Conn) Flush() error {
 	return fmt.Errorf("nattest: flush: %w", errors.ErrUnsupported)
 }
+
+// WatchTables returns an error wrapping errors.ErrUnsupported.
+func (c *Conn) WatchTables(ctx context.Context, name string, changed chan<- struct{}) error {
+	return fmt.Errorf("nattest: watch: %w", errors.ErrUnsupported)
+}
+
+// FlushRuleset does nothing: there is no ruleset.
+func (c *Conn) FlushRuleset() {}

@@ -1,4 +1,6 @@
-package agent
+// Package agentflags is tabby-agent's command line: its flags, the --config
+// file and their defaults, shared with the Kubernetes manifests' test.
+package agentflags
 
 import (
 	"bufio"
@@ -10,6 +12,14 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/tabbynet/tabby/node"
+)
+
+// Defaults of the agent's files.
+const (
+	DefaultStateDir   = "/var/lib/tabby"
+	DefaultSysctlRoot = "/proc/sys"
 )
 
 // DefaultDatastore is the one-host bolt store in the default state
@@ -38,6 +48,7 @@ type Flags struct {
 	SysctlRoot      string
 	Listen          string
 	GracefulRestart bool
+	WithdrawOnStop  bool
 	CNIBinDir       string
 	CNIConfDir      string
 	LogLevel        string
@@ -89,13 +100,14 @@ func NewFlagSet(f *Flags) *flag.FlagSet {
 	fs.IntVar(&f.BlockSize, "block-size", 26, "block prefix length of created pools")
 	fs.StringVar(&f.VXLANMode, "vxlan-mode", "Always", "Always, CrossSubnet or Never")
 	fs.BoolVar(&f.NATOutgoing, "nat-outgoing", true, "masquerade pod traffic leaving the pools (created pools)")
-	fs.StringVar(&f.ProxyARP, "proxy-arp", ProxyARPUserspace, "userspace or kernel")
+	fs.StringVar(&f.ProxyARP, "proxy-arp", node.ProxyARPUserspace.String(), "userspace or kernel")
 	fs.DurationVar(&f.HoldTime, "hold-time", 30*time.Second, "peers withdraw this node after this long without a heartbeat")
-	fs.DurationVar(&f.ResyncInterval, "resync-interval", DefaultResyncInterval, "full resync interval")
+	fs.DurationVar(&f.ResyncInterval, "resync-interval", node.DefaultResyncInterval, "full resync interval")
 	fs.StringVar(&f.StateDir, "state-dir", DefaultStateDir, "state directory (nodename, mtu for the CNI plugins)")
 	fs.StringVar(&f.SysctlRoot, "sysctl-root", DefaultSysctlRoot, "where the node's /proc/sys is mounted")
 	fs.StringVar(&f.Listen, "listen", "127.0.0.1:9099", "HTTP address for /metrics, /healthz and /readyz (empty: none)")
-	fs.BoolVar(&f.GracefulRestart, "graceful-restart", false, "on SIGTERM keep the announcement (peers keep the routes for the hold time)")
+	fs.BoolVar(&f.GracefulRestart, "graceful-restart", true, "on SIGTERM keep the announcement, so peers keep the routes for the hold time and a restart costs no packet (false: same as --withdraw-on-stop)")
+	fs.BoolVar(&f.WithdrawOnStop, "withdraw-on-stop", false, "on SIGTERM withdraw the node for good: peers drop its routes at once (also: tabbyctl node withdraw NAME)")
 	fs.StringVar(&f.CNIBinDir, "cni-bin-dir", "", "install the tabby and tabby-ipam plugins (found next to this binary) here")
 	fs.StringVar(&f.CNIConfDir, "cni-conf-dir", "", "install the tabby conflist here")
 	fs.StringVar(&f.LogLevel, "log-level", "info", "debug, info, warn or error")
@@ -104,7 +116,7 @@ func NewFlagSet(f *Flags) *flag.FlagSet {
 }
 
 // ErrConfigFile: the --config file is malformed.
-var ErrConfigFile = errors.New("agent: config file")
+var ErrConfigFile = errors.New("tabby-agent: config file")
 
 // ParseArgs parses the command line and the --config file it names; flags
 // given on the command line win over the file.

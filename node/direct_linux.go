@@ -1,11 +1,10 @@
 //go:build linux
 
-package agent
+package node
 
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/netip"
 
@@ -22,10 +21,9 @@ import (
 // vxlan.calico left by an earlier run in another mode. Used by one
 // goroutine.
 type directRoutes struct {
-	nl     *netlink.Handle
+	nl     Netlink
 	uplink string
 	local  netip.Prefix
-	log    *slog.Logger
 }
 
 func routeKey(dst netip.Prefix, gw netip.Addr, link int, typ int) string {
@@ -37,19 +35,19 @@ func (d *directRoutes) sync(peers []vxlan.Peer, local []netip.Prefix) (int, erro
 	var errs []error
 	if l, err := d.nl.LinkByName(vxlan.DefaultDevice); err == nil {
 		if err := d.nl.LinkDel(l); err != nil {
-			errs = append(errs, fmt.Errorf("agent: delete %s (mode Never): %w", vxlan.DefaultDevice, err))
+			errs = append(errs, fmt.Errorf("node: delete %s (mode Never): %w", vxlan.DefaultDevice, err))
 		} else {
 			writes++
 		}
 	}
 	up, err := d.nl.LinkByName(d.uplink)
 	if err != nil {
-		return writes, fmt.Errorf("agent: uplink %s: %w", d.uplink, err)
+		return writes, fmt.Errorf("node: uplink %s: %w", d.uplink, err)
 	}
 	idx := up.Attrs().Index
 	want := map[string]*netlink.Route{}
 	add := func(dst netip.Prefix, gw netip.Addr) {
-		r := &netlink.Route{Dst: &net.IPNet{IP: dst.Addr().AsSlice(), Mask: net.CIDRMask(dst.Bits(), 32)}, Protocol: routeProtocol}
+		r := &netlink.Route{Dst: &net.IPNet{IP: dst.Addr().AsSlice(), Mask: net.CIDRMask(dst.Bits(), 32)}, Protocol: RouteProtocol}
 		if gw.IsValid() {
 			r.Gw, r.LinkIndex = gw.AsSlice(), idx
 			want[routeKey(dst, gw, idx, unix.RTN_UNICAST)] = r
@@ -72,9 +70,9 @@ func (d *directRoutes) sync(peers []vxlan.Peer, local []netip.Prefix) (int, erro
 			add(netip.PrefixFrom(x, 32), p.NodeIP)
 		}
 	}
-	have, err := d.nl.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Protocol: routeProtocol}, netlink.RT_FILTER_PROTOCOL)
+	have, err := d.nl.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Protocol: RouteProtocol}, netlink.RT_FILTER_PROTOCOL)
 	if err != nil {
-		return writes, errors.Join(append(errs, fmt.Errorf("agent: list routes: %w", err))...)
+		return writes, errors.Join(append(errs, fmt.Errorf("node: list routes: %w", err))...)
 	}
 	seen := map[string]bool{}
 	var stale []netlink.Route
@@ -101,7 +99,7 @@ func (d *directRoutes) sync(peers []vxlan.Peer, local []netip.Prefix) (int, erro
 			continue
 		}
 		if err := d.nl.RouteReplace(r); err != nil {
-			errs = append(errs, fmt.Errorf("agent: route %v: %w", r.Dst, err))
+			errs = append(errs, fmt.Errorf("node: route %v: %w", r.Dst, err))
 		} else {
 			writes++
 		}
@@ -111,7 +109,7 @@ func (d *directRoutes) sync(peers []vxlan.Peer, local []netip.Prefix) (int, erro
 			continue // replaced above
 		}
 		if err := d.nl.RouteDel(&r); err != nil {
-			errs = append(errs, fmt.Errorf("agent: delete route %v: %w", r.Dst, err))
+			errs = append(errs, fmt.Errorf("node: delete route %v: %w", r.Dst, err))
 		} else {
 			writes++
 		}

@@ -1,6 +1,6 @@
 //go:build linux
 
-package agent
+package node_test
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 	"github.com/tabbynet/tabby/datastore/memory"
 	"github.com/tabbynet/tabby/internal/kerneltest"
 	"github.com/tabbynet/tabby/ipam"
+	"github.com/tabbynet/tabby/node"
 	"github.com/tabbynet/tabby/reflector"
 	"github.com/tabbynet/tabby/vxlan"
 	"golang.org/x/sys/unix"
@@ -71,15 +72,26 @@ func (f *flaky) Txn(ctx context.Context, ops ...datastore.Op) (int64, error) {
 	return f.Store.Txn(ctx, ops...)
 }
 
-// TestAgentKernel runs one agent in a throwaway namespace with a peer in
+// openKernel opens the real kernel of a test namespace for a Node.
+func openKernel(t *testing.T, path, sysctlRoot string) *node.Kernel {
+	t.Helper()
+	k, err := node.OpenKernel(path, sysctlRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { k.Close() })
+	return k
+}
+
+// TestNodeKernel runs one node in a throwaway namespace with a peer in
 // the store: the peer is programmed, forwarding is written under
 // SysctlRoot, nodename/mtu land in the state dir; with the datastore down
 // the agent turns not ready and leaves the kernel alone; it recovers.
-func TestAgentKernel(t *testing.T) {
-	node := kerneltest.NewNS(t, "agn")
+func TestNodeKernel(t *testing.T) {
+	ns := kerneltest.NewNS(t, "agn")
 	sink := kerneltest.NewNS(t, "ags")
-	kerneltest.Veth(t, node, "eth0", sink, "eth0")
-	node.AddAddr(t, "eth0", "10.4.7.61/24")
+	kerneltest.Veth(t, ns, "eth0", sink, "eth0")
+	ns.AddAddr(t, "eth0", "10.4.7.61/24")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
@@ -108,10 +120,10 @@ func TestAgentKernel(t *testing.T) {
 	}
 	os.WriteFile(filepath.Join(root, "net/ipv4/ip_forward"), []byte("0\n"), 0o644)
 	state := t.TempDir()
-	a, err := New(Config{
-		Node: "worker1", NodeIP: netip.MustParsePrefix("10.4.7.61/24"), Uplink: "eth0",
-		Store: st, Netns: node.Path, SysctlRoot: root, StateDir: state,
-		HealthInterval: 100 * time.Millisecond, HoldTime: time.Hour,
+	a, err := node.New(node.Config{
+		Name: "worker1", NodeIP: netip.MustParsePrefix("10.4.7.61/24"), Uplink: "eth0",
+		Store: st, Kernel: openKernel(t, ns.Path, root), StateDir: state,
+		HealthInterval: 100 * time.Millisecond, HoldTime: time.Hour, WithdrawOnStop: true,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -129,15 +141,15 @@ func TestAgentKernel(t *testing.T) {
 		t.Fatalf("not ready: %v", err)
 	}
 	s := a.Stats()
-	if s.Peers != 1 || len(s.Blocks) != 1 || !s.Blocks[0].Contains(s.TunnelAddr) {
+	if len(s.Peers) != 1 || len(s.Blocks) != 1 || !s.Blocks[0].Contains(s.TunnelAddr) {
 		t.Fatalf("stats %+v", s)
 	}
 	routes := func() string {
-		vx, err := node.Handle.LinkByName("vxlan.calico")
+		vx, err := ns.Handle.LinkByName("vxlan.calico")
 		if err != nil {
 			return ""
 		}
-		rs, _ := node.Handle.RouteList(vx, unix.AF_INET)
+		rs, _ := ns.Handle.RouteList(vx, unix.AF_INET)
 		var out []string
 		for _, r := range rs {
 			out = append(out, r.String())
@@ -145,12 +157,12 @@ func TestAgentKernel(t *testing.T) {
 		return strings.Join(out, "\n")
 	}
 	if !strings.Contains(routes(), blocks[0].String()) {
-		t.Fatalf("no route to worker2's block %v:\n%s", blocks[0], node.Dump())
+		t.Fatalf("no route to worker2's block %v:\n%s", blocks[0], ns.Dump())
 	}
 	if b, _ := os.ReadFile(filepath.Join(root, "net/ipv4/ip_forward")); strings.TrimSpace(string(b)) != "1" {
 		t.Errorf("ip_forward under --sysctl-root = %q", b)
 	}
-	if got, _ := node.Sysctl().Sysctl("net/ipv4/ip_forward"); got != "0" {
+	if got, _ := ns.Sysctl().Sysctl("net/ipv4/ip_forward"); got != "0" {
 		t.Errorf("the namespace's own ip_forward was written (%s) although SysctlRoot points elsewhere", got)
 	}
 	for f, want := range map[string]string{"nodename": "worker1", "mtu": "1450"} {
@@ -158,6 +170,39 @@ func TestAgentKernel(t *testing.T) {
 			t.Errorf("state %s = %q, want %s", f, b, want)
 		}
 	}
+
+	// What someone else deletes is put back on the kernel's notification,
+	// not on the resync interval (90 s here): first the FDB entry alone
+	// (a neighbour notification), then the route (a route notification).
+	vx, _ := ns.Handle.LinkByName("vxlan.calico")
+	fdbCount := func() int {
+		fdb, _ := ns.Handle.NeighList(vx.Attrs().Index, unix.AF_BRIDGE)
+		n := 0
+		for _, f := range fdb {
+			if f.IP != nil {
+				n++
+			}
+		}
+		return n
+	}
+	fdb, _ := ns.Handle.NeighList(vx.Attrs().Index, unix.AF_BRIDGE)
+	for _, f := range fdb {
+		if f.IP != nil {
+			if err := ns.Handle.NeighDel(&f); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	waitFor(t, "deleted FDB entry restored", func() bool { return fdbCount() == 1 })
+	rs, _ := ns.Handle.RouteList(vx, unix.AF_INET)
+	for _, r := range rs {
+		if r.Gw != nil {
+			if err := ns.Handle.RouteDel(&r); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	waitFor(t, "deleted route restored", func() bool { return strings.Contains(routes(), blocks[0].String()) })
 
 	// Datastore down: not ready, dataplane unchanged.
 	before := routes()
@@ -185,30 +230,30 @@ func TestAgentKernel(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	// Stopped without graceful restart: withdrawn.
+	// Stopped with WithdrawOnStop: withdrawn.
 	if list, _, _ := r.List(context.Background()); len(list) != 1 || list[0].Node != "worker2" {
 		t.Errorf("announcements after stop: %v", list)
 	}
 }
 
-// TestAgentNever: VXLAN mode Never routes a peer on the local subnet
+// TestNodeNever: VXLAN mode Never routes a peer on the local subnet
 // directly, makes no VXLAN device, and a restart writes nothing.
-func TestAgentNever(t *testing.T) {
+func TestNodeNever(t *testing.T) {
 	sw := kerneltest.NewNS(t, "agw")
 	mem := memory.New(nil)
 	defer mem.Close()
 	type run struct {
-		a    *Agent
+		a    *node.Node
 		stop context.CancelFunc
 		done chan error
 	}
 	var nss []*kerneltest.NS
-	start := func(i int, onSync func(time.Duration, int, error)) run {
+	start := func(i int, onSync func(node.SyncInfo)) run {
 		ctx, cancel := context.WithCancel(context.Background())
-		a, err := New(Config{
-			Node: []string{"worker1", "worker2"}[i], NodeIP: netip.MustParsePrefix([]string{"10.4.7.61/24", "10.4.7.62/24"}[i]),
-			Uplink: "eth0", Store: mem, Netns: nss[i].Path, StateDir: t.TempDir(), VXLANMode: ipam.VXLANNever,
-			HoldTime: time.Hour, GracefulRestart: true, OnSync: onSync,
+		a, err := node.New(node.Config{
+			Name: []string{"worker1", "worker2"}[i], NodeIP: netip.MustParsePrefix([]string{"10.4.7.61/24", "10.4.7.62/24"}[i]),
+			Uplink: "eth0", Store: mem, Kernel: openKernel(t, nss[i].Path, ""), VXLANMode: node.VXLANNever,
+			HoldTime: time.Hour, OnSync: onSync,
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -257,11 +302,11 @@ func TestAgentNever(t *testing.T) {
 	<-r1.done
 	var mu sync.Mutex
 	first := -1
-	r1 = start(0, func(_ time.Duration, w int, _ error) {
+	r1 = start(0, func(s node.SyncInfo) {
 		mu.Lock()
 		defer mu.Unlock()
 		if first < 0 {
-			first = w
+			first = s.Writes
 		}
 	})
 	defer r1.stop()
@@ -269,5 +314,14 @@ func TestAgentNever(t *testing.T) {
 	defer mu.Unlock()
 	if first != 0 || !direct() {
 		t.Errorf("restart: first sync wrote %d, route kept %v", first, direct())
+	}
+}
+
+func waitFor(t *testing.T, what string, f func() bool) {
+	t.Helper()
+	for end := time.Now().Add(10 * time.Second); !f(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("timed out: %s", what)
+		}
 	}
 }
