@@ -75,6 +75,11 @@ type Op struct {
 	Key      string
 	Value    []byte
 	Revision int64
+	// Lease attaches the key to a lease (OpCreate and OpUpdate only; see
+	// Leaser). 0 means none: an OpUpdate without a lease detaches the key
+	// from the lease it had. Only stores that implement Leaser accept a
+	// non-zero Lease.
+	Lease LeaseID
 }
 
 // Create, Update, Delete and Check build Ops.

@@ -37,4 +37,14 @@
 //   - A call whose context has ended fails with an error wrapping ctx.Err()
 //     and writes nothing. When a store gave up waiting for a server or a
 //     lock (etcd, bolt) the error also wraps ErrUnavailable.
+//
+// # Leases
+//
+// Leaser is an optional capability (detect it with a type assertion):
+// Grant a lease with a TTL, attach keys to it with Op.Lease
+// (CreateWithLease, UpdateWithLease), KeepAlive it, Revoke it. When it
+// expires the store itself deletes its keys, with a delete event to every
+// watcher; granting and keeping alive write nothing that watchers see.
+// etcd implements it natively (v3 leases), memory with timers, bolt in the
+// file, so that every process sharing the file shares the leases.
 package datastore

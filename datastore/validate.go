@@ -48,6 +48,14 @@ func validateOp(op Op) error {
 		if op.Revision < 1 {
 			return fmt.Errorf("update %q: revision %d: %w", op.Key, op.Revision, ErrInvalid)
 		}
+	case OpDelete, OpCheck:
+	default:
+		return fmt.Errorf("op type %d: %w", int(op.Type), ErrInvalid)
+	}
+	if op.Lease < 0 || (op.Lease != 0 && op.Type != OpCreate && op.Type != OpUpdate) {
+		return fmt.Errorf("%s %q: lease %d: %w", op.Type, op.Key, op.Lease, ErrInvalid)
+	}
+	switch op.Type {
 	case OpDelete:
 		if op.Revision < 1 {
 			return fmt.Errorf("delete %q: revision %d: %w", op.Key, op.Revision, ErrInvalid)
@@ -56,8 +64,6 @@ func validateOp(op Op) error {
 		if op.Revision < 0 {
 			return fmt.Errorf("check %q: revision %d: %w", op.Key, op.Revision, ErrInvalid)
 		}
-	default:
-		return fmt.Errorf("op type %d: %w", int(op.Type), ErrInvalid)
 	}
 	return nil
 }

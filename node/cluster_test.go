@@ -51,16 +51,25 @@ type fakeNode struct {
 }
 
 type fakeCluster struct {
+	dual  bool
 	t     *testing.T
 	m     *netlinktest.Kernel // the machine's initial namespace
 	store datastore.Store
 	nodes map[string]*fakeNode
 	hold  time.Duration
+	v6    map[string]netip.Prefix
 }
 
 func newFakeCluster(t *testing.T, hold time.Duration) *fakeCluster {
 	t.Helper()
-	c := &fakeCluster{t: t, m: netlinktest.New(), store: memory.New(nil), nodes: map[string]*fakeNode{}, hold: hold}
+	return newFakeClusterFamilies(t, hold, false)
+}
+
+var pool6 = netip.MustParsePrefix("fd00:10:244::/48")
+
+func newFakeClusterFamilies(t *testing.T, hold time.Duration, dual bool) *fakeCluster {
+	t.Helper()
+	c := &fakeCluster{t: t, m: netlinktest.New(), store: memory.New(nil), nodes: map[string]*fakeNode{}, hold: hold, dual: dual, v6: map[string]netip.Prefix{}}
 	t.Cleanup(func() {
 		for _, n := range c.nodes {
 			n.stop()
@@ -76,6 +85,11 @@ func newFakeCluster(t *testing.T, hold time.Duration) *fakeCluster {
 		eth0, _ := k.LinkByName("eth0")
 		must(t, k.LinkSetUp(eth0))
 		must(t, k.AddrAdd(eth0, &netlink.Addr{IPNet: &net.IPNet{IP: s.ip.Addr().AsSlice(), Mask: net.CIDRMask(s.ip.Bits(), 32)}}))
+		if c.dual {
+			v6 := netip.MustParsePrefix(fmt.Sprintf("2001:db8:4:7::%d/64", s.ip.Addr().As4()[3]))
+			must(t, k.AddrAdd(eth0, &netlink.Addr{IPNet: &net.IPNet{IP: v6.Addr().AsSlice(), Mask: net.CIDRMask(64, 128)}}))
+			c.v6[s.name] = v6
+		}
 		// The way out (Q8): a router on the underlay.
 		must(t, k.RouteAdd(&netlink.Route{Gw: net.IPv4(10, 4, 7, 1), LinkIndex: eth0.Attrs().Index}))
 		c.nodes[s.name] = &fakeNode{name: s.name, ip: s.ip, k: nodetest.NewKernel(k)}
@@ -104,6 +118,10 @@ func (c *fakeCluster) start(name string, mut func(*node.Config)) *fakeNode {
 			fn.syncs = append(fn.syncs, s)
 			fn.mu.Unlock()
 		},
+	}
+	if c.dual {
+		cfg.NodeIPv6 = c.v6[name]
+		cfg.Pools = []netip.Prefix{node.DefaultPool(), pool6}
 	}
 	if mut != nil {
 		mut(&cfg)
@@ -446,6 +464,22 @@ func TestSeedClusterOnFake(t *testing.T) {
 		eventually(t, "FDB restored", func() error {
 			if f := explain.Pod(context.Background(), explain.Input{Host: w1.k.Netlink, PodAddr: podA.res.Addrs[0], Dest: podC.res.Addrs[0]}).Failed(); len(f) > 0 {
 				return fmt.Errorf("%v", f)
+			}
+			return nil
+		})
+	})
+
+	t.Run("a flushed ruleset is restored at once", func(t *testing.T) {
+		before := w1.n.Stats().NATRestores
+		w1.k.NAT.FlushRuleset() // as `nft flush ruleset` would, from the same fake kernel
+		must(t, w1.k.NAT.Flush())
+		eventually(t, "nat tables restored", func() error {
+			rules, err := w1.n.NATRules(context.Background())
+			if err != nil || !strings.Contains(rules, "masquerade") {
+				return fmt.Errorf("rules %q, err %v", rules, err)
+			}
+			if got := w1.n.Stats().NATRestores; got != before+1 {
+				return fmt.Errorf("NATRestores %d, want %d", got, before+1)
 			}
 			return nil
 		})

@@ -134,16 +134,26 @@ type Config struct {
 	Name string
 	// NodeIP is the node's IPv4 underlay address with its subnet
 	// (10.4.7.61/24): the VXLAN source address and, in CrossSubnet and
-	// Never modes, the subnet whose peers are routed directly. Required.
+	// Never modes, the subnet whose peers are routed directly. Required for
+	// IPv4 pods.
 	NodeIP netip.Prefix
+	// NodeIPv6 is the node's IPv6 underlay address with its subnet
+	// (2001:db8:4:7::61/64), the source of vxlan-v6.calico. Required for
+	// IPv6 pods. NodeIP, NodeIPv6 or both: IPv4-only, IPv6-only or
+	// dual-stack; a family runs when the node has its address and the
+	// cluster a pool of it.
+	NodeIPv6 netip.Prefix
 	// Uplink is the underlay interface (the VXLAN parent). Required.
 	Uplink string
 	// Pools are created if missing (named "default" for the default pool,
-	// else after their CIDR); with none and no pool in the store,
-	// DefaultPool is made. Existing pools are used as they are.
+	// else after their CIDR), IPv4 and IPv6 alike; with none and no pool in
+	// the store, DefaultPool is made (an IPv6-only node must name its
+	// pools). Existing pools are used as they are.
 	Pools []netip.Prefix
 	// BlockSize of the created IPv4 pools (0: ipam's default, 26).
 	BlockSize int
+	// BlockSize6 of the created IPv6 pools (0: ipam's default, 122).
+	BlockSize6 int
 	// NATOutgoing of the created pools: masquerade pod traffic leaving them.
 	NATOutgoing bool
 	// VXLANMode; 0 means VXLANAlways.
@@ -206,8 +216,14 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Name == "" || !reflector.ValidNodeName(c.Name) {
 		return bad("node name %q", c.Name)
 	}
-	if !c.NodeIP.IsValid() || !c.NodeIP.Addr().Is4() || c.NodeIP.Addr().IsUnspecified() {
+	if !c.NodeIP.IsValid() && !c.NodeIPv6.IsValid() {
+		return bad("no node address (NodeIP, NodeIPv6 or both)")
+	}
+	if c.NodeIP.IsValid() && (!c.NodeIP.Addr().Is4() || c.NodeIP.Addr().IsUnspecified()) {
 		return bad("node address %v (want IPv4 with prefix length, e.g. 10.4.7.61/24)", c.NodeIP)
+	}
+	if c.NodeIPv6.IsValid() && (!c.NodeIPv6.Addr().Is6() || c.NodeIPv6.Addr().Is4In6() || !c.NodeIPv6.Addr().IsGlobalUnicast()) {
+		return bad("node IPv6 address %v (want a global IPv6 address with prefix length, e.g. 2001:db8:4:7::61/64)", c.NodeIPv6)
 	}
 	if c.Uplink == "" {
 		return bad("no uplink")
@@ -252,12 +268,27 @@ func (c Config) withDefaults() (Config, error) {
 		return bad("hold time %v (at least 10ms)", c.HoldTime)
 	}
 	for _, p := range c.Pools {
-		if !p.IsValid() || p.Masked() != p || !p.Addr().Is4() {
-			return bad("pool %v (want an IPv4 network address with prefix length)", p)
+		if !p.IsValid() || p.Masked() != p || p.Addr().Is4In6() {
+			return bad("pool %v (want a network address with prefix length)", p)
 		}
+		if p.Addr().Is4() && !c.NodeIP.IsValid() {
+			return bad("IPv4 pool %v on a node without an IPv4 address (NodeIP)", p)
+		}
+		if p.Addr().Is6() && !c.NodeIPv6.IsValid() {
+			return bad("IPv6 pool %v on a node without an IPv6 address (NodeIPv6)", p)
+		}
+	}
+	if !c.NodeIP.IsValid() && len(c.Pools) == 0 {
+		return bad("an IPv6-only node needs its IPv6 pools in Pools (the default pool is IPv4)")
+	}
+	if c.NodeIPv6.IsValid() && c.VXLANMode == VXLANNever {
+		return bad("VXLAN mode Never is IPv4 only (direct routes); use Always or CrossSubnet with IPv6")
 	}
 	if c.BlockSize != 0 && (c.BlockSize < 20 || c.BlockSize > 32) {
 		return bad("block size %d (20..32)", c.BlockSize)
+	}
+	if c.BlockSize6 != 0 && (c.BlockSize6 < 116 || c.BlockSize6 > 128) {
+		return bad("IPv6 block size %d (116..128)", c.BlockSize6)
 	}
 	if c.MTU < 0 || (c.MTU != 0 && c.MTU < 576) {
 		return bad("MTU %d", c.MTU)

@@ -33,7 +33,7 @@
 //   - answers the pods' ARP for 169.254.1.1 (the userspace responder, or
 //     the kernel's proxy_arp);
 //   - resyncs on peer changes, on kernel events (Kernel.Events,
-//     Kernel.NATEvents), after AddPod and DeletePod, when its blocks change
+//     nat.Manager.Watch on Kernel.NATWatcher), after AddPod and DeletePod, when its blocks change
 //     and every ResyncInterval. A sync with nothing to do writes nothing.
 //
 // When its context ends Run stops the announcement and returns; the

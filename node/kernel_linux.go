@@ -74,10 +74,11 @@ type Kernel struct {
 	// owned routes, neighbours or FDB entries may have changed, so the Node
 	// resyncs at once instead of on its interval. nil: interval only.
 	Events func(ctx context.Context, changed chan<- struct{}) error
-	// NATEvents, if set, works like Events for changes to nat's nftables
-	// table made by someone else (a flushed ruleset is restored within a
-	// second).
-	NATEvents func(ctx context.Context, changed chan<- struct{}) error
+	// NATWatcher reports changes to nat's nftables tables, so that a
+	// flushed ruleset is restored at once, not on the resync interval.
+	// nil: the NAT connection's own when it is a nat.Watcher (nattest.Conn
+	// is); OpenKernel sets the kernel's.
+	NATWatcher nat.Watcher
 	// Namespace is the path of the namespace ("" = the caller's), for
 	// logs and for the ioctl offloader.
 	Namespace string
@@ -136,6 +137,7 @@ func OpenKernel(path, sysctlRoot string) (*Kernel, error) {
 	}
 	k.closers = append(k.closers, conn.CloseLasting)
 	k.Netlink, k.NAT = h, conn
+	k.NATWatcher = nat.NewWatcher(fd)
 	k.Sysctl = sysctl.NS{Path: path, Root: sysctlRoot}
 	links := &proxyarp.NetlinkLinks{Netns: path}
 	k.ARPLinks, k.ARPListen = links, proxyarp.ListenPacket(path)

@@ -205,8 +205,17 @@ func TestNodeKernel(t *testing.T) {
 	waitFor(t, "deleted route restored", func() bool { return strings.Contains(routes(), blocks[0].String()) })
 
 	// Datastore down: not ready, dataplane unchanged.
-	before := routes()
+	// Let the restores above settle (each write is followed by the
+	// notification of itself and a sync that writes nothing).
 	writes := a.Stats().KernelWrites
+	for settled := 0; settled < 5; time.Sleep(50 * time.Millisecond) {
+		if w := a.Stats().KernelWrites; w == writes {
+			settled++
+		} else {
+			writes, settled = w, 0
+		}
+	}
+	before := routes()
 	st.down.Store(true)
 	deadline := time.Now().Add(10 * time.Second)
 	for a.Ready() == nil {

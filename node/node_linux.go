@@ -48,15 +48,20 @@ type Node struct {
 	pokes   chan struct{}
 
 	// Owned by Run's goroutine.
-	vx     *vxlan.Manager // nil in mode Never
-	direct *directRoutes  // mode Never
-	refl   *reflector.Reflector
-	peers  []reflector.Announcement
-	pools  []ipam.Pool
-	blocks []netip.Prefix
-	addrs  []netip.Addr // borrowed from other nodes' blocks
-	tunnel netip.Addr
-	mtu    int
+	vx      *vxlan.Manager // IPv4; nil in mode Never or without IPv4
+	vx6     *vxlan.Manager // IPv6 (vxlan-v6.calico); nil without IPv6
+	v4, v6  bool           // the families this node runs
+	tunnel6 netip.Addr
+	direct  *directRoutes // mode Never
+	refl    *reflector.Reflector
+	peers   []reflector.Announcement
+	pools   []ipam.Pool
+	blocks  []netip.Prefix
+	addrs   []netip.Addr // borrowed from other nodes' blocks
+	tunnel  netip.Addr
+	mtu     int
+	// natSynced: nat's tables were written once by this run.
+	natSynced bool
 	// lastBorrowCheck rate-limits re-reading IPAM for unannounced pod
 	// addresses.
 	lastBorrowCheck time.Time
@@ -68,6 +73,10 @@ type Stats struct {
 	Node       string
 	TunnelAddr netip.Addr
 	TunnelMAC  net.HardwareAddr
+	// TunnelAddr6 and TunnelMAC6 are the IPv6 VTEP's (vxlan-v6.calico),
+	// zero without IPv6.
+	TunnelAddr6 netip.Addr
+	TunnelMAC6  net.HardwareAddr
 	// Blocks are the node's affine blocks, Borrowed the addresses its pods
 	// hold in other nodes' blocks (both announced).
 	Blocks   []netip.Prefix
@@ -83,7 +92,11 @@ type Stats struct {
 	KernelWrites      uint64
 	// NATRestores counts syncs caused by a change to nat's table made by
 	// someone else.
-	NATRestores  uint64
+	NATRestores uint64
+	// Refused says what the peers refuse of this node's announcement (the
+	// Validator's verdict: a block or address IPAM does not give it), ""
+	// when nothing.
+	Refused      string
 	DatastoreOK  bool
 	Synced       bool
 	LastError    string
@@ -92,7 +105,6 @@ type Stats struct {
 	ARP          proxyarp.Stats
 	ProxyARPMode ProxyARPMode
 	VXLANMode    VXLANMode
-	vxIndex      int
 }
 
 // New checks cfg and returns a Node that has not started. Nothing is
@@ -138,6 +150,7 @@ func (n *Node) Stats() Stats {
 	s.Borrowed = slices.Clone(s.Borrowed)
 	s.Peers = slices.Clone(s.Peers)
 	s.TunnelMAC = slices.Clone(s.TunnelMAC)
+	s.TunnelMAC6 = slices.Clone(s.TunnelMAC6)
 	arp := n.arp
 	n.mu.Unlock()
 	if arp != nil {
@@ -197,7 +210,7 @@ func (n *Node) Run(ctx context.Context) error {
 	kick := make(chan struct{}, 1)
 	natKick := make(chan struct{}, 1)
 	n.background(runCtx, &wg, "kernel events", n.k.Events, kick)
-	n.background(runCtx, &wg, "nat events", n.k.NATEvents, natKick)
+	n.background(runCtx, &wg, "nftables notifications", n.nt.Watch, natKick)
 	if n.cfg.ProxyARP == ProxyARPUserspace {
 		r, err := proxyarp.New(&proxyarp.Config{
 			Links: n.k.ARPLinks, Listen: n.k.ARPListen, Logger: n.log,
@@ -251,10 +264,9 @@ func (n *Node) Run(ctx context.Context) error {
 			n.settle(ctx, kick)
 			n.sync(ctx, "link")
 		case <-natKick:
+			// Also signalled after nat's own writes: that sync finds
+			// nothing to do and writes nothing.
 			n.settle(ctx, natKick)
-			n.mu.Lock()
-			n.stats.NATRestores++
-			n.mu.Unlock()
 			n.sync(ctx, "nat")
 		case <-n.pokes:
 			n.refresh(ctx)
@@ -305,19 +317,52 @@ func (n *Node) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%w: uplink %s: %w", ErrKernel, c.Uplink, err)
 	}
-	n.mtu = c.MTU
-	if n.mtu == 0 {
-		n.mtu = up.Attrs().MTU - vxlan.Overhead
-	}
 	sctx, cancel := context.WithTimeout(ctx, c.StartTimeout)
 	defer cancel()
 	poolNames, err := n.ensurePools(sctx)
 	if err != nil {
 		return err
 	}
-	n.tunnel, err = n.ipm.AssignTunnelAddress(sctx, c.Name, ipam.IPv4, poolNames...)
+	pools, err := n.ipm.ListPools(sctx)
 	if err != nil {
-		return dsErr("assign tunnel address", err)
+		return dsErr("list pools", err)
+	}
+	// A family runs when the node has an underlay address of it and the
+	// cluster a pool of it (dual stack: both).
+	var names4, names6 []string
+	has4, has6 := false, false
+	for _, p := range pools {
+		if len(poolNames) > 0 && !slices.Contains(poolNames, p.Name) {
+			continue
+		}
+		if p.CIDR.Addr().Is4() {
+			has4, names4 = true, append(names4, p.Name)
+		} else {
+			has6, names6 = true, append(names6, p.Name)
+		}
+	}
+	n.mu.Lock()
+	n.v4, n.v6 = has4 && c.NodeIP.IsValid(), has6 && c.NodeIPv6.IsValid()
+	n.mu.Unlock()
+	if !n.v4 && !n.v6 {
+		return fmt.Errorf("%w: no pool of the node's address families (node %v %v)", ErrInvalidConfig, c.NodeIP, c.NodeIPv6)
+	}
+	n.mtu = c.MTU
+	if n.mtu == 0 {
+		n.mtu = up.Attrs().MTU - vxlan.Overhead
+		if n.v6 {
+			n.mtu = up.Attrs().MTU - vxlan.OverheadV6 // pods' MTU fits both tunnels
+		}
+	}
+	if n.v4 {
+		if n.tunnel, err = n.ipm.AssignTunnelAddress(sctx, c.Name, ipam.IPv4, names4...); err != nil {
+			return dsErr("assign tunnel address", err)
+		}
+	}
+	if n.v6 {
+		if n.tunnel6, err = n.ipm.AssignTunnelAddress(sctx, c.Name, ipam.IPv6, names6...); err != nil {
+			return dsErr("assign IPv6 tunnel address", err)
+		}
 	}
 	if err := n.refreshStore(sctx); err != nil {
 		return dsErr("read blocks", err)
@@ -334,7 +379,7 @@ func (n *Node) start(ctx context.Context) error {
 			return err
 		}
 	}
-	if _, err := n.setSysctl("net/ipv4/ip_forward", "1"); err != nil {
+	if _, err := n.forwarding(); err != nil {
 		return fmt.Errorf("%w: enable forwarding: %w", ErrKernel, err)
 	}
 	if c.VXLANMode == VXLANNever {
@@ -344,20 +389,36 @@ func (n *Node) start(ctx context.Context) error {
 		if c.VXLANMode == VXLANCrossSubnet {
 			mode = vxlan.ModeCrossSubnet
 		}
-		n.vx, err = vxlan.New(n.k.Netlink, &vxlan.Config{
-			Parent: c.Uplink, LocalAddr: c.NodeIP, TunnelAddr: n.tunnel, NodeName: c.Name,
-			MTU: n.mtu, Mode: mode, Namespace: n.k.Namespace, Offloader: n.k.Offloader,
-			RouteProtocol: RouteProtocol, Logger: n.log,
-		})
-		if err != nil {
-			return fmt.Errorf("%w: vxlan: %w", ErrInvalidConfig, err)
+		if n.v4 {
+			n.vx, err = vxlan.New(n.k.Netlink, &vxlan.Config{
+				Parent: c.Uplink, LocalAddr: c.NodeIP, TunnelAddr: n.tunnel, NodeName: c.Name,
+				MTU: c.MTU, Mode: mode, Namespace: n.k.Namespace, Offloader: n.k.Offloader,
+				RouteProtocol: RouteProtocol, Logger: n.log,
+			})
+			if err != nil {
+				return fmt.Errorf("%w: vxlan: %w", ErrInvalidConfig, err)
+			}
+		}
+		if n.v6 {
+			n.vx6, err = vxlan.New(n.k.Netlink, &vxlan.Config{
+				Parent: c.Uplink, LocalAddr: c.NodeIPv6, TunnelAddr: n.tunnel6, NodeName: c.Name,
+				MAC: vxlan.MACFromName(c.Name + "/v6"), MTU: c.MTU, Mode: mode,
+				Namespace: n.k.Namespace, Offloader: n.k.Offloader, RouteProtocol: RouteProtocol, Logger: n.log,
+			})
+			if err != nil {
+				return fmt.Errorf("%w: vxlan v6: %w", ErrInvalidConfig, err)
+			}
 		}
 	}
-	ncfg := &nat.Config{Logger: n.log}
+	ncfg := &nat.Config{Logger: n.log, Watcher: n.k.NATWatcher}
 	if c.VXLANMode == VXLANNever {
 		ncfg.DisableVXLANGuard = true
-	} else {
+	}
+	if n.vx != nil {
 		ncfg.TunnelInterface = n.vx.Device()
+	}
+	if n.vx6 != nil {
+		ncfg.TunnelInterface6 = n.vx6.Device()
 	}
 	nt, err := nat.New(n.k.NAT, ncfg)
 	if err != nil {
@@ -383,10 +444,14 @@ func (n *Node) start(ctx context.Context) error {
 	n.stats.Node = c.Name
 	n.stats.TunnelAddr = n.tunnel
 	n.stats.TunnelMAC = n.tunnelMAC()
+	n.stats.TunnelAddr6 = n.tunnel6
+	if n.vx6 != nil {
+		n.stats.TunnelMAC6 = n.vx6.MAC()
+	}
 	n.stats.MTU = n.mtu
 	n.stats.DatastoreOK = true
 	n.mu.Unlock()
-	n.log.Info("started", "tunnel", n.tunnel, "blocks", n.blocks, "mtu", n.mtu, "mode", c.VXLANMode)
+	n.log.Info("started", "tunnel", n.tunnel, "tunnel6", n.tunnel6, "blocks", n.blocks, "mtu", n.mtu, "mode", c.VXLANMode)
 	return nil
 }
 
@@ -427,8 +492,12 @@ func (n *Node) ensurePools(ctx context.Context) ([]string, error) {
 		if len(n.cfg.Pools) > 0 {
 			name = PoolName(cidr)
 		}
+		bs := n.cfg.BlockSize
+		if cidr.Addr().Is6() {
+			bs = n.cfg.BlockSize6
+		}
 		err := n.ipm.CreatePool(ctx, ipam.Pool{
-			Name: name, CIDR: cidr, BlockSize: n.cfg.BlockSize,
+			Name: name, CIDR: cidr, BlockSize: bs,
 			NATOutgoing: n.cfg.NATOutgoing, VXLANMode: ipamMode(n.cfg.VXLANMode),
 		})
 		if err != nil && !errors.Is(err, ipam.ErrPoolExists) {
@@ -471,10 +540,15 @@ func (n *Node) refreshStore(ctx context.Context) error {
 }
 
 func (n *Node) announcement() reflector.Announcement {
-	return reflector.Announcement{
-		Node: n.cfg.Name, NodeIP: n.cfg.NodeIP.Addr(), TunnelIP: n.tunnel,
-		TunnelMAC: n.tunnelMAC(), Blocks: slices.Clone(n.blocks), Addrs: slices.Clone(n.addrs),
+	a := reflector.Announcement{Node: n.cfg.Name, Blocks: slices.Clone(n.blocks), Addrs: slices.Clone(n.addrs)}
+	if n.v4 {
+		a.NodeIP, a.TunnelIP, a.TunnelMAC = n.cfg.NodeIP.Addr(), n.tunnel, n.tunnelMAC()
 	}
+	if n.v6 {
+		a.NodeIPv6, a.TunnelIPv6 = n.cfg.NodeIPv6.Addr(), n.tunnel6
+		a.TunnelMACv6 = n.vx6.MAC()
+	}
+	return a
 }
 
 // refresh re-reads the datastore (the CNI plugin may have claimed blocks or
@@ -515,14 +589,8 @@ func (n *Node) usage(ctx context.Context) {
 	}
 	var addrs []netip.Addr
 	if borrowed > 0 {
-		all, err := n.ipm.Allocations(ctx)
-		if err != nil {
+		if addrs, err = n.ipm.BorrowedAddrs(ctx, n.cfg.Name); err != nil {
 			return
-		}
-		for _, al := range all {
-			if al.Host == n.cfg.Name && !slices.ContainsFunc(n.blocks, func(b netip.Prefix) bool { return b.Contains(al.Addr) }) {
-				addrs = append(addrs, al.Addr)
-			}
 		}
 	}
 	n.addrs = addrs
@@ -540,6 +608,18 @@ func (n *Node) probe(ctx context.Context) {
 	if err == nil {
 		err = n.ann.Err()
 	}
+	refused := ""
+	if errors.Is(err, reflector.ErrRefused) {
+		// The store answers; the peers refuse part of what this node
+		// announces (a hijack, a conflict): say so, stay ready.
+		refused, err = err.Error(), nil
+	}
+	n.mu.Lock()
+	if refused != "" && refused != n.stats.Refused {
+		n.log.Error("peers refuse part of this node's announcement", "refusal", refused)
+	}
+	n.stats.Refused = refused
+	n.mu.Unlock()
 	n.setDS(err)
 	if err == nil && !slices.Equal(blocks, n.blocks) {
 		n.refresh(ctx)
@@ -567,26 +647,32 @@ func (n *Node) sync(ctx context.Context, why string) {
 	start := n.cfg.Now()
 	var errs []error
 	writes := 0
-	peers := VXLANPeers(n.peers, false)
-	if n.vx != nil {
-		if err := n.vx.SetPeers(peers); err != nil {
+	for _, v := range []struct {
+		m  *vxlan.Manager
+		v6 bool
+	}{{n.vx, false}, {n.vx6, true}} {
+		if v.m == nil {
+			continue
+		}
+		if err := v.m.SetPeers(VXLANPeers(n.peers, v.v6)); err != nil {
 			errs = append(errs, err)
 		}
-		if err := n.vx.SetLocalBlocks(n.blocks); err != nil {
+		if err := v.m.SetLocalBlocks(ofFamily(n.blocks, v.v6)); err != nil {
 			errs = append(errs, err)
 		}
-		if err := n.vx.Sync(ctx); err != nil {
+		if err := v.m.Sync(ctx); err != nil {
 			errs = append(errs, err)
 		}
-		writes += n.vx.LastResult().Writes
-	} else {
-		w, err := n.direct.sync(peers, n.blocks)
+		writes += v.m.LastResult().Writes
+	}
+	if n.direct != nil {
+		w, err := n.direct.sync(VXLANPeers(n.peers, false), ofFamily(n.blocks, false))
 		if err != nil {
 			errs = append(errs, err)
 		}
 		writes += w
 	}
-	if w, err := n.setSysctl("net/ipv4/ip_forward", "1"); err != nil {
+	if w, err := n.forwarding(); err != nil {
 		errs = append(errs, err)
 	} else {
 		writes += w
@@ -616,23 +702,42 @@ func (n *Node) sync(ctx context.Context, why string) {
 	}
 	d := nat.Desired{Workloads: workloads}
 	for _, p := range n.pools {
-		if p.CIDR.Addr().Is4() {
+		if (p.CIDR.Addr().Is4() && n.v4) || (p.CIDR.Addr().Is6() && n.v6) {
 			d.Pools = append(d.Pools, nat.Pool{CIDR: p.CIDR, NATOutgoing: p.NATOutgoing && !p.Disabled})
 		}
 	}
 	for _, p := range n.peers {
-		if p.NodeIP.Is4() {
+		if p.NodeIP.Is4() && n.v4 {
 			d.VXLANPeers = append(d.VXLANPeers, p.NodeIP)
 		}
+		if p.NodeIPv6.Is6() && n.v6 {
+			d.VXLANPeers = append(d.VXLANPeers, p.NodeIPv6)
+		}
+	}
+	if !n.v4 || !n.v6 {
+		// nat takes only addresses of a family with a pool.
+		d.Workloads = workloadsOf(d.Workloads, n.v6)
 	}
 	if len(d.Pools) > 0 {
+		prev := n.nt.Render()
 		if err := n.nt.SetDesired(d); err != nil {
 			errs = append(errs, err)
 		} else {
-			if err := n.nt.Sync(ctx); err != nil {
-				errs = append(errs, err)
+			serr := n.nt.Sync(ctx)
+			if serr != nil {
+				errs = append(errs, serr)
 			}
-			writes += n.nt.LastResult().Writes
+			w := n.nt.LastResult().Writes
+			writes += w
+			if w > 0 && n.natSynced && n.nt.Render() == prev {
+				// Nothing the node wants changed, yet nat had to write:
+				// someone else changed tabby's tables.
+				n.mu.Lock()
+				n.stats.NATRestores++
+				n.mu.Unlock()
+				n.log.Warn("nat: restored tables changed by someone else", "why", why)
+			}
+			n.natSynced = n.natSynced || serr == nil
 		}
 	}
 	err = errors.Join(errs...)
@@ -642,9 +747,6 @@ func (n *Node) sync(ctx context.Context, why string) {
 	n.stats.SyncSeconds += took.Seconds()
 	n.stats.LastSync = took
 	n.stats.LastSyncWrites = writes
-	if n.vx != nil {
-		n.stats.vxIndex = n.vx.LastResult().DeviceIndex
-	}
 	n.stats.KernelWrites += uint64(writes)
 	n.stats.Peers = n.stats.Peers[:0]
 	for _, p := range n.peers {
@@ -681,21 +783,23 @@ func Workloads(nl Netlink) ([]nat.Workload, error) {
 			names[l.Attrs().Index] = nm
 		}
 	}
-	routes, err := nl.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Protocol: RouteProtocol}, netlink.RT_FILTER_PROTOCOL)
-	if err != nil {
-		return nil, fmt.Errorf("node: list routes: %w", err)
-	}
 	by := map[string][]netip.Addr{}
-	for _, r := range routes {
-		nm, ok := names[r.LinkIndex]
-		if !ok || r.Dst == nil || r.Gw != nil {
-			continue
+	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		routes, err := nl.RouteListFiltered(fam, &netlink.Route{Protocol: RouteProtocol}, netlink.RT_FILTER_PROTOCOL)
+		if err != nil {
+			return nil, fmt.Errorf("node: list routes: %w", err)
 		}
-		if ones, bits := r.Dst.Mask.Size(); ones != 32 || bits != 32 {
-			continue
+		for _, r := range routes {
+			nm, ok := names[r.LinkIndex]
+			if !ok || r.Dst == nil || r.Gw != nil {
+				continue
+			}
+			ad, ok := netip.AddrFromSlice(r.Dst.IP)
+			if ones, bits := r.Dst.Mask.Size(); !ok || ones != bits {
+				continue
+			}
+			by[nm] = append(by[nm], ad.Unmap())
 		}
-		ad, _ := netip.AddrFromSlice(r.Dst.IP.To4())
-		by[nm] = append(by[nm], ad)
 	}
 	out := make([]nat.Workload, 0, len(names))
 	for _, nm := range names {
@@ -704,6 +808,53 @@ func Workloads(nl Netlink) ([]nat.Workload, error) {
 	}
 	slices.SortFunc(out, func(x, y nat.Workload) int { return strings.Compare(x.Interface, y.Interface) })
 	return out, nil
+}
+
+// forwarding enables IP forwarding for the node's families; it returns the
+// writes made.
+func (n *Node) forwarding() (int, error) {
+	w := 0
+	if n.v4 {
+		x, err := n.setSysctl("net/ipv4/ip_forward", "1")
+		if err != nil {
+			return w, err
+		}
+		w += x
+	}
+	if n.v6 {
+		x, err := n.setSysctl("net/ipv6/conf/all/forwarding", "1")
+		if err != nil {
+			return w, err
+		}
+		w += x
+	}
+	return w, nil
+}
+
+// ofFamily returns the prefixes of one family.
+func ofFamily(ps []netip.Prefix, v6 bool) []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range ps {
+		if p.Addr().Is6() == v6 {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// workloadsOf keeps the workloads' addresses of one family.
+func workloadsOf(ws []nat.Workload, v6 bool) []nat.Workload {
+	out := make([]nat.Workload, 0, len(ws))
+	for _, w := range ws {
+		x := nat.Workload{Interface: w.Interface}
+		for _, a := range w.Addrs {
+			if a.Is6() == v6 {
+				x.Addrs = append(x.Addrs, a)
+			}
+		}
+		out = append(out, x)
+	}
+	return out
 }
 
 // setSysctl writes key only when it differs; it returns the writes made.

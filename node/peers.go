@@ -1,10 +1,6 @@
 package node
 
 import (
-	"context"
-	"fmt"
-	"net/netip"
-
 	"github.com/tabbynet/tabby/ipam"
 	"github.com/tabbynet/tabby/reflector"
 	"github.com/tabbynet/tabby/vxlan"
@@ -18,6 +14,9 @@ func VXLANPeers(anns []reflector.Announcement, v6 bool) []vxlan.Peer {
 	out := make([]vxlan.Peer, 0, len(anns))
 	for _, a := range anns {
 		nodeIP, tunIP, mac := a.NodeIP, a.TunnelIP, a.TunnelMAC
+		if v6 {
+			nodeIP, tunIP, mac = a.NodeIPv6, a.TunnelIPv6, a.TunnelMACv6
+		}
 		if !nodeIP.IsValid() || !tunIP.IsValid() || nodeIP.Is6() != v6 || tunIP.Is6() != v6 {
 			continue
 		}
@@ -37,33 +36,10 @@ func VXLANPeers(anns []reflector.Announcement, v6 bool) []vxlan.Peer {
 	return out
 }
 
-// Validator returns the reflector.Validator that checks peers'
-// announcements against IPAM: every announced block must be affine to the
-// announcing node and every announced address assigned to it. A refused
-// block or address is dropped by the watchers (see reflector's docs for the
-// conflict rule); the error names the first thing not owned.
-func Validator(m *ipam.IPAM) reflector.Validator { return ipamValidator{m} }
-
-type ipamValidator struct{ m *ipam.IPAM }
-
-func (v ipamValidator) Owns(ctx context.Context, node string, blocks []netip.Prefix, addrs []netip.Addr) error {
-	for _, b := range blocks {
-		ok, err := v.m.IsBlockAffine(ctx, b, node)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return fmt.Errorf("block %v is not affine to %s", b, node)
-		}
-	}
-	for _, ad := range addrs {
-		ok, err := v.m.IsAssignedTo(ctx, ad, node)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return fmt.Errorf("address %v is not assigned to %s", ad, node)
-		}
-	}
-	return nil
-}
+// Validator returns the reflector.Validator that checks announcements
+// against IPAM: *ipam.IPAM itself (its Owns method): every announced block
+// must be a confirmed affinity of the announcing node and every address
+// allocated for it, checked in a bounded number of datastore reads whatever
+// the announcement's size. What is refused is dropped by every watcher and
+// reported to the announcing node (Stats.Refused).
+func Validator(m *ipam.IPAM) reflector.Validator { return m }

@@ -41,10 +41,11 @@ type PodResult struct {
 
 // AddPod gives a pod an address from the node's blocks and its veth pair
 // (package veth: /32 address, the 169.254.1.1 gateway, the host route).
+// The pod gets one address per family the node runs (dual stack: both).
 // On any failure what was made is undone: the address released, the veth
-// removed. It may be called before Run (the node then announces the block
-// at its start) and while Run runs (the node re-reads its blocks and
-// resyncs at once). Safe for concurrent use for different keys.
+// removed. Call it once the node has started (Started is closed): the node
+// re-reads its blocks and resyncs at once, so a new block is announced
+// right away. Safe for concurrent use for different keys.
 func (n *Node) AddPod(ctx context.Context, p Pod) (PodResult, error) {
 	if p.Key == "" || p.NetNS == "" {
 		return PodResult{}, fmt.Errorf("%w: pod needs Key and NetNS", ErrInvalidConfig)
@@ -57,8 +58,20 @@ func (n *Node) AddPod(ctx context.Context, p Pod) (PodResult, error) {
 	if handle == "" {
 		handle = p.Key
 	}
-	before, _ := n.ipm.HostBlocks(ctx, n.cfg.Name)
-	as, err := n.ipm.AutoAssign(ctx, ipam.AutoAssignArgs{Handle: handle, Host: n.cfg.Name, Num4: 1, Attrs: p.Attrs})
+	n.mu.Lock()
+	v4, v6 := n.v4, n.v6
+	n.mu.Unlock()
+	if !v4 && !v6 {
+		return PodResult{}, fmt.Errorf("%w: the node has not started", ErrNotStarted)
+	}
+	args := ipam.AutoAssignArgs{Handle: handle, Host: n.cfg.Name, Attrs: p.Attrs}
+	if v4 {
+		args.Num4 = 1
+	}
+	if v6 {
+		args.Num6 = 1
+	}
+	as, err := n.ipm.AutoAssign(ctx, args)
 	if err != nil {
 		return PodResult{}, fmt.Errorf("node: assign address for %s: %w", p.Key, err)
 	}
@@ -66,6 +79,9 @@ func (n *Node) AddPod(ctx context.Context, p Pod) (PodResult, error) {
 	pod := veth.Pod{Key: p.Key, NetNS: p.NetNS, IfName: p.IfName, MTU: n.podMTU()}
 	for _, a := range as {
 		res.Addrs = append(res.Addrs, a.Addr)
+		if a.NewBlock {
+			res.NewBlocks = append(res.NewBlocks, a.Block)
+		}
 		pod.Addrs = append(pod.Addrs, netip.PrefixFrom(a.Addr, a.Addr.BitLen()))
 	}
 	vr, err := pl.Setup(ctx, pod)
@@ -74,12 +90,6 @@ func (n *Node) AddPod(ctx context.Context, p Pod) (PodResult, error) {
 		return PodResult{}, errors.Join(fmt.Errorf("node: plumb %s: %w", p.Key, err), rerr)
 	}
 	res.HostIfName, res.HostIndex, res.PodIndex = vr.HostIfName, vr.HostIndex, vr.PodIndex
-	after, _ := n.ipm.HostBlocks(ctx, n.cfg.Name)
-	for _, b := range after {
-		if !contains(before, b) {
-			res.NewBlocks = append(res.NewBlocks, b)
-		}
-	}
 	n.poke()
 	return res, nil
 }
@@ -135,6 +145,9 @@ func (n *Node) podMTU() int {
 		return n.cfg.MTU
 	}
 	if up, err := n.k.Netlink.LinkByName(n.cfg.Uplink); err == nil {
+		if n.cfg.NodeIPv6.IsValid() {
+			return up.Attrs().MTU - 70 // fits the IPv6 tunnel too
+		}
 		return up.Attrs().MTU - 50
 	}
 	return veth.DefaultMTU
@@ -151,13 +164,4 @@ func (n *Node) poke() {
 	case n.pokes <- struct{}{}:
 	default:
 	}
-}
-
-func contains(ps []netip.Prefix, p netip.Prefix) bool {
-	for _, x := range ps {
-		if x == p {
-			return true
-		}
-	}
-	return false
 }

@@ -163,3 +163,62 @@ func BenchmarkConvergence(b *testing.B) {
 		}
 	}
 }
+
+// uniqueAnn is benchAnn with addresses unique up to 2^18 nodes.
+func uniqueAnn(i int) Announcement {
+	blk := netip.AddrFrom4([4]byte{10, byte(64 + i>>14), byte(i >> 6), byte(i&63) << 2})
+	return Announcement{
+		Node:      fmt.Sprintf("node-%05d", i),
+		NodeIP:    netip.AddrFrom4([4]byte{10, 4, byte(i >> 8), byte(i)}),
+		TunnelIP:  blk,
+		TunnelMAC: net.HardwareAddr{0x02, 0xbe, 0, byte(i >> 16), byte(i >> 8), byte(i)},
+		Blocks:    []netip.Prefix{netip.PrefixFrom(blk, 30)},
+	}
+}
+
+// BenchmarkWatcherChange: the work one watching node does for one change
+// (a peer's announcement updated) among N peers: decode, validate (no
+// Validator here), rebuild and deliver the snapshot. One op is one write
+// until the watcher delivered it; it is the per-node share of convergence,
+// without the store's fan-out.
+func BenchmarkWatcherChange(b *testing.B) {
+	for _, n := range []int{1000, 5000} {
+		b.Run(fmt.Sprintf("nodes=%d", n), func(b *testing.B) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			st := memory.New(nil)
+			defer st.Close()
+			for i := range n {
+				if _, err := st.Create(ctx, DefaultPrefix+uniqueAnn(i).Node, encodeRecord(uniqueAnn(i), time.Hour, 0, 1, time.Now())); err != nil {
+					b.Fatal(err)
+				}
+			}
+			r, _ := New(st, &Config{HoldTime: time.Hour})
+			w, err := r.Watch(ctx, "watcher")
+			if err != nil {
+				b.Fatal(err)
+			}
+			if s := <-w; len(s.Peers) != n {
+				b.Fatalf("%d peers", len(s.Peers))
+			}
+			a := uniqueAnn(n / 2)
+			key := DefaultPrefix + a.Node
+			b.ReportAllocs()
+			k := 0
+			for b.Loop() {
+				k++
+				a.Addrs = []netip.Addr{netip.AddrFrom4([4]byte{10, 250, byte(k >> 8), byte(k)})}
+				kv, _ := st.Get(ctx, key)
+				if _, err := st.Update(ctx, key, encodeRecord(a, time.Hour, 0, 1, time.Now()), kv.Revision); err != nil {
+					b.Fatal(err)
+				}
+				for s := range w {
+					i, _ := slices.BinarySearchFunc(s.Peers, a.Node, func(p Announcement, n string) int { return strings.Compare(p.Node, n) })
+					if slices.Equal(s.Peers[i].Addrs, a.Addrs) {
+						break
+					}
+				}
+			}
+		})
+	}
+}

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/tabbynet/tabby/datastore"
@@ -26,8 +25,48 @@ const (
 // Validator checks that node owns what it announces: every block must be
 // affine to node in IPAM and every address assigned to it. It returns nil
 // if all is owned, an error saying what is not otherwise. The examples wire
-// it to ipam; tests use a map. Every watching Reflector calls it from its
-// own goroutine, so implementations must be safe for concurrent use.
+// it to ipam ((*ipam.IPAM).Owns has this signature); tests use a map.
+//
+// # Call contract
+//
+// Who calls it: every watching Reflector, from its Watch goroutine (one
+// call at a time per Watch, but many Watches and Announcers may call at
+// once, so implementations must be safe for concurrent use), and every
+// Announcer on its own announcement, from Announce, Update's background
+// write, or the Announcer's goroutine.
+//
+// When: a watcher calls it when a record with new content arrives, and
+// again at most once per HeartbeatInterval for a record with something
+// refused (so a transient refusal, such as an IPAM that has not caught up,
+// heals within one interval; a hijack attempt costs one round per interval,
+// not one per write). A fully accepted record is not checked again until
+// its content changes: heartbeats and lease keep-alives cost no calls. An
+// Announcer calls it after each write of new content and once per
+// HeartbeatInterval while something is refused.
+//
+// How often, per check: first once with everything (blocks and addresses,
+// plus each tunnel address that no announced block or address covers).
+// If that fails, the refused items are found by bisection of the list,
+// at most Limits.MaxValidatorCalls calls in all; an error with a method
+// NotOwned() ([]netip.Prefix, []netip.Addr) names them in the first call
+// instead. A Validator therefore never sees one call per block, and should
+// answer a many-block call with bulk reads.
+//
+// Timeout: all calls of one check share a context with a deadline of
+// max(HeartbeatInterval, 1s). An error (including a timeout) refuses what
+// was asked; it is retried as above.
+//
+// # Trust model
+//
+// Anyone who can write the datastore can write any node's record: the
+// datastore's access control is the security boundary, and every node
+// needs write access to its own record. With a Validator, a writer cannot
+// make watchers route a block or address to a node that IPAM does not say
+// owns it, nor a tunnel address that is not the node's own; what it can
+// still do is announce a wrong node IP or tunnel MAC for a node (these
+// cannot be verified against IPAM), delete records (withdrawing nodes),
+// or flood records (bounded by Limits, per record). Without a Validator
+// any writer can hijack any block.
 type Validator interface {
 	Owns(ctx context.Context, node string, blocks []netip.Prefix, addrs []netip.Addr) error
 }
@@ -47,14 +86,27 @@ type Config struct {
 	// "/".
 	Prefix string
 	// HoldTime this node announces: others withdraw it after that long
-	// without a heartbeat. Default DefaultHoldTime; at least 10ms.
+	// without a heartbeat, or the store deletes it that long after its
+	// lease was last kept alive. Default DefaultHoldTime; at least 10ms
+	// (with etcd leases, rounded up to whole seconds, at least 2s).
 	HoldTime time.Duration
-	// HeartbeatInterval; default HoldTime/3.
+	// HeartbeatInterval is how often an Announcer heartbeats or keeps its
+	// lease alive; default HoldTime/3.
 	HeartbeatInterval time.Duration
-	// Validator checks what peers announce. nil accepts everything (only
-	// for tests and single-tenant setups: any node could then hijack
-	// another's routes).
+	// DisableLeases makes Announcers heartbeat even on a store that
+	// implements datastore.Leaser (for comparison, or for clusters that
+	// mix versions). Watchers handle both kinds of record either way.
+	DisableLeases bool
+	// Validator checks what peers announce, and what this node announces.
+	// nil accepts everything (only for tests and single-tenant setups: any
+	// node could then hijack another's routes).
 	Validator Validator
+	// Limits bound what is accepted from one node; zero fields mean
+	// defaults.
+	Limits Limits
+	// LogInterval: the same warning about the same node is logged at most
+	// once per interval (default DefaultLogInterval).
+	LogInterval time.Duration
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -70,9 +122,12 @@ var ErrStopped = errors.New("reflector: announcer stopped")
 // one prefix and there is no mesh of connections between nodes.
 // A Reflector is safe for concurrent use.
 type Reflector struct {
-	store datastore.Store
-	cfg   Config
-	log   *slog.Logger
+	store  datastore.Store
+	leaser datastore.Leaser // nil: heartbeats
+	cfg    Config
+	lim    Limits
+	log    *slog.Logger
+	warn   *logLimiter
 }
 
 // New returns a Reflector on store.
@@ -105,193 +160,19 @@ func New(store datastore.Store, cfg *Config) (*Reflector, error) {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Reflector{store: store, cfg: c, log: c.Logger}, nil
+	if c.LogInterval <= 0 {
+		c.LogInterval = DefaultLogInterval
+	}
+	r := &Reflector{store: store, cfg: c, lim: c.Limits.withDefaults(), log: c.Logger}
+	r.warn = &logLimiter{log: c.Logger, every: c.LogInterval, last: map[string]time.Time{}}
+	if l, ok := store.(datastore.Leaser); ok && !c.DisableLeases {
+		r.leaser = l
+	}
+	return r, nil
 }
+
+// Leases reports whether Announcers of r keep their records alive with a
+// datastore lease (true) or with heartbeat writes (false).
+func (r *Reflector) Leases() bool { return r.leaser != nil }
 
 func (r *Reflector) key(node string) string { return r.cfg.Prefix + node }
-
-// Announcer keeps one node's announcement alive. It is safe for concurrent
-// use.
-type Announcer struct {
-	r      *Reflector
-	cancel context.CancelFunc
-	done   chan struct{}
-
-	mu      sync.Mutex
-	a       Announcement
-	rev     int64 // revision of our last write (0: not written)
-	beat    uint64
-	lastErr error
-	stopped bool
-	changed chan struct{} // capacity 1: Update asks for a write now
-}
-
-// Announce writes a and keeps it alive with heartbeats until Stop. The
-// first write happens before Announce returns (its error is returned and
-// nothing keeps running); ctx bounds that write only, Stop ends the
-// heartbeats. A record left by an earlier run of the same node is taken
-// over.
-func (r *Reflector) Announce(ctx context.Context, a Announcement) (*Announcer, error) {
-	na, err := a.normalize()
-	if err != nil {
-		return nil, err
-	}
-	an := &Announcer{r: r, a: na, done: make(chan struct{}), changed: make(chan struct{}, 1)}
-	if err := an.write(ctx); err != nil {
-		return nil, err
-	}
-	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	an.cancel = cancel
-	go an.loop(lctx)
-	r.log.Info("reflector: announced", "node", na.Node, "blocks", na.Blocks, "hold", r.cfg.HoldTime)
-	return an, nil
-}
-
-// write puts the current announcement with the next heartbeat number,
-// creating or taking over the key as needed.
-func (an *Announcer) write(ctx context.Context) error {
-	an.mu.Lock()
-	a, rev := an.a, an.rev
-	an.beat++
-	val := encodeRecord(a, an.r.cfg.HoldTime, an.beat, time.Now())
-	an.mu.Unlock()
-	key := an.r.key(a.Node)
-	st := an.r.store
-	var err error
-	for range 3 {
-		var nrev int64
-		if rev == 0 {
-			nrev, err = st.Create(ctx, key, val)
-			if errors.Is(err, datastore.ErrExists) {
-				var kv datastore.KV
-				if kv, err = st.Get(ctx, key); err == nil {
-					rev = kv.Revision // an earlier run of ours: take over
-					continue
-				}
-			}
-		} else {
-			nrev, err = st.Update(ctx, key, val, rev)
-			if errors.Is(err, datastore.ErrNotFound) {
-				rev = 0 // garbage-collected by a peer (we were silent too long)
-				continue
-			}
-			if errors.Is(err, datastore.ErrConflict) {
-				var kv datastore.KV
-				if kv, err = st.Get(ctx, key); err == nil {
-					rev = kv.Revision
-					continue
-				} else if errors.Is(err, datastore.ErrNotFound) {
-					rev = 0
-					continue
-				}
-			}
-		}
-		if err == nil {
-			an.mu.Lock()
-			an.rev, an.lastErr = nrev, nil
-			an.mu.Unlock()
-			return nil
-		}
-		break
-	}
-	an.mu.Lock()
-	an.rev, an.lastErr = rev, err
-	an.mu.Unlock()
-	return fmt.Errorf("reflector: announce %s: %w", a.Node, err)
-}
-
-func (an *Announcer) loop(ctx context.Context) {
-	defer close(an.done)
-	every := an.r.cfg.HeartbeatInterval
-	t := time.NewTimer(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-an.changed:
-			if !t.Stop() {
-				select {
-				case <-t.C:
-				default:
-				}
-			}
-		}
-		wctx, cancel := context.WithTimeout(ctx, every)
-		err := an.write(wctx)
-		cancel()
-		next := every
-		if err != nil && ctx.Err() == nil {
-			an.r.log.Warn("reflector: heartbeat failed", "node", an.a.Node, "err", err)
-			next = max(every/4, time.Millisecond)
-		}
-		t.Reset(next)
-	}
-}
-
-// Update changes what is announced; it is written at once (the write
-// happens in the background; Err reports its failure).
-func (an *Announcer) Update(a Announcement) error {
-	na, err := a.normalize()
-	if err != nil {
-		return err
-	}
-	an.mu.Lock()
-	defer an.mu.Unlock()
-	if an.stopped {
-		return ErrStopped
-	}
-	if na.Node != an.a.Node {
-		return fmt.Errorf("%w: announcer for %s cannot announce %s", ErrInvalidAnnouncement, an.a.Node, na.Node)
-	}
-	an.a = na
-	select {
-	case an.changed <- struct{}{}:
-	default:
-	}
-	return nil
-}
-
-// Err returns the error of the last write (nil if it succeeded).
-func (an *Announcer) Err() error {
-	an.mu.Lock()
-	defer an.mu.Unlock()
-	return an.lastErr
-}
-
-// Stop ends the heartbeats. Without graceful the announcement is deleted at
-// once and peers withdraw the node's routes now; with graceful it is left
-// in place and expires after the hold time, unless the node's next run
-// announces again first (a restart that does not black-hole traffic).
-func (an *Announcer) Stop(ctx context.Context, graceful bool) error {
-	an.mu.Lock()
-	if an.stopped {
-		an.mu.Unlock()
-		return nil
-	}
-	an.stopped = true
-	an.mu.Unlock()
-	an.cancel()
-	<-an.done
-	if graceful {
-		an.r.log.Info("reflector: stopped gracefully; announcement expires after hold time", "node", an.a.Node)
-		return nil
-	}
-	an.mu.Lock()
-	rev, node := an.rev, an.a.Node
-	an.mu.Unlock()
-	if rev == 0 {
-		return nil
-	}
-	err := an.r.store.Delete(ctx, an.r.key(node), rev)
-	switch {
-	case err == nil:
-		an.r.log.Info("reflector: withdrawn", "node", node)
-		return nil
-	case errors.Is(err, datastore.ErrNotFound), errors.Is(err, datastore.ErrConflict):
-		// Already collected, or a newer run of this node owns the key now.
-		return nil
-	}
-	return fmt.Errorf("reflector: withdraw %s: %w", node, err)
-}

@@ -85,8 +85,31 @@ func boltStore(t testing.TB) *testStore {
 	}
 }
 
-// forStores runs fn on the memory store, a bolt file and embedded etcd.
+// noLeases hides a store's Leaser capability: a store without leases, on
+// which Reflectors heartbeat.
+type noLeases struct{ datastore.Store }
+
+// heartbeats returns ts without its lease capability.
+func heartbeats(ts *testStore) *testStore {
+	h := *ts
+	h.name += "/heartbeat"
+	h.client = func(t testing.TB) datastore.Store { return noLeases{ts.client(t)} }
+	return &h
+}
+
+// forStores runs fn on the memory store, a bolt file and embedded etcd,
+// each with leases and without (heartbeats).
 func forStores(t *testing.T, fn func(*testing.T, *testStore)) {
+	for _, mk := range []func(testing.TB) *testStore{memoryStore, boltStore, etcdStore} {
+		ts := mk(t)
+		t.Run(ts.name+"/lease", func(t *testing.T) { fn(t, ts) })
+		hb := heartbeats(ts)
+		t.Run(hb.name, func(t *testing.T) { fn(t, hb) })
+	}
+}
+
+// forLeaseStores runs fn on the three stores with leases.
+func forLeaseStores(t *testing.T, fn func(*testing.T, *testStore)) {
 	for _, mk := range []func(testing.TB) *testStore{memoryStore, boltStore, etcdStore} {
 		ts := mk(t)
 		t.Run(ts.name, func(t *testing.T) { fn(t, ts) })

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -19,6 +20,11 @@ type Snapshot struct {
 	Peers []Announcement
 	// Revision is the store revision the set reflects.
 	Revision int64
+	// Refused lists, sorted by node, what this watcher does not accept of
+	// each node's announcement (the Validator's refusals and the conflict
+	// rule's), including the watching node's own record when it loses a
+	// conflict. Nodes with nothing refused are not listed.
+	Refused []Refusal
 }
 
 // entry is what a watcher knows about one key.
@@ -26,11 +32,13 @@ type entry struct {
 	rev      int64
 	raw      Announcement // as stored
 	accepted Announcement // raw minus what validation refused
-	ok       bool         // accepted at all (tunnel address owned)
-	checked  bool         // validation ran for raw's content
-	reasons  []string     // what validation refused last time (logged once)
+	ok       bool         // accepted at all (a tunnel address owned)
+	checked  time.Time    // when validation ran for raw's content (zero: not yet)
+	refusal  Refusal      // what validation refused
 	hold     time.Duration
 	seen     time.Time // watcher's clock: last heartbeat observed
+	leased   bool      // the store expires it (a lease): never expired here
+	self     bool      // the watching node's own record: never in Peers, never expired here
 }
 
 type watcher struct {
@@ -40,10 +48,17 @@ type watcher struct {
 	entries map[string]*entry
 	rev     int64
 	last    []Announcement
+	lastRef []Refusal
 	sent    bool
-	dirty   bool      // the accepted set may have changed since the last publish
-	blind   bool      // the last read for an expiry failed
-	retryAt time.Time // next probe while blind
+	// order is entries sorted by node name, rebuilt only when a key comes
+	// or goes (nil: rebuild); scratch maps are reused by current.
+	order    []*entry
+	prefixes map[netip.Prefix]string
+	tunnels  map[netip.Addr]string
+	macs     map[macKey]string
+	dirty    bool      // the accepted set may have changed since the last publish
+	blind    bool      // the last read for an expiry failed
+	retryAt  time.Time // next probe while blind
 }
 
 // Watch delivers the set of live peers (every node but self whose
@@ -82,6 +97,7 @@ func (w *watcher) relist(ctx context.Context, outage time.Duration) (<-chan data
 	now := time.Now()
 	old := w.entries
 	w.entries = make(map[string]*entry, len(kvs))
+	w.order = nil
 	w.dirty = true
 	for _, kv := range kvs {
 		if prev, ok := old[kv.Key]; ok && prev.rev == kv.Revision {
@@ -99,17 +115,19 @@ func (w *watcher) relist(ctx context.Context, outage time.Duration) (<-chan data
 func (w *watcher) put(ctx context.Context, key string, val []byte, rev int64, now time.Time) {
 	name, ok := nodeFromKey(w.r.cfg.Prefix, key)
 	if !ok {
-		w.r.log.Warn("reflector: ignoring key", "key", key, "reason", "not a node name")
+		w.r.warn.warn(key, "not a node name", "reflector: ignoring key")
 		return
 	}
-	if name == w.self {
-		return
-	}
-	a, hold, _, err := decodeRecord(name, val)
+	a, hold, rec, err := decodeRecord(name, val, w.r.lim)
 	if err != nil {
-		w.r.log.Warn("reflector: ignoring announcement", "node", name, "reason", err)
+		reason := "malformed record"
+		if errors.Is(err, ErrTooLarge) {
+			reason = "record beyond limits"
+		}
+		w.r.warn.warn(name, reason, "reflector: ignoring announcement", "err", err)
 		if _, ok := w.entries[key]; ok {
 			delete(w.entries, key)
+			w.order = nil
 			w.dirty = true
 		}
 		return
@@ -118,70 +136,41 @@ func (w *watcher) put(ctx context.Context, key string, val []byte, rev int64, no
 	if e == nil {
 		e = &entry{}
 		w.entries[key] = e
+		w.order = nil
 	}
-	e.rev, e.hold, e.seen = rev, hold, now
-	if e.checked && e.raw.Equal(a) && e.ok && e.accepted.Equal(a) {
-		return // a heartbeat of a fully accepted node: nothing to check again
+	e.rev, e.hold, e.seen, e.leased, e.self = rev, hold, now, rec.Lease != 0, name == w.self
+	if !e.checked.IsZero() && e.raw.Equal(a) && (e.refusal.Empty() || now.Sub(e.checked) < w.r.cfg.HeartbeatInterval) {
+		// A heartbeat of an accepted node, or of a refused one checked
+		// less than an interval ago: nothing to check again.
+		return
 	}
-	// New content, or something was refused last time (a hijack attempt,
-	// or IPAM not answering / not caught up yet): check again, so a
-	// transient refusal lasts at most one heartbeat interval.
-	e.raw, e.checked = a, true
-	var reasons []string
-	e.accepted, e.ok, reasons = w.validate(ctx, a)
-	if !slices.Equal(reasons, e.reasons) {
-		for _, r := range reasons {
-			w.r.log.Warn("reflector: ignoring part of an announcement", "node", a.Node, "reason", r)
-		}
-		e.reasons = reasons
+	w.check(ctx, e, a, now)
+}
+
+// check validates a for e. Something refused is checked again after
+// HeartbeatInterval (see recheck), so that a transient refusal (IPAM not
+// caught up) heals and a hijack attempt costs one check per interval.
+func (w *watcher) check(ctx context.Context, e *entry, a Announcement, now time.Time) {
+	e.raw, e.checked = a, now
+	var ref Refusal
+	e.accepted, ref = w.r.validate(ctx, a)
+	e.ok = !ref.Ignored
+	if !ref.Empty() {
+		w.r.warn.warn(a.Node, "refused by the Validator", "reflector: ignoring part of an announcement",
+			"refused", strings.Join(ref.Reasons, "; "))
 	}
+	e.refusal = ref
 	w.dirty = true
 }
 
-// validate returns what of a the Validator lets through. The fast path is
-// one call; if it fails, each item is checked alone so that one bad block
-// does not withdraw a node's good ones.
-func (w *watcher) validate(ctx context.Context, a Announcement) (Announcement, bool, []string) {
-	v := w.r.cfg.Validator
-	if v == nil {
-		return a, true, nil
-	}
-	inBlocks := func(x netip.Addr) bool {
-		return slices.ContainsFunc(a.Blocks, func(p netip.Prefix) bool { return p.Contains(x) })
-	}
-	addrs := a.Addrs
-	if !inBlocks(a.TunnelIP) && !slices.Contains(addrs, a.TunnelIP) {
-		addrs = append(slices.Clip(addrs), a.TunnelIP)
-	}
-	vctx, cancel := context.WithTimeout(ctx, max(w.r.cfg.HeartbeatInterval, time.Second))
-	defer cancel()
-	if err := v.Owns(vctx, a.Node, a.Blocks, addrs); err == nil {
-		return a, true, nil
-	}
-	var reasons []string
-	out := a.Clone()
-	out.Blocks, out.Addrs = nil, nil
-	for _, b := range a.Blocks {
-		if err := v.Owns(vctx, a.Node, []netip.Prefix{b}, nil); err != nil {
-			reasons = append(reasons, fmt.Sprintf("block %s: %v", b, err))
-			continue
-		}
-		out.Blocks = append(out.Blocks, b)
-	}
-	for _, x := range a.Addrs {
-		if err := v.Owns(vctx, a.Node, nil, []netip.Addr{x}); err != nil {
-			reasons = append(reasons, fmt.Sprintf("address %s: %v", x, err))
-			continue
-		}
-		out.Addrs = append(out.Addrs, x)
-	}
-	tunnelOK := slices.ContainsFunc(out.Blocks, func(p netip.Prefix) bool { return p.Contains(a.TunnelIP) }) || slices.Contains(out.Addrs, a.TunnelIP)
-	if !tunnelOK {
-		if err := v.Owns(vctx, a.Node, nil, []netip.Addr{a.TunnelIP}); err != nil {
-			return Announcement{}, false, append(reasons, fmt.Sprintf("whole node ignored: tunnel address %s: %v", a.TunnelIP, err))
+// recheck validates again every refused entry checked an interval ago.
+func (w *watcher) recheck(ctx context.Context) {
+	now := time.Now()
+	for _, e := range w.entries {
+		if !e.checked.IsZero() && !e.refusal.Empty() && now.Sub(e.checked) >= w.r.cfg.HeartbeatInterval {
+			w.check(ctx, e, e.raw, now)
 		}
 	}
-	return out, true, reasons
 }
 
 func (w *watcher) run(ctx context.Context, events <-chan datastore.Event) {
@@ -216,6 +205,7 @@ func (w *watcher) run(ctx context.Context, events <-chan datastore.Event) {
 		case <-ctx.Done():
 			return
 		case <-timer.C:
+			w.recheck(ctx)
 			w.expire(ctx)
 		case ev, ok := <-events:
 			broken := !w.handle(ctx, ev, ok)
@@ -260,6 +250,7 @@ func (w *watcher) handle(ctx context.Context, ev datastore.Event, ok bool) bool 
 		}
 		if _, ok := w.entries[ev.Key]; ok {
 			delete(w.entries, ev.Key)
+			w.order = nil
 			w.dirty = true
 		}
 	}
@@ -282,7 +273,19 @@ func (w *watcher) armTimer(t *time.Timer, connected bool) {
 	next := w.retryAt
 	if next.IsZero() {
 		for _, e := range w.entries {
-			if d := e.seen.Add(e.hold); next.IsZero() || d.Before(next) {
+			var d time.Time
+			switch {
+			case !e.refusal.Empty() && !e.checked.IsZero():
+				d = e.checked.Add(w.r.cfg.HeartbeatInterval)
+				if !e.leased && !e.self && e.seen.Add(e.hold).Before(d) {
+					d = e.seen.Add(e.hold)
+				}
+			case e.leased || e.self:
+				continue
+			default:
+				d = e.seen.Add(e.hold)
+			}
+			if next.IsZero() || d.Before(next) {
 				next = d
 			}
 		}
@@ -307,8 +310,8 @@ func (w *watcher) expire(ctx context.Context) {
 	now := time.Now()
 	w.retryAt = time.Time{}
 	for key, e := range w.entries {
-		if now.Sub(e.seen) < e.hold {
-			continue
+		if e.leased || e.self || now.Sub(e.seen) < e.hold {
+			continue // the store expires leased records
 		}
 		gctx, cancel := context.WithTimeout(ctx, min(e.hold, 5*time.Second))
 		probe := time.Now()
@@ -322,6 +325,7 @@ func (w *watcher) expire(ctx context.Context) {
 		switch {
 		case errors.Is(err, datastore.ErrNotFound):
 			delete(w.entries, key)
+			w.order = nil
 			w.dirty = true
 			continue
 		case err != nil:
@@ -348,6 +352,7 @@ func (w *watcher) expire(ctx context.Context) {
 			continue
 		}
 		delete(w.entries, key)
+		w.order = nil
 		w.dirty = true
 		w.r.log.Info("reflector: node expired", "node", e.raw.Node, "hold", e.hold, "silent", now.Sub(e.seen).Round(time.Millisecond))
 		dctx, cancel := context.WithTimeout(ctx, time.Second)
@@ -366,12 +371,15 @@ func (w *watcher) publish() {
 		return // only heartbeats since the last one
 	}
 	w.dirty = false
-	peers := w.current()
-	if w.sent && slices.EqualFunc(peers, w.last, Announcement.Equal) {
+	peers, refused := w.current()
+	if w.sent && slices.EqualFunc(peers, w.last, Announcement.Equal) && slices.EqualFunc(refused, w.lastRef, Refusal.equal) {
 		return
 	}
-	w.last, w.sent = peers, true
+	w.last, w.lastRef, w.sent = peers, refused, true
 	snap := Snapshot{Peers: clonePeers(peers), Revision: w.rev}
+	for _, f := range refused {
+		snap.Refused = append(snap.Refused, f.clone())
+	}
 	select {
 	case w.out <- snap:
 	default:
@@ -383,61 +391,189 @@ func (w *watcher) publish() {
 	}
 }
 
+// clonePeers deep-copies ps with one allocation per kind of slice (MACs,
+// blocks, addresses) for the whole set rather than several per peer; each
+// peer's slices are capped, so a reader appending to one cannot clobber
+// another.
 func clonePeers(ps []Announcement) []Announcement {
+	nb, na, nm := 0, 0, 0
+	for _, p := range ps {
+		nb, na, nm = nb+len(p.Blocks), na+len(p.Addrs), nm+len(p.TunnelMAC)+len(p.TunnelMACv6)
+	}
+	blocks := make([]netip.Prefix, 0, nb)
+	addrs := make([]netip.Addr, 0, na)
+	macs := make([]byte, 0, nm)
 	out := make([]Announcement, len(ps))
 	for i, p := range ps {
-		out[i] = p.Clone()
+		q := p
+		take := func(m net.HardwareAddr) net.HardwareAddr {
+			if m == nil {
+				return nil
+			}
+			k := len(macs)
+			macs = append(macs, m...)
+			return net.HardwareAddr(macs[k:len(macs):len(macs)])
+		}
+		q.TunnelMAC, q.TunnelMACv6 = take(p.TunnelMAC), take(p.TunnelMACv6)
+		if p.Blocks != nil {
+			k := len(blocks)
+			blocks = append(blocks, p.Blocks...)
+			q.Blocks = blocks[k:len(blocks):len(blocks)]
+		}
+		if p.Addrs != nil {
+			k := len(addrs)
+			addrs = append(addrs, p.Addrs...)
+			q.Addrs = addrs[k:len(addrs):len(addrs)]
+		}
+		out[i] = q
 	}
 	return out
 }
 
-// current is the accepted set, sorted, with conflicts resolved: a block,
-// address, tunnel IP or MAC claimed twice goes to the node whose name sorts
-// first (only possible without a Validator or with an inconsistent IPAM).
-func (w *watcher) current() []Announcement {
-	var peers []Announcement
-	for _, e := range w.entries {
-		if e.ok {
-			peers = append(peers, e.accepted)
+type macKey struct {
+	v6  bool
+	mac [6]byte
+}
+
+// current is the accepted set, sorted, with conflicts resolved by the
+// conflict rule (see Snapshot), and what is refused of each node.
+//
+// Conflict rule: among what the Validator accepted, a block or address
+// announced by two nodes, or a tunnel IP or tunnel MAC of one family
+// announced by two nodes, goes to the node whose name sorts first
+// (bytewise); the other node loses only that block or address, or that
+// family's VTEP, and is ignored if it has no VTEP left. The watching node's
+// own record takes part (so every node, itself included, resolves the same
+// way) but is never in Peers. With a Validator backed by a consistent IPAM
+// only MACs (which IPAM cannot verify) can conflict.
+func (w *watcher) current() ([]Announcement, []Refusal) {
+	if w.order == nil {
+		w.order = make([]*entry, 0, len(w.entries))
+		for _, e := range w.entries {
+			w.order = append(w.order, e)
 		}
+		slices.SortFunc(w.order, func(a, b *entry) int { return strings.Compare(a.raw.Node, b.raw.Node) })
+		w.prefixes = make(map[netip.Prefix]string, len(w.order))
+		w.tunnels = make(map[netip.Addr]string, len(w.order))
+		w.macs = make(map[macKey]string, len(w.order))
 	}
-	slices.SortFunc(peers, func(a, b Announcement) int { return strings.Compare(a.Node, b.Node) })
-	prefixes := map[netip.Prefix]string{}
-	tunnels := map[netip.Addr]string{}
-	macs := map[string]string{}
-	out := peers[:0]
-	for _, p := range peers {
-		if o, ok := tunnels[p.TunnelIP]; ok {
-			w.r.log.Warn("reflector: ignoring node", "node", p.Node, "reason", "tunnel IP "+p.TunnelIP.String()+" already announced by "+o)
+	prefixes, tunnels, macs := w.prefixes, w.tunnels, w.macs
+	clear(prefixes)
+	clear(tunnels)
+	clear(macs)
+	peers := make([]Announcement, 0, len(w.order))
+	var refused []Refusal
+	for _, e := range w.order {
+		if !e.ok && e.refusal.Empty() {
 			continue
 		}
-		if o, ok := macs[string(p.TunnelMAC)]; ok {
-			w.r.log.Warn("reflector: ignoring node", "node", p.Node, "reason", "tunnel MAC "+p.TunnelMAC.String()+" already announced by "+o)
+		p, ref := e.accepted, e.refusal
+		if ref.Ignored {
+			refused = append(refused, ref.clone())
 			continue
 		}
-		tunnels[p.TunnelIP], macs[string(p.TunnelMAC)] = p.Node, p.Node
-		q := p
-		q.Blocks, q.Addrs = nil, nil
-		for _, b := range p.Blocks {
-			if o, ok := prefixes[b]; ok {
-				w.r.log.Warn("reflector: ignoring announced block", "node", p.Node, "block", b, "reason", "already announced by "+o)
-				continue
+		cloned := false
+		own := func() {
+			if !cloned {
+				ref, cloned = ref.clone(), true
+				if ref.Node == "" {
+					ref.Node = p.Node
+				}
 			}
-			prefixes[b] = p.Node
-			q.Blocks = append(q.Blocks, b)
+		}
+		fam := func(name string, v6 bool, tun netip.Addr, mac []byte, lost func()) bool {
+			if !tun.IsValid() {
+				return false
+			}
+			o, ok := tunnels[tun]
+			if !ok {
+				o, ok = macs[macKey{v6, [6]byte(mac)}]
+			}
+			if ok {
+				own()
+				lost()
+				ref.reason("%s VTEP ignored: tunnel IP %s or MAC %s already announced by %s", name, tun, net.HardwareAddr(mac), o)
+				w.r.warn.warn(p.Node, name+" VTEP conflict", "reflector: ignoring a VTEP", "tunnelIP", tun, "tunnelMAC", net.HardwareAddr(mac).String(), "owner", o)
+				return false
+			}
+			return true
+		}
+		keep4 := fam("IPv4", false, p.TunnelIP, p.TunnelMAC, func() { ref.IPv4 = true })
+		keep6 := fam("IPv6", true, p.TunnelIPv6, p.TunnelMACv6, func() { ref.IPv6 = true })
+		if !keep4 && !keep6 {
+			own()
+			ref.Ignored = true
+			refused = append(refused, ref)
+			continue
+		}
+		if keep4 {
+			tunnels[p.TunnelIP], macs[macKey{false, [6]byte(p.TunnelMAC)}] = p.Node, p.Node
+		} else {
+			p.NodeIP, p.TunnelIP, p.TunnelMAC = netip.Addr{}, netip.Addr{}, nil
+		}
+		if keep6 {
+			tunnels[p.TunnelIPv6], macs[macKey{true, [6]byte(p.TunnelMACv6)}] = p.Node, p.Node
+		} else {
+			p.NodeIPv6, p.TunnelIPv6, p.TunnelMACv6 = netip.Addr{}, netip.Addr{}, nil
+		}
+		clash := false
+		for _, b := range p.Blocks {
+			if _, ok := prefixes[b]; ok {
+				clash = true
+				break
+			}
 		}
 		for _, a := range p.Addrs {
-			pa := netip.PrefixFrom(a, a.BitLen())
-			if o, ok := prefixes[pa]; ok {
-				w.r.log.Warn("reflector: ignoring announced address", "node", p.Node, "addr", a, "reason", "already announced by "+o)
-				continue
+			if _, ok := prefixes[netip.PrefixFrom(a, a.BitLen())]; ok {
+				clash = true
+				break
 			}
-			prefixes[pa] = p.Node
-			q.Addrs = append(q.Addrs, a)
 		}
-		out = append(out, q)
+		q := p
+		if !clash {
+			// The common case: nothing to drop, keep the entry's slices
+			// (entries are replaced, never modified, and Snapshot copies).
+			for _, b := range p.Blocks {
+				prefixes[b] = p.Node
+			}
+			for _, a := range p.Addrs {
+				prefixes[netip.PrefixFrom(a, a.BitLen())] = p.Node
+			}
+		} else {
+			own()
+			q.Blocks, q.Addrs = nil, nil
+			for _, b := range p.Blocks {
+				if o, ok := prefixes[b]; ok {
+					ref.Blocks = append(ref.Blocks, b)
+					ref.reason("block %s already announced by %s", b, o)
+					w.r.warn.warn(p.Node, "block conflict", "reflector: ignoring announced block", "block", b, "owner", o)
+					continue
+				}
+				prefixes[b] = p.Node
+				q.Blocks = append(q.Blocks, b)
+			}
+			for _, a := range p.Addrs {
+				pa := netip.PrefixFrom(a, a.BitLen())
+				if o, ok := prefixes[pa]; ok {
+					ref.Addrs = append(ref.Addrs, a)
+					ref.reason("address %s already announced by %s", a, o)
+					w.r.warn.warn(p.Node, "address conflict", "reflector: ignoring announced address", "addr", a, "owner", o)
+					continue
+				}
+				prefixes[pa] = p.Node
+				q.Addrs = append(q.Addrs, a)
+			}
+			slices.SortFunc(ref.Blocks, comparePrefix)
+			slices.SortFunc(ref.Addrs, netip.Addr.Compare)
+		}
+		if !ref.Empty() {
+			refused = append(refused, ref.clone())
+		}
+		if !e.self {
+			peers = append(peers, q)
+		}
 	}
-	return out
+	return peers, refused
 }
 
 // List returns the announcements stored now, valid or not yet expired
@@ -453,9 +589,9 @@ func (r *Reflector) List(ctx context.Context) ([]Announcement, int64, error) {
 		if !ok {
 			continue
 		}
-		a, _, _, err := decodeRecord(name, kv.Value)
+		a, _, _, err := decodeRecord(name, kv.Value, r.lim)
 		if err != nil {
-			r.log.Warn("reflector: ignoring announcement", "node", name, "reason", err)
+			r.warn.warn(name, "malformed record", "reflector: ignoring announcement", "err", err)
 			continue
 		}
 		out = append(out, a)

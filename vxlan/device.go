@@ -153,7 +153,14 @@ func (m *Manager) ensureAddr(link netlink.Link) (int, error) {
 		writes++
 	}
 	if !found {
-		if err := m.nl.AddrAdd(link, &netlink.Addr{IPNet: ipNet(want)}); err != nil && !isErrno(err, errExist) {
+		a := &netlink.Addr{IPNet: ipNet(want)}
+		if want.Addr().Is6() {
+			// IFA_F_NODAD: usable as a source at once, not tentative for
+			// the second duplicate address detection takes (the address
+			// is the node's own by IPAM, as veth's link-local is).
+			a.Flags = ifaFNoDAD
+		}
+		if err := m.nl.AddrAdd(link, a); err != nil && !isErrno(err, errExist) {
 			errs = append(errs, fmt.Errorf("vxlan: add address %s to %s: %w", want, m.cfg.Device, err))
 		} else if err == nil {
 			writes++
@@ -183,3 +190,7 @@ func isNotFound(err error) bool {
 	var lnf netlink.LinkNotFoundError
 	return errors.As(err, &lnf) || isErrno(err, errNoDev, errNoEnt)
 }
+
+// ifaFNoDAD is Linux's IFA_F_NODAD (if_addr.h); the package builds
+// everywhere.
+const ifaFNoDAD = 0x02

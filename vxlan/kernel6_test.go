@@ -245,16 +245,23 @@ func TestKernelVXLANOverIPv6(t *testing.T) {
 		!v.SrcAddr.Equal(net.IP(n1.under.Addr().AsSlice())) || v.VtepDevIndex != n1.ns.Link(t, "eth0").Attrs().Index {
 		t.Fatalf("device: %+v", v)
 	}
-	// Observation for the report: the tunnel address is added without
-	// IFA_F_NODAD, so it starts tentative (duplicate address detection).
+	// The tunnel address is added with IFA_F_NODAD: never tentative, so
+	// the host can use it as a source at once.
 	as, err := n1.ns.Handle.AddrList(l, netlink.FAMILY_V6)
 	if err != nil {
 		t.Fatal(err)
 	}
+	seen := false
 	for _, a := range as {
 		if a.IP.Equal(net.IP(n1.tunnel.AsSlice())) {
-			t.Logf("tunnel address %s flags %#x (tentative: %t)", a.IPNet, a.Flags, a.Flags&unix.IFA_F_TENTATIVE != 0)
+			seen = true
+			if a.Flags&unix.IFA_F_TENTATIVE != 0 || a.Flags&unix.IFA_F_NODAD == 0 {
+				t.Errorf("tunnel address %s flags %#x: want nodad, not tentative", a.IPNet, a.Flags)
+			}
 		}
+	}
+	if !seen {
+		t.Errorf("no tunnel address %v on vxlan-v6.calico", n1.tunnel)
 	}
 
 	stop := capture6(t, n2.ns, "eth0")

@@ -254,3 +254,81 @@ func BenchmarkMemory(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkKeepAlive: one lease keep-alive (the whole steady-state cost of
+// lease liveness: no write, no event), per store; with 8 clients, 8
+// goroutines each keep their own lease alive through one Store. ops/s
+// bounds how many nodes one store can keep alive: N/interval must stay
+// below it.
+func BenchmarkKeepAlive(b *testing.B) {
+	endpoints := etcdtest.Start(b)
+	stores := map[string]func(b *testing.B) datastore.Store{
+		"memory": func(*testing.B) datastore.Store { return memory.New(nil) },
+		"bolt": func(b *testing.B) datastore.Store {
+			s, err := bolt.Open(context.Background(), filepath.Join(b.TempDir(), "b.db"), nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return s
+		},
+		"etcd": func(b *testing.B) datastore.Store {
+			s, err := etcd.New(context.Background(), &etcd.Config{Endpoints: endpoints})
+			if err != nil {
+				b.Fatal(err)
+			}
+			return s
+		},
+	}
+	var run atomic.Int64 // each run in its own key space
+	for _, name := range []string{"memory", "bolt", "etcd"} {
+		for _, conc := range []int{1, 8} {
+			b.Run(fmt.Sprintf("store=%s/clients=%d", name, conc), func(b *testing.B) {
+				r := run.Add(1)
+				s := stores[name](b)
+				defer s.Close()
+				l := s.(datastore.Leaser)
+				ctx := context.Background()
+				ids := make([]datastore.LeaseID, conc)
+				for c := range ids {
+					var err error
+					if ids[c], err = l.Grant(ctx, time.Minute); err != nil {
+						b.Fatal(err)
+					}
+					if _, err := s.Txn(ctx, datastore.CreateWithLease(fmt.Sprintf("/ka/%d/%d", r, c), make([]byte, 200), ids[c])); err != nil {
+						b.Fatal(err)
+					}
+				}
+				lat := make([][]time.Duration, conc)
+				per := (b.N + conc - 1) / conc
+				var wg sync.WaitGroup
+				errs := make(chan error, conc)
+				b.ResetTimer()
+				for c := range conc {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for range per {
+							t0 := time.Now()
+							if err := l.KeepAlive(ctx, ids[c]); err != nil {
+								errs <- err
+								return
+							}
+							lat[c] = append(lat[c], time.Since(t0))
+						}
+					}()
+				}
+				wg.Wait()
+				b.StopTimer()
+				close(errs)
+				for err := range errs {
+					b.Fatal(err)
+				}
+				all := slices.Concat(lat...)
+				slices.Sort(all)
+				b.ReportMetric(float64(all[len(all)/2].Microseconds()), "p50-µs")
+				b.ReportMetric(float64(all[len(all)*99/100].Microseconds()), "p99-µs")
+				b.ReportMetric(float64(len(all))/b.Elapsed().Seconds(), "ops/s")
+			})
+		}
+	}
+}

@@ -438,15 +438,45 @@ func (s *Store) exec(op string, write bool, l *lock, fn func(*bbolt.Tx, *lock) e
 	}
 	defer db.Close()
 	if write {
-		err = db.Update(func(tx *bbolt.Tx) error { return fn(tx, l) })
+		deadline := int64(-1)
+		err = db.Update(func(tx *bbolt.Tx) error {
+			if err := fn(tx, l); err != nil {
+				return err
+			}
+			deadline = earliest(tx)
+			return nil
+		})
 		if err == nil && l.rev > 0 {
 			// Still under the lock, so revisions are published in order.
 			l.publish(l.rev)
+		}
+		if err == nil && deadline >= 0 {
+			l.publishDeadline(deadline)
 		}
 	} else {
 		err = db.View(func(tx *bbolt.Tx) error { return fn(tx, l) })
 	}
 	return classify(s.path, err)
+}
+
+// read runs fn in a read transaction. If a lease has expired but its keys
+// are not yet deleted, it sweeps first (a write) and reads again, so that
+// no read returns a key whose lease is over.
+func (s *Store) read(ctx context.Context, op string, fn func(*bbolt.Tx) error) error {
+	view := func(tx *bbolt.Tx, _ *lock) error {
+		if expiredPending(tx, time.Now()) {
+			return errSweep
+		}
+		return fn(tx)
+	}
+	err := s.do(ctx, op, false, view)
+	if !errors.Is(err, errSweep) {
+		return err
+	}
+	if err := s.sweepNow(ctx); err != nil {
+		return err
+	}
+	return s.do(ctx, op, false, func(tx *bbolt.Tx, l *lock) error { return fn(tx) })
 }
 
 func u64(b []byte) int64 {
@@ -484,7 +514,7 @@ func (s *Store) Get(ctx context.Context, key string) (datastore.KV, error) {
 		return datastore.KV{}, fmt.Errorf("bolt: get %q: %w", key, datastore.ErrInvalid)
 	}
 	var kv datastore.KV
-	err := s.do(ctx, "get", false, func(tx *bbolt.Tx, _ *lock) error {
+	err := s.read(ctx, "get", func(tx *bbolt.Tx) error {
 		v := tx.Bucket(bucketKV).Get([]byte(key))
 		if v == nil {
 			return fmt.Errorf("%q: %w", key, datastore.ErrNotFound)
@@ -503,7 +533,8 @@ func (s *Store) List(ctx context.Context, prefix string) ([]datastore.KV, int64,
 	}
 	var out []datastore.KV
 	var rev int64
-	err := s.do(ctx, "list", false, func(tx *bbolt.Tx, _ *lock) error {
+	err := s.read(ctx, "list", func(tx *bbolt.Tx) error {
+		out = nil
 		rev = getMeta(tx, metaRev)
 		p := []byte(prefix)
 		c := tx.Bucket(bucketKV).Cursor()
@@ -550,8 +581,7 @@ func (s *Store) txn(ctx context.Context, single bool, ops []datastore.Op) (int64
 		return 0, fmt.Errorf("bolt: txn: %w", err)
 	}
 	var rev int64
-	wrote := false
-	err := s.do(ctx, "txn", true, func(tx *bbolt.Tx, l *lock) error {
+	err := s.write(ctx, "txn", func(tx *bbolt.Tx, l *lock) error {
 		kvb := tx.Bucket(bucketKV)
 		cur := getMeta(tx, metaRev)
 		writes := 0
@@ -563,6 +593,11 @@ func (s *Store) txn(ctx context.Context, single bool, ops []datastore.Op) (int64
 					return fmt.Errorf("key %q: %w: record of %d bytes (at least 8)", op.Key, datastore.ErrCorrupt, len(v))
 				}
 				at = u64(v[:8])
+			}
+			if op.Lease != 0 {
+				if _, _, ok := getLease(tx, op.Lease); !ok {
+					return fmt.Errorf("%s %q: lease %d: %w", op.Type, op.Key, op.Lease, datastore.ErrLeaseNotFound)
+				}
 			}
 			switch op.Type {
 			case datastore.OpCreate:
@@ -586,57 +621,66 @@ func (s *Store) txn(ctx context.Context, single bool, ops []datastore.Op) (int64
 			rev = cur
 			return nil
 		}
-		rev = cur + 1
-		logb := tx.Bucket(bucketLog)
-		meta := tx.Bucket(bucketMeta)
-		seq := uint32(0)
-		for _, op := range ops {
-			var ev byte
-			switch op.Type {
-			case datastore.OpCreate, datastore.OpUpdate:
-				rec := make([]byte, 8+len(op.Value))
-				binary.BigEndian.PutUint64(rec, uint64(rev))
-				copy(rec[8:], op.Value)
-				if err := kvb.Put([]byte(op.Key), rec); err != nil {
-					return err
-				}
-				ev = byte(datastore.EventPut)
-			case datastore.OpDelete:
-				if err := kvb.Delete([]byte(op.Key)); err != nil {
-					return err
-				}
-				ev = byte(datastore.EventDelete)
-			default:
-				continue
-			}
-			if err := logb.Put(logKey(rev, seq), encodeEvent(ev, op)); err != nil {
-				return err
-			}
-			seq++
-		}
-		if err := meta.Put(metaRev, be(rev)); err != nil {
-			return err
-		}
-		count := getMeta(tx, metaLogCount) + int64(seq)
-		if max := int64(s.opts.LogSize); count > max+max/4 {
-			var err error
-			if count, err = trimLog(tx, count, count-max, 0, rev); err != nil {
-				return err
-			}
-		}
-		if err := meta.Put(metaLogCount, be(count)); err != nil {
-			return err
-		}
-		wrote = true
-		l.rev = rev
-		return nil
+		var err error
+		rev, err = s.commitOps(tx, l, ops)
+		return err
 	})
 	if err != nil {
 		return 0, err
 	}
-	if wrote {
-		s.wake()
+	return rev, nil
+}
+
+// commitOps writes the creates, updates and deletes among ops (without
+// checking conditions) at one new revision, with their log events and
+// lease attachments, and returns that revision.
+func (s *Store) commitOps(tx *bbolt.Tx, l *lock, ops []datastore.Op) (int64, error) {
+	kvb := tx.Bucket(bucketKV)
+	rev := getMeta(tx, metaRev) + 1
+	logb := tx.Bucket(bucketLog)
+	meta := tx.Bucket(bucketMeta)
+	seq := uint32(0)
+	for _, op := range ops {
+		var ev byte
+		switch op.Type {
+		case datastore.OpCreate, datastore.OpUpdate:
+			rec := make([]byte, 8+len(op.Value))
+			binary.BigEndian.PutUint64(rec, uint64(rev))
+			copy(rec[8:], op.Value)
+			if err := kvb.Put([]byte(op.Key), rec); err != nil {
+				return 0, err
+			}
+			ev = byte(datastore.EventPut)
+		case datastore.OpDelete:
+			if err := kvb.Delete([]byte(op.Key)); err != nil {
+				return 0, err
+			}
+			ev = byte(datastore.EventDelete)
+		default:
+			continue
+		}
+		if err := attach(tx, op.Key, op.Lease); err != nil {
+			return 0, err
+		}
+		if err := logb.Put(logKey(rev, seq), encodeEvent(ev, op)); err != nil {
+			return 0, err
+		}
+		seq++
 	}
+	if err := meta.Put(metaRev, be(rev)); err != nil {
+		return 0, err
+	}
+	count := getMeta(tx, metaLogCount) + int64(seq)
+	if max := int64(s.opts.LogSize); count > max+max/4 {
+		var err error
+		if count, err = trimLog(tx, count, count-max, 0, rev); err != nil {
+			return 0, err
+		}
+	}
+	if err := meta.Put(metaLogCount, be(count)); err != nil {
+		return 0, err
+	}
+	l.rev = rev
 	return rev, nil
 }
 

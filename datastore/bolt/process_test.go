@@ -86,8 +86,104 @@ func child(role, path, id string) error {
 				fmt.Println("writing")
 			}
 		}
+	case "lease-grant":
+		// Grant a lease, attach a key, say so, and exit without ever
+		// keeping it alive.
+		lease, err := s.Grant(ctx, time.Second)
+		if err != nil {
+			return err
+		}
+		if _, err := s.Txn(ctx, datastore.CreateWithLease("/leased/"+id, []byte(id), lease)); err != nil {
+			return err
+		}
+		fmt.Println(int64(lease))
+		return nil
+	case "lease-keep":
+		// Keep the lease named by id alive for 3 s.
+		n, err := strconv.ParseInt(id, 10, 64)
+		if err != nil {
+			return err
+		}
+		end := time.Now().Add(3 * time.Second)
+		for time.Now().Before(end) {
+			if err := s.KeepAlive(ctx, datastore.LeaseID(n)); err != nil {
+				return err
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		fmt.Println("done")
+		return nil
 	}
 	return fmt.Errorf("unknown role %q", role)
+}
+
+// TestLeaseAcrossProcesses: a lease granted by another process and never
+// kept alive expires here (a delete event reaches this process's watch),
+// and keep-alives sent by another process keep a lease granted here alive.
+func TestLeaseAcrossProcesses(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	path := filepath.Join(t.TempDir(), "tabby.db")
+	s := openT(t, path)
+	_, rev, err := s.List(ctx, "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, err := s.Watch(ctx, "/leased/", rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := startChild(t, "lease-grant", path, "child").Output()
+	if err != nil {
+		t.Fatalf("lease-grant child: %v", err)
+	}
+	lease, err := strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64)
+	if err != nil {
+		t.Fatalf("child printed %q", out)
+	}
+	var got []datastore.Event
+	for len(got) < 2 {
+		select {
+		case ev := <-events:
+			if ev.Err != nil {
+				t.Fatal(ev.Err)
+			}
+			got = append(got, ev)
+		case <-ctx.Done():
+			t.Fatalf("events before the deadline: %+v", got)
+		}
+	}
+	if got[0].Type != datastore.EventPut || got[1].Type != datastore.EventDelete || got[1].Key != "/leased/child" {
+		t.Fatalf("events %+v, want put then delete of /leased/child", got)
+	}
+	if err := s.KeepAlive(ctx, datastore.LeaseID(lease)); !errors.Is(err, datastore.ErrLeaseNotFound) {
+		t.Fatalf("KeepAlive of the expired lease: %v", err)
+	}
+
+	// The other way round: granted here with a 1 s TTL, kept alive by a
+	// child for 3 s, alive here throughout.
+	mine, err := s.Grant(ctx, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	krev, err := s.Txn(ctx, datastore.CreateWithLease("/leased/parent", nil, mine))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := startChild(t, "lease-keep", path, strconv.FormatInt(int64(mine), 10))
+	if out, err := cmd.Output(); err != nil || strings.TrimSpace(string(out)) != "done" {
+		t.Fatalf("lease-keep child: %q %v", out, err)
+	}
+	kv, err := s.Get(ctx, "/leased/parent")
+	if err != nil {
+		t.Fatalf("key kept alive by another process: %v", err)
+	}
+	if kv.Revision != krev {
+		t.Fatalf("keep-alives wrote: revision %d, want %d", kv.Revision, krev)
+	}
+	if err := s.KeepAlive(ctx, mine); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func startChild(t *testing.T, role, path, id string) *exec.Cmd {

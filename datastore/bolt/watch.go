@@ -115,6 +115,13 @@ func (s *Store) run(ctx context.Context, prefix string, after int64, batch []dat
 			case <-notify:
 			case <-ticker.C:
 				polls++
+				if d := readDeadline(lf); d > 0 && d <= time.Now().UnixNano() {
+					// A lease expired, granted by whichever process:
+					// delete its keys (the first watch to notice wins).
+					if err := s.sweepNow(ctx); err != nil && ctx.Err() == nil {
+						s.log.Warn("bolt: watch: expire leases: will retry", "err", err)
+					}
+				}
 				// Another process wrote, or a periodic check in case a
 				// writer died between its commit and publishing.
 				if readRev(lf) <= after && polls%50 != 0 {

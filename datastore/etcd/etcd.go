@@ -70,7 +70,10 @@ type Store struct {
 	done   chan struct{}
 }
 
-var _ datastore.Store = (*Store)(nil)
+var (
+	_ datastore.Store  = (*Store)(nil)
+	_ datastore.Leaser = (*Store)(nil)
+)
 
 // New checks cfg and builds the client. Without a username it does not wait
 // for a server, so an unreachable cluster shows up as ErrUnavailable on the
@@ -332,10 +335,10 @@ func (s *Store) txn(ctx context.Context, single bool, ops []datastore.Op) (int64
 		switch o.Type {
 		case datastore.OpCreate:
 			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(o.Key), "=", 0))
-			then = append(then, clientv3.OpPut(o.Key, string(o.Value)))
+			then = append(then, clientv3.OpPut(o.Key, string(o.Value), clientv3.WithLease(clientv3.LeaseID(o.Lease))))
 		case datastore.OpUpdate:
 			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(o.Key), "=", o.Revision))
-			then = append(then, clientv3.OpPut(o.Key, string(o.Value)))
+			then = append(then, clientv3.OpPut(o.Key, string(o.Value), clientv3.WithLease(clientv3.LeaseID(o.Lease))))
 		case datastore.OpDelete:
 			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(o.Key), "=", o.Revision))
 			then = append(then, clientv3.OpDelete(o.Key))
@@ -345,6 +348,9 @@ func (s *Store) txn(ctx context.Context, single bool, ops []datastore.Op) (int64
 		els = append(els, clientv3.OpGet(o.Key, clientv3.WithKeysOnly()))
 	}
 	resp, err := s.kv.Txn(rctx).If(cmps...).Then(then...).Else(els...).Commit()
+	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		return 0, fmt.Errorf("etcd: %s: %w", op, datastore.ErrLeaseNotFound)
+	}
 	if err != nil {
 		return 0, s.mapErr(rctx, op, err)
 	}

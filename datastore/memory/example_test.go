@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/tabbynet/tabby/datastore"
 	"github.com/tabbynet/tabby/datastore/memory"
@@ -85,5 +86,28 @@ func ExampleStore_Txn() {
 	// Output:
 	// <nil>
 	// true
+	// true
+}
+
+// A key attached to a lease disappears, with a delete event, when the lease
+// is not kept alive (here: revoked).
+func ExampleStore_Grant() {
+	ctx := context.Background()
+	var s datastore.Store = memory.New(nil)
+	defer s.Close()
+	l, ok := s.(datastore.Leaser)
+	if !ok {
+		return // a store without leases: heartbeat instead
+	}
+	id, _ := l.Grant(ctx, 30*time.Second)
+	rev, _ := s.Txn(ctx, datastore.CreateWithLease("/nodes/a", []byte("10.4.7.1"), id))
+	events, _ := s.Watch(ctx, "/nodes/", rev)
+	_ = l.KeepAlive(ctx, id) // no write, no event
+	_ = l.Revoke(ctx, id)    // as if the TTL had passed without a keep-alive
+	ev := <-events
+	fmt.Println(ev.Type, ev.Key)
+	fmt.Println(errors.Is(l.KeepAlive(ctx, id), datastore.ErrLeaseNotFound))
+	// Output:
+	// delete /nodes/a
 	// true
 }

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/tabbynet/tabby/datastore"
 )
@@ -43,9 +44,16 @@ type Store struct {
 	watchers  map[*watcher]struct{}
 	closed    bool
 	done      chan struct{}
+
+	leases    map[datastore.LeaseID]*lease
+	keyLease  map[string]datastore.LeaseID // keys attached to a lease
+	lastLease datastore.LeaseID
 }
 
-var _ datastore.Store = (*Store)(nil)
+var (
+	_ datastore.Store  = (*Store)(nil)
+	_ datastore.Leaser = (*Store)(nil)
+)
 
 type watcher struct {
 	prefix string
@@ -60,6 +68,8 @@ func New(opts *Options) *Store {
 		buf:      DefaultWatchBuffer,
 		watchers: make(map[*watcher]struct{}),
 		done:     make(chan struct{}),
+		leases:   make(map[datastore.LeaseID]*lease),
+		keyLease: make(map[string]datastore.LeaseID),
 	}
 	if opts != nil {
 		if opts.HistorySize > 0 {
@@ -180,6 +190,9 @@ func (s *Store) Txn(ctx context.Context, ops ...datastore.Op) (int64, error) {
 func (s *Store) apply(ops []datastore.Op) (int64, error) {
 	writes := 0
 	for _, op := range ops {
+		if op.Lease != 0 && s.leases[op.Lease] == nil {
+			return 0, fmt.Errorf("memory: %s %q: lease %d: %w", op.Type, op.Key, op.Lease, datastore.ErrLeaseNotFound)
+		}
 		n := find(s.root, op.Key)
 		var cur int64
 		if n != nil {
@@ -207,6 +220,9 @@ func (s *Store) apply(ops []datastore.Op) (int64, error) {
 	s.rev++
 	rev := s.rev
 	for _, op := range ops {
+		if op.Type != datastore.OpCheck {
+			s.attach(op.Key, op.Lease)
+		}
 		switch op.Type {
 		case datastore.OpCreate:
 			v := clone(op.Value)
@@ -383,6 +399,116 @@ func (s *Store) run(ctx context.Context, w *watcher, out chan<- datastore.Event)
 	}
 }
 
+// lease is one granted lease. s.mu guards it.
+type lease struct {
+	ttl      time.Duration
+	deadline time.Time
+	keys     map[string]struct{}
+	timer    *time.Timer
+}
+
+// attach moves key to lease id (0: to no lease). s.mu is held.
+func (s *Store) attach(key string, id datastore.LeaseID) {
+	if old, ok := s.keyLease[key]; ok {
+		if old == id {
+			return
+		}
+		if l := s.leases[old]; l != nil {
+			delete(l.keys, key)
+		}
+		delete(s.keyLease, key)
+	}
+	if id != 0 {
+		s.leases[id].keys[key] = struct{}{}
+		s.keyLease[key] = id
+	}
+}
+
+// Grant implements datastore.Leaser. The TTL is kept as given; expiry
+// deletes the lease's keys at one new revision from a timer.
+func (s *Store) Grant(ctx context.Context, ttl time.Duration) (datastore.LeaseID, error) {
+	if ttl <= 0 {
+		return 0, fmt.Errorf("memory: grant lease of %v: %w", ttl, datastore.ErrInvalid)
+	}
+	if err := s.begin(ctx, "grant lease"); err != nil {
+		return 0, err
+	}
+	defer s.mu.Unlock()
+	s.lastLease++
+	id := s.lastLease
+	l := &lease{ttl: ttl, deadline: time.Now().Add(ttl), keys: map[string]struct{}{}}
+	l.timer = time.AfterFunc(ttl, func() { s.expire(id) })
+	s.leases[id] = l
+	return id, nil
+}
+
+// KeepAlive implements datastore.Leaser.
+func (s *Store) KeepAlive(ctx context.Context, id datastore.LeaseID) error {
+	if err := s.begin(ctx, "keep lease alive"); err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	l := s.leases[id]
+	if l == nil {
+		return fmt.Errorf("memory: keep lease %d alive: %w", id, datastore.ErrLeaseNotFound)
+	}
+	l.deadline = time.Now().Add(l.ttl)
+	l.timer.Reset(l.ttl)
+	return nil
+}
+
+// Revoke implements datastore.Leaser.
+func (s *Store) Revoke(ctx context.Context, id datastore.LeaseID) error {
+	if err := s.begin(ctx, "revoke lease"); err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	if s.leases[id] == nil {
+		return fmt.Errorf("memory: revoke lease %d: %w", id, datastore.ErrLeaseNotFound)
+	}
+	s.endLease(id)
+	return nil
+}
+
+// expire runs from the lease's timer.
+func (s *Store) expire(id datastore.LeaseID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.leases[id]
+	if l == nil || s.closed {
+		return
+	}
+	if d := time.Until(l.deadline); d > 0 {
+		l.timer.Reset(d) // kept alive while the timer fired
+		return
+	}
+	s.endLease(id)
+}
+
+// endLease deletes the lease and its keys (at one new revision). s.mu is
+// held.
+func (s *Store) endLease(id datastore.LeaseID) {
+	l := s.leases[id]
+	l.timer.Stop()
+	keys := make([]string, 0, len(l.keys))
+	for k := range l.keys {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var ops []datastore.Op
+	for _, k := range keys {
+		if n := find(s.root, k); n != nil {
+			ops = append(ops, datastore.Delete(k, n.rev))
+		}
+	}
+	if len(ops) > 0 {
+		if _, err := s.apply(ops); err != nil {
+			panic(err) // cannot happen: revisions read under the same lock
+		}
+	}
+	delete(s.leases, id)
+}
+
 // Close implements datastore.Store: every watch ends with ErrClosed (when
 // its channel has room for that event) and further calls fail with
 // ErrClosed.
@@ -394,5 +520,8 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	close(s.done)
+	for _, l := range s.leases {
+		l.timer.Stop()
+	}
 	return nil
 }

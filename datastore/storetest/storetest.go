@@ -31,6 +31,10 @@ type Options struct {
 	// Timeout bounds each subtest (default 60s). It is a deadline against
 	// hangs, not a performance threshold.
 	Timeout time.Duration
+	// LeaseTTL is the TTL the lease tests grant (default 2s, etcd's
+	// usual minimum). They run only on stores that implement
+	// datastore.Leaser.
+	LeaseTTL time.Duration
 }
 
 // Run runs the contract suite. newStore returns a fresh, empty-looking store
@@ -43,8 +47,11 @@ func Run(t *testing.T, newStore func(t *testing.T) datastore.Store) {
 
 // RunWith is Run with options.
 func RunWith(t *testing.T, opts *Options, newStore func(t *testing.T) datastore.Store) {
-	o := Options{Workers: 8, Increments: 50, Timeout: 60 * time.Second}
+	o := Options{Workers: 8, Increments: 50, Timeout: 60 * time.Second, LeaseTTL: 2 * time.Second}
 	if opts != nil {
+		if opts.LeaseTTL > 0 {
+			o.LeaseTTL = opts.LeaseTTL
+		}
 		if opts.Workers > 0 {
 			o.Workers = opts.Workers
 		}
@@ -80,6 +87,11 @@ func RunWith(t *testing.T, opts *Options, newStore func(t *testing.T) datastore.
 		{"Compacted", testCompacted},
 		{"CanceledContext", testCanceledContext},
 		{"Close", testClose},
+		{"LeaseExpire", testLeaseExpire},
+		{"LeaseKeepAlive", testLeaseKeepAlive},
+		{"LeaseRevoke", testLeaseRevoke},
+		{"LeaseDetach", testLeaseDetach},
+		{"LeaseInvalid", testLeaseInvalid},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -858,4 +870,172 @@ closed:
 	_, err = s.Watch(ctx, "/st/", 0)
 	wantErr(t, "Watch after Close", err, datastore.ErrClosed)
 	wantErr(t, "Close twice", s.Close(), datastore.ErrClosed)
+}
+
+func leaser(t *testing.T, s datastore.Store) datastore.Leaser {
+	t.Helper()
+	l, ok := s.(datastore.Leaser)
+	if !ok {
+		t.Skipf("%T does not implement datastore.Leaser", s)
+	}
+	return l
+}
+
+// testLeaseExpire: a key attached to a lease that is not kept alive
+// vanishes after the TTL, with one delete event; keys without the lease
+// stay; the lease is gone.
+func testLeaseExpire(t *testing.T, ctx context.Context, s datastore.Store, o Options) {
+	l := leaser(t, s)
+	id := must[datastore.LeaseID](t, "Grant")(l.Grant(ctx, o.LeaseTTL))
+	if id == 0 {
+		t.Fatal("Grant returned lease 0")
+	}
+	must[int64](t, "Create leased")(s.Txn(ctx, datastore.CreateWithLease("/lx/leased", []byte("v"), id)))
+	rev := must[int64](t, "Create plain")(s.Create(ctx, "/lx/plain", []byte("p")))
+	events, err := s.Watch(ctx, "/lx/", rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := next(t, ctx, events)
+	if ev.Err != nil || ev.Type != datastore.EventDelete || ev.Key != "/lx/leased" || ev.Revision <= rev {
+		t.Fatalf("after the TTL: event %+v, want delete of /lx/leased after revision %d", ev, rev)
+	}
+	_, err = s.Get(ctx, "/lx/leased")
+	wantErr(t, "Get expired key", err, datastore.ErrNotFound)
+	must[datastore.KV](t, "Get plain key")(s.Get(ctx, "/lx/plain"))
+	wantErr(t, "KeepAlive expired lease", l.KeepAlive(ctx, id), datastore.ErrLeaseNotFound)
+	_, err = s.Txn(ctx, datastore.CreateWithLease("/lx/again", nil, id))
+	wantErr(t, "Create with expired lease", err, datastore.ErrLeaseNotFound)
+	_, err = s.Get(ctx, "/lx/again")
+	wantErr(t, "Get after refused create", err, datastore.ErrNotFound)
+}
+
+// testLeaseKeepAlive: a lease kept alive outlives several TTLs, and keeping
+// it alive is not a write: the key's revision does not move and watchers see
+// nothing.
+func testLeaseKeepAlive(t *testing.T, ctx context.Context, s datastore.Store, o Options) {
+	l := leaser(t, s)
+	id := must[datastore.LeaseID](t, "Grant")(l.Grant(ctx, o.LeaseTTL))
+	rev := must[int64](t, "Create")(s.Txn(ctx, datastore.CreateWithLease("/lk/key", []byte("v"), id)))
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	events, err := s.Watch(wctx, "/lk/", rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := time.Now().Add(3 * o.LeaseTTL)
+	for time.Now().Before(end) {
+		if err := l.KeepAlive(ctx, id); err != nil {
+			t.Fatalf("KeepAlive: %v", err)
+		}
+		time.Sleep(o.LeaseTTL / 5)
+	}
+	kv := must[datastore.KV](t, "Get after keep-alives")(s.Get(ctx, "/lk/key"))
+	if kv.Revision != rev {
+		t.Fatalf("keep-alives moved the key from revision %d to %d", rev, kv.Revision)
+	}
+	// A marker write proves the watch is live; nothing may precede it.
+	must[int64](t, "Create marker")(s.Create(ctx, "/lk/marker", nil))
+	if ev := next(t, ctx, events); ev.Key != "/lk/marker" {
+		t.Fatalf("watch saw %+v before the marker: keep-alive is not a write", ev)
+	}
+	must[int64](t, "Update keeping the lease")(s.Txn(ctx, datastore.UpdateWithLease("/lk/key", []byte("w"), kv.Revision, id)))
+	if err := l.Revoke(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Get(ctx, "/lk/key")
+	wantErr(t, "Get after Revoke", err, datastore.ErrNotFound)
+}
+
+// testLeaseRevoke: Revoke deletes every attached key at one revision.
+func testLeaseRevoke(t *testing.T, ctx context.Context, s datastore.Store, _ Options) {
+	l := leaser(t, s)
+	// A long TTL: only Revoke may end this lease during the test.
+	id := must[datastore.LeaseID](t, "Grant")(l.Grant(ctx, time.Hour))
+	rev := must[int64](t, "Txn")(s.Txn(ctx,
+		datastore.CreateWithLease("/lr/a", []byte("a"), id),
+		datastore.CreateWithLease("/lr/b", []byte("b"), id),
+		datastore.Create("/lr/c", []byte("c"))))
+	events, err := s.Watch(ctx, "/lr/", rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Revoke(ctx, id); err != nil {
+		t.Fatalf("Revoke: %v", err)
+	}
+	e1, e2 := next(t, ctx, events), next(t, ctx, events)
+	keys := []string{e1.Key, e2.Key}
+	slices.Sort(keys)
+	if e1.Type != datastore.EventDelete || e2.Type != datastore.EventDelete || e1.Revision != e2.Revision ||
+		!slices.Equal(keys, []string{"/lr/a", "/lr/b"}) {
+		t.Fatalf("Revoke: events %+v %+v, want deletes of /lr/a and /lr/b at one revision", e1, e2)
+	}
+	kvs, _ := must2[[]datastore.KV, int64](t, "List")(s.List(ctx, "/lr/"))
+	if len(kvs) != 1 || kvs[0].Key != "/lr/c" {
+		t.Fatalf("after Revoke: %+v", kvs)
+	}
+	wantErr(t, "Revoke twice", l.Revoke(ctx, id), datastore.ErrLeaseNotFound)
+	wantErr(t, "KeepAlive revoked", l.KeepAlive(ctx, id), datastore.ErrLeaseNotFound)
+}
+
+// testLeaseDetach: an update without a lease detaches the key; an update
+// with another lease moves it.
+func testLeaseDetach(t *testing.T, ctx context.Context, s datastore.Store, _ Options) {
+	l := leaser(t, s)
+	a := must[datastore.LeaseID](t, "Grant a")(l.Grant(ctx, time.Hour))
+	b := must[datastore.LeaseID](t, "Grant b")(l.Grant(ctx, time.Hour))
+	r1 := must[int64](t, "Create x")(s.Txn(ctx, datastore.CreateWithLease("/ld/x", nil, a)))
+	must[int64](t, "Create y")(s.Txn(ctx, datastore.CreateWithLease("/ld/y", nil, a)))
+	must[int64](t, "Detach x")(s.Update(ctx, "/ld/x", []byte("free"), r1))
+	y := must[datastore.KV](t, "Get y")(s.Get(ctx, "/ld/y"))
+	must[int64](t, "Move y")(s.Txn(ctx, datastore.UpdateWithLease("/ld/y", []byte("b"), y.Revision, b)))
+	if err := l.Revoke(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	must[datastore.KV](t, "Get detached x")(s.Get(ctx, "/ld/x"))
+	must[datastore.KV](t, "Get moved y")(s.Get(ctx, "/ld/y"))
+	if err := l.Revoke(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Get(ctx, "/ld/y")
+	wantErr(t, "Get y after revoking b", err, datastore.ErrNotFound)
+	must[datastore.KV](t, "Get x after revoking b")(s.Get(ctx, "/ld/x"))
+}
+
+// testLeaseInvalid: bad TTLs, unknown leases and leases on ops that cannot
+// carry one are refused and write nothing.
+func testLeaseInvalid(t *testing.T, ctx context.Context, s datastore.Store, _ Options) {
+	l := leaser(t, s)
+	_, err := l.Grant(ctx, 0)
+	wantErr(t, "Grant(0)", err, datastore.ErrInvalid)
+	_, err = l.Grant(ctx, -time.Second)
+	wantErr(t, "Grant(-1s)", err, datastore.ErrInvalid)
+	const unknown = datastore.LeaseID(0x7eadbeef)
+	_, err = s.Txn(ctx, datastore.CreateWithLease("/li/x", nil, unknown))
+	wantErr(t, "Create with unknown lease", err, datastore.ErrLeaseNotFound)
+	_, err = s.Txn(ctx, datastore.Create("/li/y", nil), datastore.CreateWithLease("/li/x", nil, unknown))
+	wantErr(t, "Txn with unknown lease", err, datastore.ErrLeaseNotFound)
+	kvs, _ := must2[[]datastore.KV, int64](t, "List")(s.List(ctx, "/li/"))
+	if len(kvs) != 0 {
+		t.Fatalf("refused ops wrote %+v", kvs)
+	}
+	wantErr(t, "KeepAlive unknown", l.KeepAlive(ctx, unknown), datastore.ErrLeaseNotFound)
+	wantErr(t, "Revoke unknown", l.Revoke(ctx, unknown), datastore.ErrLeaseNotFound)
+	id := must[datastore.LeaseID](t, "Grant")(l.Grant(ctx, time.Hour))
+	defer l.Revoke(ctx, id)
+	rev := must[int64](t, "Create")(s.Create(ctx, "/li/z", nil))
+	_, err = s.Txn(ctx, datastore.Op{Type: datastore.OpDelete, Key: "/li/z", Revision: rev, Lease: id})
+	wantErr(t, "Delete with a lease", err, datastore.ErrInvalid)
+	_, err = s.Txn(ctx, datastore.Op{Type: datastore.OpCheck, Key: "/li/z", Revision: rev, Lease: id})
+	wantErr(t, "Check with a lease", err, datastore.ErrInvalid)
+}
+
+func must2[A, B any](t *testing.T, what string) func(A, B, error) (A, B) {
+	return func(a A, b B, err error) (A, B) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		return a, b
+	}
 }

@@ -65,7 +65,7 @@ var (
 	descARPReq      = prometheus.NewDesc("tabby_agent_arp_requests_total", "ARP requests read by the proxy-ARP responder.", nil, nil)
 	descARPRep      = prometheus.NewDesc("tabby_agent_arp_replies_total", "ARP replies sent.", nil, nil)
 	descARPIgn      = prometheus.NewDesc("tabby_agent_arp_ignored_total", "ARP frames not answered, by reason.", []string{"reason"}, nil)
-	descARPErr      = prometheus.NewDesc("tabby_agent_arp_errors_total", "Responder errors, by kind.", []string{"kind"}, nil)
+	descARPErr      = prometheus.NewDesc("tabby_agent_arp_errors_total", "Responder errors, by kind (dropped: requests the kernel dropped while an interface was rate-limited).", []string{"kind"}, nil)
 	descNATRestores = prometheus.NewDesc("tabby_agent_nat_restores_total", "Syncs that restored nftables state changed by someone else.", nil, nil)
 	descARPIfaces   = prometheus.NewDesc("tabby_agent_arp_interfaces", "Interfaces the responder serves.", nil, nil)
 )
@@ -115,5 +115,6 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	ctr(descARPErr, float64(s.ARP.WriteErrors), "write")
 	ctr(descARPErr, float64(s.ARP.ReadErrors), "read")
 	ctr(descARPErr, float64(s.ARP.OpenErrors), "open")
+	ctr(descARPErr, float64(s.ARP.Dropped), "dropped")
 	g(descARPIfaces, float64(s.ARP.Interfaces))
 }
