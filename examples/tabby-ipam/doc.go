@@ -12,7 +12,8 @@
 // nodeName, datastore and stateDir may be given in the ipam section or at
 // the top level (the ipam section wins); defaults as for the tabby plugin.
 // ADD returns one IPv4 address, as a /32 unless prefixLength says otherwise,
-// with the gateway (default 169.254.1.1) and the routes (absent: 0.0.0.0/0).
+// with the gateway (default 169.254.1.1) and the routes (absent: 0.0.0.0/0),
+// and, when the pools include an IPv6 one, one IPv6 /128 without gateway.
 // ptp needs "prefixLength" shorter than 32 (it deletes the address's subnet
 // route) and "routes": [] (it installs the result's routes before the
 // gateway's link route, so a default route via 169.254.1.1 is not reachable

@@ -34,19 +34,31 @@
 //	           <stateDir>/ipam.lock (like Calico's IPAM lock)
 //	logFile    absolute path to append logs to; default stderr (never stdout)
 //	logLevel   debug, info, warn (default) or error
-//	ipam       {"type": "tabby-ipam", "pools": [CIDR...], "blockSize": 26}
+//	ipam       {"type": "tabby-ipam", "pools": [CIDR...], "blockSize": 26,
+//	           "blockSize6": 122}
 //	           runs in-process; pools missing from the datastore are created
-//	           with blockSize; no pools means every enabled pool (and
-//	           10.244.0.0/16 "default" if there is none). Any other type is
-//	           run as a delegated IPAM plugin; its IPv4 addresses are used
-//	           as /32s.
+//	           with blockSize (IPv4) or blockSize6 (IPv6); no pools means
+//	           every enabled pool (and 10.244.0.0/16 "default" if there is
+//	           none). Pools of both families make a dual-stack pod: one
+//	           IPv4 /32 and one IPv6 /128, "default via 169.254.1.1" and
+//	           "default via fe80::ecee:eeff:feee:eeee" (the host end's
+//	           link-local address; the host must have
+//	           net.ipv6.conf.all.forwarding=1). Any other type is run as
+//	           a delegated IPAM plugin; its addresses are used as /32s and
+//	           /128s.
 //
 // The IPAM handle is "<network>.<containerID>.<ifname>"; the host interface
 // is named from K8S_POD_NAMESPACE and K8S_POD_NAME in CNI_ARGS (else from the
-// container ID). A failed ADD leaves nothing; DEL is idempotent and releases
-// the address even when the namespace is gone; GC releases what
-// cni.dev/valid-attachments does not list; STATUS fails with code 50 while
-// the datastore does not answer. Error codes are listed in
+// container ID) and carries the alias "tabby:<network>:<key>". DEL and
+// CHECK find the attachment without CNI_ARGS (as cnitool sends them) from
+// IPAM's record of the ADD, prevResult or the pod interface's peer. A
+// failed ADD leaves nothing; DEL is idempotent and releases the address
+// even when the namespace is gone; GC releases what
+// cni.dev/valid-attachments does not list and removes cali veths that no
+// allocation accounts for; STATUS fails with code 50 while the datastore
+// does not answer (106 when it is corrupt). CNI_NETNS naming the plugin's
+// own network namespace is refused with code 107 before anything is
+// allocated or written. Error codes are listed in
 // examples/internal/cni (spec codes 1, 4, 7, 11, 50; tabby's own from 100:
 // 100 means the pools are exhausted).
 //

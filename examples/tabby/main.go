@@ -29,5 +29,10 @@ func main() {
 			}
 		}
 	}
+	// tabby refuses the host's own namespace itself, before it allocates or
+	// writes anything (code 107); skel's own check runs only after the
+	// command has done its work (an ADD printed its result, then code 8;
+	// every DEL failed with 8 after releasing), so it is switched off.
+	os.Setenv(cni.NetNSOverrideEnv, "1")
 	skel.PluginMainFuncs(cni.Funcs(cni.New(env), os.Stdout), cni.VersionInfo(), "tabby: Calico-style pod networking (block IPAM, veth, no bridge)")
 }

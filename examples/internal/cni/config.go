@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/tabbynet/tabby/examples/internal/storeurl"
@@ -47,9 +48,12 @@ type IPAMConf struct {
 	Type      string   `json:"type"`
 	Pools     []string `json:"pools,omitempty"`
 	BlockSize int      `json:"blockSize,omitempty"`
-	NodeName  string   `json:"nodeName,omitempty"`
-	Datastore string   `json:"datastore,omitempty"`
-	StateDir  string   `json:"stateDir,omitempty"`
+	// BlockSize6 is the block size of IPv6 pools (default 122); pools of
+	// both families make a dual-stack network: one address of each.
+	BlockSize6 int    `json:"blockSize6,omitempty"`
+	NodeName   string `json:"nodeName,omitempty"`
+	Datastore  string `json:"datastore,omitempty"`
+	StateDir   string `json:"stateDir,omitempty"`
 	// Gateway returned by the standalone tabby-ipam (default 169.254.1.1).
 	Gateway string `json:"gateway,omitempty"`
 	// Routes returned by the standalone tabby-ipam; absent means
@@ -128,6 +132,9 @@ func LoadConf(data []byte, standalone bool, hostname func() (string, error)) (*N
 	}
 	if c.Name == "" {
 		return nil, confErr("name", "missing")
+	}
+	if len(c.Name) > MaxNetworkNameLen {
+		return nil, confErr("name", "%d bytes, at most %d", len(c.Name), MaxNetworkNameLen)
 	}
 	if !standalone && c.Type != PluginType {
 		return nil, confErr("type", "%q, want %q", c.Type, PluginType)
@@ -225,6 +232,9 @@ func (i *IPAMConf) resolve() error {
 	if i.BlockSize != 0 && (i.BlockSize < ipam.MinBlockSize4 || i.BlockSize > ipam.MaxBlockSize4) {
 		return confErr("ipam.blockSize", "%d is outside %d..%d", i.BlockSize, ipam.MinBlockSize4, ipam.MaxBlockSize4)
 	}
+	if i.BlockSize6 != 0 && (i.BlockSize6 < ipam.MinBlockSize6 || i.BlockSize6 > ipam.MaxBlockSize6) {
+		return confErr("ipam.blockSize6", "%d is outside %d..%d", i.BlockSize6, ipam.MinBlockSize6, ipam.MaxBlockSize6)
+	}
 	for _, s := range i.Pools {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
@@ -233,19 +243,21 @@ func (i *IPAMConf) resolve() error {
 		if p != p.Masked() {
 			return confErr("ipam.pools", "%q has host bits set (want %v)", s, p.Masked())
 		}
-		if !p.Addr().Is4() {
-			return confErr("ipam.pools", "%q: only IPv4 pools are assigned from", s)
+		if p.Addr().Is4In6() {
+			return confErr("ipam.pools", "%q: an IPv4-mapped IPv6 prefix", s)
 		}
-		bs := i.BlockSize
-		if bs == 0 {
-			bs = ipam.DefaultBlockSize4
-		}
+		bs := i.blockSize(p)
 		if p.Bits() > bs {
 			return confErr("ipam.pools", "%q is smaller than a block (/%d)", s, bs)
 		}
 		pool := ipam.Pool{Name: PoolName(p), CIDR: p, BlockSize: bs, VXLANMode: ipam.VXLANAlways}
 		if err := pool.Validate(); err != nil {
 			return confErr("ipam.pools", "%q: %v", s, err)
+		}
+		for _, q := range i.PoolPrefixes {
+			if q.Overlaps(p) {
+				return confErr("ipam.pools", "%q overlaps %v", s, q)
+			}
 		}
 		i.PoolPrefixes = append(i.PoolPrefixes, p)
 	}
@@ -276,6 +288,30 @@ func (i *IPAMConf) resolve() error {
 	return nil
 }
 
+// blockSize is the configured (or default) block size for pool p's family.
+func (i *IPAMConf) blockSize(p netip.Prefix) int {
+	if p.Addr().Is6() {
+		if i.BlockSize6 != 0 {
+			return i.BlockSize6
+		}
+		return ipam.DefaultBlockSize6
+	}
+	if i.BlockSize != 0 {
+		return i.BlockSize
+	}
+	return ipam.DefaultBlockSize4
+}
+
+// Families says which address families the configured pools have; with
+// no pools both are false (every enabled pool is used).
+func (i *IPAMConf) Families() (v4, v6 bool) {
+	for _, p := range i.PoolPrefixes {
+		v4 = v4 || p.Addr().Is4()
+		v6 = v6 || p.Addr().Is6()
+	}
+	return v4, v6
+}
+
 // PoolName is the name the plugins give a pool they create for a CIDR of
 // the configuration ("10.244.0.0-16").
 func PoolName(p netip.Prefix) string {
@@ -298,12 +334,77 @@ type PodArgs struct {
 	Namespace, Name, InfraContainerID string
 }
 
+// Bounds of what the runtime passes; beyond them a command fails with CNI
+// code 4 (invalid environment variables) before it reads anything else.
+const (
+	// MaxContainerIDLen bounds CNI_CONTAINERID (runtimes use 64 hex
+	// characters). With MaxNetworkNameLen and the 15 bytes of an
+	// interface name, the IPAM handle "<network>.<id>.<ifname>" stays
+	// within IPAM's 253.
+	MaxContainerIDLen = 128
+	// MaxNetworkNameLen bounds the configuration's name (CNI code 7).
+	MaxNetworkNameLen = 100
+	// MaxNetNSLen bounds CNI_NETNS (PATH_MAX - 1).
+	MaxNetNSLen = 4095
+	// MaxArgsLen bounds CNI_ARGS as a whole.
+	MaxArgsLen = 8192
+	// MaxPodNamespaceLen and MaxPodNameLen bound K8S_POD_NAMESPACE (a DNS
+	// label) and K8S_POD_NAME (a DNS subdomain); MaxContainerIDLen bounds
+	// K8S_POD_INFRA_CONTAINER_ID.
+	MaxPodNamespaceLen = 63
+	MaxPodNameLen      = 253
+)
+
+// ValidateCmdArgs bounds and checks the CNI_* values of a call (the ones
+// that are set; skel says which are required): the container ID is at
+// most MaxContainerIDLen characters of [A-Za-z0-9_.-] starting with a
+// letter or digit, the interface name a valid Linux name (at most 15
+// bytes, no '/', ':' or white space, not "." or ".."), the netns path
+// at most MaxNetNSLen bytes, CNI_ARGS at most MaxArgsLen bytes. Errors
+// are *EnvError (CNI code 4).
+func ValidateCmdArgs(a *skel.CmdArgs) error {
+	if id := a.ContainerID; id != "" {
+		if len(id) > MaxContainerIDLen {
+			return &EnvError{Var: "CNI_CONTAINERID", Reason: fmt.Sprintf("%d bytes, at most %d", len(id), MaxContainerIDLen)}
+		}
+		for i := 0; i < len(id); i++ {
+			b := id[i]
+			alnum := b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9'
+			if !alnum && (i == 0 || b != '_' && b != '.' && b != '-') {
+				return &EnvError{Var: "CNI_CONTAINERID", Reason: fmt.Sprintf("invalid character %q at %d", b, i)}
+			}
+		}
+	}
+	if a.IfName != "" {
+		if err := veth.ValidateIfName(a.IfName); err != nil {
+			return &EnvError{Var: "CNI_IFNAME", Reason: err.Error()}
+		}
+	}
+	if len(a.Netns) > MaxNetNSLen {
+		return &EnvError{Var: "CNI_NETNS", Reason: fmt.Sprintf("%d bytes, at most %d", len(a.Netns), MaxNetNSLen)}
+	}
+	if len(a.Args) > MaxArgsLen {
+		return &EnvError{Var: "CNI_ARGS", Reason: fmt.Sprintf("%d bytes, at most %d", len(a.Args), MaxArgsLen)}
+	}
+	return nil
+}
+
 // ParseArgs reads CNI_ARGS ("K1=V1;K2=V2"). Unknown keys are ignored; a
-// pair without "=" is an error (CNI code 4).
+// pair without "=", more than MaxArgsLen bytes or a Kubernetes value
+// longer than its bound is an error (CNI code 4).
 func ParseArgs(s string) (PodArgs, error) {
 	var a PodArgs
 	if s == "" {
 		return a, nil
+	}
+	if len(s) > MaxArgsLen {
+		return a, &EnvError{Var: "CNI_ARGS", Reason: fmt.Sprintf("%d bytes, at most %d", len(s), MaxArgsLen)}
+	}
+	bound := func(k, v string, n int) error {
+		if len(v) > n {
+			return &EnvError{Var: "CNI_ARGS", Reason: fmt.Sprintf("%s: %d bytes, at most %d", k, len(v), n)}
+		}
+		return nil
 	}
 	for _, kv := range strings.Split(s, ";") {
 		if kv == "" {
@@ -313,13 +414,17 @@ func ParseArgs(s string) (PodArgs, error) {
 		if !ok {
 			return a, &EnvError{Var: "CNI_ARGS", Reason: fmt.Sprintf("%q is not KEY=VALUE", kv)}
 		}
+		var err error
 		switch k {
 		case "K8S_POD_NAMESPACE":
-			a.Namespace = v
+			a.Namespace, err = v, bound(k, v, MaxPodNamespaceLen)
 		case "K8S_POD_NAME":
-			a.Name = v
+			a.Name, err = v, bound(k, v, MaxPodNameLen)
 		case "K8S_POD_INFRA_CONTAINER_ID":
-			a.InfraContainerID = v
+			a.InfraContainerID, err = v, bound(k, v, MaxContainerIDLen)
+		}
+		if err != nil {
+			return PodArgs{}, err
 		}
 	}
 	return a, nil

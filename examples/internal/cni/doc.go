@@ -30,9 +30,14 @@
 //	100  pool exhausted
 //	101  the pod's interface name is taken by another interface
 //	102  CHECK found a difference (the message names the first one)
-//	103  datastore error that retrying will not fix (corrupt record, ...)
+//	103  datastore error that retrying will not fix (pool disabled, ...)
 //	104  kernel (netlink, sysctl) failure
 //	105  GC finished with errors (all listed)
+//	106  the datastore is corrupt (damaged bolt file, undecodable record):
+//	     nothing was written; repair (tabbyctl ipam check) or restore it.
+//	     STATUS reports it with this code as well.
+//	107  CNI_NETNS is the plugin's own network namespace: refused before
+//	     anything is allocated or written
 //	999  anything else
 //
 // The package owns nothing in the kernel or the datastore itself: veth and

@@ -39,13 +39,22 @@ const (
 	// prevResult; the message names the first difference.
 	CodeCheckFailed uint = 102
 	// CodeDatastore: the datastore answered with an error that retrying
-	// will not fix (a corrupt record, a pool in a bad state).
+	// will not fix (a pool in a bad state, the store closed).
 	CodeDatastore uint = 103
 	// CodeKernel: a netlink or sysctl operation failed.
 	CodeKernel uint = 104
 	// CodeGCIncomplete: GC ran to the end but some releases or interface
 	// removals failed; the message lists them.
 	CodeGCIncomplete uint = 105
+	// CodeCorruptStore: the datastore is damaged (a truncated, empty or
+	// bit-flipped bolt file, a record that does not decode:
+	// datastore.ErrCorrupt or ipam.ErrCorrupt). Nothing was written and
+	// retrying will not help: check and repair it with `tabbyctl ipam
+	// check`, or restore it. STATUS reports it with this code too.
+	CodeCorruptStore uint = 106
+	// CodeHostNetNS: CNI_NETNS is the plugin's own network namespace (the
+	// host's); refused before anything is allocated or written.
+	CodeHostNetNS uint = 107
 	// CodeInternal: anything else (spec's 999).
 	CodeInternal = types.ErrInternal
 )
@@ -86,6 +95,12 @@ func ToError(err error) *types.Error {
 		return types.NewError(CodeCheckFailed, msg, "")
 	case errors.As(err, &gc):
 		return types.NewError(CodeGCIncomplete, msg, "")
+	case errors.Is(err, ErrHostNetNS):
+		return types.NewError(CodeHostNetNS, msg, "")
+	case errors.Is(err, datastore.ErrCorrupt), errors.Is(err, ipam.ErrCorrupt):
+		// Before ErrUnavailable: a store that fails to open because it is
+		// damaged may wrap both.
+		return types.NewError(CodeCorruptStore, msg, "")
 	case errors.Is(err, datastore.ErrUnavailable), errors.Is(err, ipam.ErrContention),
 		errors.Is(err, context.DeadlineExceeded):
 		return types.NewError(CodeTryAgainLater, msg, "")
@@ -100,7 +115,7 @@ func ToError(err error) *types.Error {
 		return types.NewError(CodeInvalidEnvironment, msg, "")
 	case errors.Is(err, veth.ErrInvalid):
 		return types.NewError(CodeInvalidNetworkConfig, msg, "")
-	case errors.Is(err, ipam.ErrCorrupt), errors.Is(err, ipam.ErrPoolDisabled), errors.Is(err, ipam.ErrInUse),
+	case errors.Is(err, ipam.ErrPoolDisabled), errors.Is(err, ipam.ErrInUse),
 		errors.Is(err, datastore.ErrClosed):
 		return types.NewError(CodeDatastore, msg, "")
 	case errors.Is(err, errKernel):
@@ -110,3 +125,8 @@ func ToError(err error) *types.Error {
 }
 
 var errKernel = errors.New("kernel")
+
+// ErrHostNetNS is returned (CNI code 107, CodeHostNetNS) when CNI_NETNS is
+// the plugin's own network namespace or init's: ADD refuses it before it
+// allocates or writes anything.
+var ErrHostNetNS = errors.New("CNI_NETNS is the host's network namespace")

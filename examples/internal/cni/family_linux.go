@@ -1,6 +1,15 @@
 package cni
 
-import "github.com/vishvananda/netlink"
+import (
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
 
-// familyV4 is netlink's IPv4 address family.
-const familyV4 = netlink.FAMILY_V4
+// netlink's address families.
+const (
+	familyV4 = netlink.FAMILY_V4
+	familyV6 = netlink.FAMILY_V6
+)
+
+// errNoDev is what the kernel says of a missing link.
+const errNoDev = unix.ENODEV

@@ -2,6 +2,14 @@
 
 package cni
 
-// familyV4 is netlink's IPv4 address family (AF_INET on Linux), which
+import "syscall"
+
+// netlink's address families (AF_INET, AF_INET6 on Linux), which
 // vishvananda/netlink defines only on Linux.
-const familyV4 = 0x2
+const (
+	familyV4 = 0x2
+	familyV6 = 0xa
+)
+
+// errNoDev is what the kernel says of a missing link.
+const errNoDev = syscall.ENODEV

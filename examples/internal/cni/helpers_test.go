@@ -58,10 +58,21 @@ func newHarness(t *testing.T) *harness {
 			h.mu.Lock()
 			return h.mu.Unlock, nil
 		},
+		// The fake's host namespace stands for the plugin's own.
+		CheckNetNS: func(path string) error {
+			if path == hostNetNS {
+				return cni.ErrHostNetNS
+			}
+			return nil
+		},
 	}
 	h.p = cni.New(h.env)
 	return h
 }
+
+// hostNetNS is the path the harness's CheckNetNS treats as the plugin's
+// own namespace.
+const hostNetNS = "/proc/self/ns/net"
 
 func (h *harness) netns(path string) {
 	h.t.Helper()
@@ -119,12 +130,18 @@ func code(t *testing.T, err error) uint {
 	return cni.ToError(err).Code
 }
 
-func (h *harness) allocations() []ipam.Allocation {
+func (h *harness) ipam() *ipam.IPAM {
 	h.t.Helper()
 	m, err := ipam.New(h.st, nil)
 	if err != nil {
 		h.t.Fatal(err)
 	}
+	return m
+}
+
+func (h *harness) allocations() []ipam.Allocation {
+	h.t.Helper()
+	m := h.ipam()
 	a, err := m.Allocations(context.Background())
 	if err != nil {
 		h.t.Fatal(err)

@@ -29,6 +29,16 @@ func NewIPAM(env Env) *IPAMPlugin { return &IPAMPlugin{p: New(env)} }
 // and routes (default 0.0.0.0/0). A repeated ADD returns the same address.
 func (ip *IPAMPlugin) Add(args *skel.CmdArgs) (types.Result, error) {
 	var res *types100.Result
+	if args.Netns != "" {
+		// Not used by IPAM, but a call for the host's own namespace is
+		// refused before anything is allocated, as the main plugin does.
+		if err := ValidateCmdArgs(args); err != nil {
+			return nil, err
+		}
+		if err := ip.p.env.CheckNetNS(args.Netns); err != nil {
+			return nil, err
+		}
+	}
 	err := ip.withIPAM(args, "ADD", func(ctx context.Context, c *call, m *ipam.IPAM) error {
 		var err error
 		res, err = c.ipamResult(ctx, m)
@@ -66,6 +76,14 @@ func (c *call) ipamResult(ctx context.Context, m *ipam.IPAM) (*types100.Result, 
 	gw := c.conf.IPAM.GatewayAddr
 	res := &types100.Result{CNIVersion: types100.ImplementedSpecVersion}
 	for _, p := range a.addrs {
+		if p.Addr().Is6() {
+			// IPv6 (dual stack): a /128; the main plugin routes it
+			// (the gateway and prefixLength settings are IPv4's).
+			res.IPs = append(res.IPs, &types100.IPConfig{
+				Address: net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(128, 128)},
+			})
+			continue
+		}
 		res.IPs = append(res.IPs, &types100.IPConfig{
 			Address: net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(c.conf.IPAM.PrefixLength, 32)},
 			Gateway: gw.AsSlice(),

@@ -81,6 +81,11 @@ type Env struct {
 	// HostLock serialises the IPAM operations of the plugins of one host
 	// (see FileLock, the default); it returns the unlock function.
 	HostLock func(ctx context.Context, stateDir string) (func(), error)
+	// CheckNetNS vets CNI_NETNS before ADD or CHECK does anything else:
+	// an error wrapping ErrHostNetNS or veth.ErrInvalidNetNS refuses the
+	// call. nil: CheckNetNS (the real kernel's files) when OpenNetNS is
+	// nil, else only that OpenNetNS opens the path (a fake kernel).
+	CheckNetNS func(path string) error
 	// Hook, if set, is called by ADD at named points ("assigned": the
 	// address is allocated, "plumbed": the veth pair is made), for tests
 	// that kill the plugin there.
@@ -110,6 +115,21 @@ func New(env Env) *Plugin {
 	if env.HostLock == nil {
 		env.HostLock = FileLock
 	}
+	if env.CheckNetNS == nil {
+		env.CheckNetNS = CheckNetNS
+		if open := env.OpenNetNS; open != nil {
+			// A fake kernel's namespaces have no files to compare: the
+			// path must open as one of its namespaces.
+			env.CheckNetNS = func(path string) error {
+				ns, err := open(path)
+				if err != nil {
+					return fmt.Errorf("%w: %s: %w", veth.ErrInvalidNetNS, path, err)
+				}
+				ns.Close()
+				return nil
+			}
+		}
+	}
 	return &Plugin{env: env}
 }
 
@@ -134,6 +154,9 @@ func (c *call) close() {
 }
 
 func (p *Plugin) begin(args *skel.CmdArgs, cmd string, standalone bool) (*call, error) {
+	if err := ValidateCmdArgs(args); err != nil {
+		return nil, err
+	}
 	conf, err := LoadConf(args.StdinData, standalone, p.env.Hostname)
 	if err != nil {
 		return nil, err
@@ -257,13 +280,13 @@ func (c *call) assign(ctx context.Context, m *ipam.IPAM) (*allocation, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ipam: handle %s: %w", c.handle, err)
 	}
-	pools, err := EnsurePools(ctx, m, c.conf.IPAM.PoolPrefixes, c.conf.IPAM.BlockSize)
+	req, err := EnsurePools(ctx, m, c.conf.IPAM.PoolPrefixes, c.conf.IPAM.BlockSize, c.conf.IPAM.BlockSize6)
 	if err != nil {
 		return nil, err
 	}
 	c.log.Debug("pools", "elapsed", time.Since(c.start))
 	as, err := m.AutoAssign(ctx, ipam.AutoAssignArgs{
-		Handle: c.handle, Host: c.conf.NodeName, Num4: 1, Attrs: c.attrs(), Pools: pools,
+		Handle: c.handle, Host: c.conf.NodeName, Num4: req.Num4, Num6: req.Num6, Attrs: c.attrs(), Pools: req.Pools,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("ipam: assign for %s on %s: %w", c.handle, c.conf.NodeName, err)
@@ -312,14 +335,11 @@ func (c *call) delegateAdd(ctx context.Context) (*allocation, error) {
 			continue
 		}
 		addr = addr.Unmap()
-		if !addr.Is4() {
-			continue // veth plumbs IPv4 only for now
-		}
-		a.addrs = append(a.addrs, netip.PrefixFrom(addr, 32))
+		a.addrs = append(a.addrs, netip.PrefixFrom(addr, addr.BitLen()))
 	}
 	if len(a.addrs) == 0 {
 		a.undo()
-		return nil, confErr("ipam", "plugin %s returned no IPv4 address", c.conf.IPAM.Type)
+		return nil, confErr("ipam", "plugin %s returned no address", c.conf.IPAM.Type)
 	}
 	a.dns = res.DNS
 	return a, nil
@@ -338,6 +358,11 @@ func (p *Plugin) Add(args *skel.CmdArgs) (types.Result, error) {
 	defer c.close()
 	if args.Netns == "" {
 		return nil, &EnvError{Var: "CNI_NETNS", Reason: "missing"}
+	}
+	// Before any allocation or write: a CNI_NETNS that is the host's own
+	// namespace would get the "pod" end, its address and a default route.
+	if err := p.env.CheckNetNS(args.Netns); err != nil {
+		return nil, err
 	}
 	pl, err := c.plumber()
 	if err != nil {
@@ -368,6 +393,7 @@ func (p *Plugin) Add(args *skel.CmdArgs) (types.Result, error) {
 		}
 		return nil, err
 	}
+	c.label(vr.HostIfName)
 	c.hook("plumbed")
 	c.log.Info("added", "key", c.key, "host", vr.HostIfName, "addrs", a.addrs)
 	res := vethResult(c.conf.CNIVersion, vr)
@@ -386,7 +412,10 @@ func vethResult(version string, vr *veth.Result) *types100.Result {
 	if !supportsIfaceMTU(version) {
 		res.Interfaces[1].Mtu = 0
 	}
-	gw := veth.Gateway4()
+	// One default route per family, via that family's gateway
+	// (169.254.1.1; the host end's link-local address for IPv6), IPv4
+	// first as veth orders the addresses.
+	seen := map[bool]bool{}
 	for _, ip := range vr.IPs {
 		a := ip.Address
 		res.IPs = append(res.IPs, &types100.IPConfig{
@@ -394,9 +423,33 @@ func vethResult(version string, vr *veth.Result) *types100.Result {
 			Address:   net.IPNet{IP: a.Addr().AsSlice(), Mask: net.CIDRMask(a.Bits(), a.Addr().BitLen())},
 			Gateway:   ip.Gateway.AsSlice(),
 		})
+		if v6 := a.Addr().Is6(); !seen[v6] {
+			seen[v6] = true
+			any := netip.IPv4Unspecified()
+			if v6 {
+				any = netip.IPv6Unspecified()
+			}
+			res.Routes = append(res.Routes, &types.Route{
+				Dst: net.IPNet{IP: any.AsSlice(), Mask: net.CIDRMask(0, any.BitLen())}, GW: ip.Gateway.AsSlice()})
+		}
 	}
-	res.Routes = []*types.Route{{Dst: net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}, GW: gw.AsSlice()}}
+	slices.SortStableFunc(res.Routes, func(a, b *types.Route) int { return len(a.Dst.IP) - len(b.Dst.IP) })
 	return res
+}
+
+// defaultRoute reports whether r is a default route tabby makes: 0.0.0.0/0
+// via 169.254.1.1 or ::/0 via the host end's link-local address.
+func defaultRoute(r *types.Route, hostMAC net.HardwareAddr) bool {
+	gw, _ := netip.AddrFromSlice(r.GW)
+	gw = gw.Unmap()
+	ones, bits := r.Dst.Mask.Size()
+	if ones != 0 || !r.Dst.IP.IsUnspecified() {
+		return false
+	}
+	if bits == 128 && r.Dst.IP.To4() == nil {
+		return gw == veth.LinkLocal(hostMAC)
+	}
+	return gw == veth.Gateway4()
 }
 
 func supportsIfaceMTU(v string) bool { return v == "1.1.0" }
@@ -416,8 +469,9 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
+	prev, _ := c.prevResult() // DEL carries it from 0.4.0 on; optional
 	if c.conf.IPAM.Type != IPAMType {
-		if err := pl.Teardown(ctx, c.key); err != nil {
+		if err := c.teardown(ctx, pl, c.findAttachment(ctx, nil, pl, prev)); err != nil {
 			return fmt.Errorf("%w: %w", errKernel, err)
 		}
 		return p.env.Delegate.Del(ctx, c.conf.IPAM.Type, args.StdinData)
@@ -426,13 +480,14 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 	if err != nil {
 		// Still remove the interface; the runtime retries DEL for the
 		// address once the store is back.
-		if terr := pl.Teardown(ctx, c.key); terr != nil {
+		if terr := c.teardown(ctx, pl, c.findAttachment(ctx, nil, pl, prev)); terr != nil {
 			c.log.Warn("teardown", "err", terr)
 		}
 		return err
 	}
-	if c.ownsInterface(ctx, m, pl) {
-		if err := pl.Teardown(ctx, c.key); err != nil {
+	att := c.findAttachment(ctx, m, pl, prev)
+	if c.ownsInterface(ctx, m, att) {
+		if err := c.teardown(ctx, pl, att); err != nil {
 			return fmt.Errorf("%w: %w", errKernel, err)
 		}
 	}
@@ -449,12 +504,12 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 // interface of a pod recreated under the same namespace/name: the host
 // interface is this attachment's unless it routes only addresses that are
 // allocated to other handles.
-func (c *call) ownsInterface(ctx context.Context, m *ipam.IPAM, pl *veth.Plumber) bool {
+func (c *call) ownsInterface(ctx context.Context, m *ipam.IPAM, att attachment) bool {
 	host := c.hostLink()
-	if host == nil || c.key == c.args.ContainerID {
+	if host == nil || att.key == c.args.ContainerID {
 		return true
 	}
-	lk, err := host.LinkByName(pl.HostIfName(c.key))
+	lk, err := host.LinkByName(att.name)
 	if err != nil {
 		return true
 	}
@@ -481,7 +536,7 @@ func (c *call) ownsInterface(ctx context.Context, m *ipam.IPAM, pl *veth.Plumber
 		others++
 	}
 	if others > 0 {
-		c.log.Warn("host interface belongs to another sandbox of the pod; not removing it", "key", c.key)
+		c.log.Warn("host interface belongs to another sandbox of the pod; not removing it", "key", att.key, "host", att.name)
 		return false
 	}
 	return true
@@ -501,12 +556,26 @@ func (p *Plugin) Check(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
+	if err := p.env.CheckNetNS(args.Netns); err != nil {
+		return err
+	}
 	pl, err := c.plumber()
 	if err != nil {
 		return err
 	}
+	var m *ipam.IPAM
+	if c.conf.IPAM.Type == IPAMType {
+		if m, err = c.ipam(ctx); err != nil {
+			return err
+		}
+	}
+	// The attachment as ADD made it, whatever this call's CNI_ARGS say.
+	att := c.findAttachment(ctx, m, pl, prev)
+	if att.key == "" {
+		return &checkError{fmt.Sprintf("host interface %s does not say which workload it is (no alias %s...)", att.name, aliasPrefix)}
+	}
 	// Interfaces.
-	hostName := pl.HostIfName(c.key)
+	hostName := att.name
 	var podIdx = -1
 	for i, ifc := range prev.Interfaces {
 		if ifc.Sandbox != "" && ifc.Name == args.IfName {
@@ -543,18 +612,13 @@ func (p *Plugin) Check(args *skel.CmdArgs) error {
 		return &checkError{"prevResult has no address on " + args.IfName}
 	}
 	for _, r := range prev.Routes {
-		gw, _ := netip.AddrFromSlice(r.GW)
-		ones, _ := r.Dst.Mask.Size()
-		if ones != 0 || !r.Dst.IP.IsUnspecified() || gw.Unmap() != veth.Gateway4() {
-			return &checkError{fmt.Sprintf("route %v via %v is not one tabby makes (default via %v)", r.Dst.String(), r.GW, veth.Gateway4())}
+		if !defaultRoute(r, veth.DefaultHostMAC()) {
+			return &checkError{fmt.Sprintf("route %v via %v is not one tabby makes (default via %v or %v)",
+				r.Dst.String(), r.GW, veth.Gateway4(), veth.LinkLocal(veth.DefaultHostMAC()))}
 		}
 	}
 	// IPAM.
-	if c.conf.IPAM.Type == IPAMType {
-		m, err := c.ipam(ctx)
-		if err != nil {
-			return err
-		}
+	if m != nil {
 		held, err := m.HandleAddrs(ctx, c.handle)
 		if err != nil {
 			return fmt.Errorf("ipam: handle %s: %w", c.handle, err)
@@ -572,7 +636,7 @@ func (p *Plugin) Check(args *skel.CmdArgs) error {
 		return err
 	}
 	// Kernel.
-	err = pl.Check(ctx, veth.Pod{Key: c.key, NetNS: args.Netns, IfName: args.IfName, Addrs: addrs, MTU: c.conf.MTU})
+	err = pl.Check(ctx, veth.Pod{Key: att.key, NetNS: args.Netns, IfName: args.IfName, Addrs: addrs, MTU: c.conf.MTU})
 	if err != nil && !errors.Is(err, veth.ErrInvalid) && !errors.Is(err, veth.ErrMismatch) {
 		err = fmt.Errorf("%w: %w", errKernel, err)
 	}
@@ -682,6 +746,9 @@ func (c *call) gc(ctx context.Context, m *ipam.IPAM, pl *veth.Plumber) error {
 		}
 		c.log.Info("gc released", "handle", h, "addrs", rel)
 	}
+	if pl != nil {
+		errs = append(errs, c.gcInterfaces(ctx, m, pl)...)
+	}
 	if len(errs) > 0 {
 		return &gcError{errors.Join(errs...)}
 	}
@@ -709,8 +776,9 @@ func keyFromAttrs(a map[string]string) string {
 	return a["container"]
 }
 
-// Status is CNI STATUS: ready when the datastore answers (code 50
-// otherwise).
+// Status is CNI STATUS: ready when the datastore answers; code 106
+// (CodeCorruptStore) when it answers that it is corrupt, code 50
+// otherwise.
 func (p *Plugin) Status(args *skel.CmdArgs) error {
 	return p.status(args, false)
 }
@@ -731,6 +799,9 @@ func (p *Plugin) status(args *skel.CmdArgs, standalone bool) error {
 		_, err = m.ListPools(ctx)
 	}
 	if err != nil {
+		if te := ToError(err); te.Code == CodeCorruptStore {
+			return types.NewError(CodeCorruptStore, "datastore corrupt", err.Error())
+		}
 		return types.NewError(CodeNotAvailable, "datastore not available", err.Error())
 	}
 	return nil

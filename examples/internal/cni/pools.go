@@ -13,36 +13,65 @@ import (
 // datastore has none.
 var defaultPool = netip.MustParsePrefix("10.244.0.0/16")
 
+// Request is what an ADD asks IPAM for: the pool names (nil: every
+// enabled pool) and one address of each family that has a pool.
+type Request struct {
+	Pools      []string
+	Num4, Num6 int
+}
+
 // EnsurePools returns the names of the pools with the given CIDRs,
-// creating the missing ones (named PoolName(cidr), with blockSize, VXLAN
-// Always, NAT outgoing). With no CIDRs it returns nil (every enabled pool),
-// after creating the default pool 10.244.0.0/16 named "default" if the
-// datastore has no pool at all. A CIDR that overlaps a different pool is a
-// *ConfigError.
-func EnsurePools(ctx context.Context, m *ipam.IPAM, cidrs []netip.Prefix, blockSize int) ([]string, error) {
+// creating the missing ones (named PoolName(cidr), with blockSize for
+// IPv4 and blockSize6 for IPv6, VXLAN Always, NAT outgoing), and one
+// address per family among them. With no CIDRs it names no pool (every
+// enabled pool) and asks for one address of each family that has an
+// enabled pool, after creating the default pool 10.244.0.0/16 named
+// "default" if the datastore has no pool at all. A CIDR that overlaps a
+// different pool is a *ConfigError.
+func EnsurePools(ctx context.Context, m *ipam.IPAM, cidrs []netip.Prefix, blockSize, blockSize6 int) (Request, error) {
 	pools, err := m.ListPools(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("ipam: list pools: %w", err)
+		return Request{}, fmt.Errorf("ipam: list pools: %w", err)
 	}
+	var r Request
 	if len(cidrs) == 0 {
-		if len(pools) > 0 {
-			return nil, nil
+		if len(pools) == 0 {
+			err := m.CreatePool(ctx, ipam.Pool{Name: "default", CIDR: defaultPool, BlockSize: blockSize, NATOutgoing: true, VXLANMode: ipam.VXLANAlways})
+			if err != nil && !errors.Is(err, ipam.ErrPoolExists) && !errors.Is(err, ipam.ErrPoolOverlap) {
+				return Request{}, fmt.Errorf("ipam: create default pool: %w", err)
+			}
+			return Request{Num4: 1}, nil
 		}
-		err := m.CreatePool(ctx, ipam.Pool{Name: "default", CIDR: defaultPool, BlockSize: blockSize, NATOutgoing: true, VXLANMode: ipam.VXLANAlways})
-		if err != nil && !errors.Is(err, ipam.ErrPoolExists) && !errors.Is(err, ipam.ErrPoolOverlap) {
-			return nil, fmt.Errorf("ipam: create default pool: %w", err)
+		for _, p := range pools {
+			if p.Disabled {
+				continue
+			}
+			if p.CIDR.Addr().Is4() {
+				r.Num4 = 1
+			} else {
+				r.Num6 = 1
+			}
 		}
-		return nil, nil
+		if r.Num4+r.Num6 == 0 {
+			r.Num4 = 1 // IPAM says why not (no enabled pool)
+		}
+		return r, nil
 	}
-	names := make([]string, 0, len(cidrs))
+	r.Pools = make([]string, 0, len(cidrs))
 	for _, p := range cidrs {
-		name, err := ensurePool(ctx, m, pools, p, blockSize)
-		if err != nil {
-			return nil, err
+		bs := blockSize
+		if p.Addr().Is6() {
+			bs, r.Num6 = blockSize6, 1
+		} else {
+			r.Num4 = 1
 		}
-		names = append(names, name)
+		name, err := ensurePool(ctx, m, pools, p, bs)
+		if err != nil {
+			return Request{}, err
+		}
+		r.Pools = append(r.Pools, name)
 	}
-	return names, nil
+	return r, nil
 }
 
 func ensurePool(ctx context.Context, m *ipam.IPAM, pools []ipam.Pool, cidr netip.Prefix, blockSize int) (string, error) {

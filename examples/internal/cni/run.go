@@ -61,3 +61,10 @@ func Funcs(cmds Commands, stdout io.Writer) skel.CNIFuncs {
 		Status: wrap(cmds.Status),
 	}
 }
+
+// NetNSOverrideEnv is skel's switch for its own host-namespace check
+// ("CNI_NETNS_OVERRIDE"). skel runs that check after the command (an ADD
+// has already allocated and plumbed, a DEL released), so the plugins'
+// mains set it to 1: Plugin and IPAMPlugin refuse the host's namespace
+// themselves, before anything is written (ErrHostNetNS, code 107).
+const NetNSOverrideEnv = "CNI_NETNS_OVERRIDE"
