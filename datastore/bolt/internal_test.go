@@ -1,6 +1,10 @@
 package bolt
 
 import (
+	"errors"
+	"io/fs"
+	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/tabbynet/tabby/datastore"
@@ -23,4 +27,20 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("round trip of %q=%q: %+v %v", key, val, ev, err)
 		}
 	})
+}
+
+// A file that cannot be written (read-only mount, permissions, chattr +i)
+// is ErrCorrupt with a reason, not an unclassified error (issue 15.9: the
+// CNI plugin answered code 999). The real case needs root and a file system
+// with the immutable attribute, so the mapping is tested here.
+func TestClassifyUnwritable(t *testing.T) {
+	for _, e := range []error{syscall.EPERM, syscall.EACCES, syscall.EROFS} {
+		err := classify("/x/tabby.db", &fs.PathError{Op: "open", Path: "/x/tabby.db", Err: e})
+		if !errors.Is(err, datastore.ErrCorrupt) || !errors.Is(err, e) || !strings.Contains(err.Error(), "cannot be written") {
+			t.Errorf("%v: %v", e, err)
+		}
+	}
+	if err := classify("/x", datastore.ErrUnavailable); errors.Is(err, datastore.ErrCorrupt) {
+		t.Errorf("unavailable became corrupt: %v", err)
+	}
 }
