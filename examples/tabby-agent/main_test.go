@@ -83,7 +83,7 @@ type testNode struct {
 	ip   string
 	args []string
 	cmd  *exec.Cmd
-	log  *bytes.Buffer
+	log  *syncBuffer
 }
 
 // twoNodes: two node namespaces on a switch, sharing a bolt datastore.
@@ -123,7 +123,7 @@ func twoNodes(t *testing.T) (bin string, nodes []*testNode) {
 
 func (n *testNode) start(t *testing.T, bin string, extra ...string) {
 	t.Helper()
-	n.log = &bytes.Buffer{}
+	n.log = &syncBuffer{}
 	n.cmd = exec.Command("ip", append([]string{"netns", "exec", n.ns.Name, bin}, append(n.args, extra...)...)...)
 	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
 	if err := n.cmd.Start(); err != nil {
@@ -349,4 +349,23 @@ func TestBinariesPodToPod(t *testing.T) {
 	if _, err := pod1.Ping(ip2, 10*time.Second); err != nil {
 		t.Fatalf("web-0 -> web-1: %v\n%s\n%s", err, nodes[0].ns.Dump(), nodes[1].ns.Dump())
 	}
+}
+
+// syncBuffer is a bytes.Buffer the agent process writes to while the test
+// reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
