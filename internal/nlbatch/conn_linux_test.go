@@ -60,9 +60,9 @@ func writes(idx int) []nlbatch.Write {
 		{Op: nlbatch.RouteAdd, Route: &netlink.Route{Dst: kerneltest.IPNet("10.244.3.0/26"), Gw: ip("10.9.0.2"), LinkIndex: idx, Flags: int(netlink.FLAG_ONLINK), Protocol: 80, Table: 300}},
 		{Op: nlbatch.RouteAdd, Route: route("fd00:244::/122", "fd00::2")},
 		{Op: nlbatch.RouteDel, Route: route("10.244.2.0/26", "10.9.0.3")},
-		{Op: nlbatch.RouteDel, Route: route("10.244.9.0/26", "10.9.0.3")}, // ESRCH
+		{Op: nlbatch.RouteDel, Route: route("10.244.9.0/26", "10.9.0.3")},                                                                                         // ESRCH
 		{Op: nlbatch.NeighDel, Neigh: &netlink.Neigh{LinkIndex: idx, Family: unix.AF_INET, State: netlink.NUD_PERMANENT, IP: ip("10.9.0.99"), HardwareAddr: mac}}, // ENOENT
-		{Op: nlbatch.RouteAdd, Route: &netlink.Route{Dst: kerneltest.IPNet("10.244.8.0/26"), Priority: 7}}, // unsupported, not sent
+		{Op: nlbatch.RouteAdd, Route: &netlink.Route{Dst: kerneltest.IPNet("10.244.8.0/26"), Priority: 7}},                                                        // unsupported, not sent
 	}
 	for i := range 2*nlbatch.MaxBatch + 3 {
 		ws = append(ws, nlbatch.Write{Op: nlbatch.RouteAdd, Route: route(fmt.Sprintf("10.245.%d.%d/30", i/64, (i%64)*4), "10.9.0.2")})

@@ -12,11 +12,23 @@ import (
 // recorder stands in for a netlink handle: it records the writes.
 type recorder struct{ got []string }
 
-func (r *recorder) RouteAdd(rt *netlink.Route) error     { r.got = append(r.got, "add "+rt.Dst.String()); return nil }
-func (r *recorder) RouteReplace(rt *netlink.Route) error { r.got = append(r.got, "replace "+rt.Dst.String()); return nil }
-func (r *recorder) RouteDel(rt *netlink.Route) error     { r.got = append(r.got, "del "+rt.Dst.String()); return nil }
-func (r *recorder) NeighSet(n *netlink.Neigh) error      { r.got = append(r.got, "neigh "+n.IP.String()); return nil }
-func (r *recorder) NeighDel(n *netlink.Neigh) error      { return nil }
+func (r *recorder) RouteAdd(rt *netlink.Route) error {
+	r.got = append(r.got, "add "+rt.Dst.String())
+	return nil
+}
+func (r *recorder) RouteReplace(rt *netlink.Route) error {
+	r.got = append(r.got, "replace "+rt.Dst.String())
+	return nil
+}
+func (r *recorder) RouteDel(rt *netlink.Route) error {
+	r.got = append(r.got, "del "+rt.Dst.String())
+	return nil
+}
+func (r *recorder) NeighSet(n *netlink.Neigh) error {
+	r.got = append(r.got, "neigh "+n.IP.String())
+	return nil
+}
+func (r *recorder) NeighDel(n *netlink.Neigh) error { return nil }
 
 // Sequential performs a batch one call at a time (what a Conn does in one
 // send on a real kernel): the answers come back one per write, in order.
