@@ -6,8 +6,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/google/nftables"
+	"github.com/tabbynet/tabby/internal/nlbatch"
 	"github.com/tabbynet/tabby/internal/sysctl"
 	"github.com/tabbynet/tabby/nat"
 	"github.com/tabbynet/tabby/proxyarp"
@@ -126,6 +128,12 @@ func OpenKernel(path, sysctlRoot string) (*Kernel, error) {
 		return nil, fmt.Errorf("%w: netlink: %w", ErrKernel, err)
 	}
 	k.closers = append(k.closers, func() error { h.Close(); return nil })
+	bc, err := nlbatch.Dial(path)
+	if err != nil {
+		k.Close()
+		return nil, fmt.Errorf("%w: netlink: %w", ErrKernel, err)
+	}
+	k.closers = append(k.closers, bc.Close)
 	fd := 0
 	if path != "" {
 		fd = int(ns)
@@ -136,7 +144,7 @@ func OpenKernel(path, sysctlRoot string) (*Kernel, error) {
 		return nil, fmt.Errorf("%w: nftables: %w", ErrKernel, err)
 	}
 	k.closers = append(k.closers, conn.CloseLasting)
-	k.Netlink, k.NAT = h, conn
+	k.Netlink, k.NAT = &batchedHandle{Handle: h, conn: bc}, conn
 	k.NATWatcher = nat.NewWatcher(fd)
 	k.Sysctl = sysctl.NS{Path: path, Root: sysctlRoot}
 	links := &proxyarp.NetlinkLinks{Netns: path}
@@ -145,6 +153,23 @@ func OpenKernel(path, sysctlRoot string) (*Kernel, error) {
 		return watchKernel(ctx, ns, path != "", changed)
 	}
 	return k, nil
+}
+
+// batchedHandle is the netlink handle of OpenKernel: vxlan's bulk writes
+// (routes, neighbours, FDB entries) go through a batching socket in the
+// same namespace, many requests to a system call, the rest through the
+// handle. Safe for concurrent use.
+type batchedHandle struct {
+	*netlink.Handle
+	mu   sync.Mutex
+	conn *nlbatch.Conn
+}
+
+// WriteBatch performs ws in order; see vxlan's Netlink.
+func (b *batchedHandle) WriteBatch(ws []nlbatch.Write) []error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.conn.WriteBatch(ws)
 }
 
 // Close releases what OpenKernel opened (nothing for a Kernel built by

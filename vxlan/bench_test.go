@@ -10,7 +10,10 @@ import (
 	"runtime"
 	"testing"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/tabbynet/tabby/internal/kerneltest"
+	"github.com/tabbynet/tabby/internal/nlbatch"
 )
 
 // benchPeers returns n peers with one block each. Test addresses are
@@ -34,13 +37,31 @@ func benchPeers(n int) []Peer {
 	return peers
 }
 
-func benchManager(b testing.TB) (*kerneltest.NS, *Manager) {
+// batchedNL is a handle with a batching socket beside it, as
+// node.OpenKernel builds.
+type batchedNL struct {
+	*netlink.Handle
+	conn *nlbatch.Conn
+}
+
+func (n batchedNL) WriteBatch(ws []nlbatch.Write) []error { return n.conn.WriteBatch(ws) }
+
+func benchManager(b testing.TB, batched ...bool) (*kerneltest.NS, *Manager) {
 	b.Helper()
 	ns := kerneltest.NewNS(b, "vxb")
 	other := kerneltest.NewNS(b, "vxbo")
 	kerneltest.Veth(b, ns, "eth0", other, "eth0")
 	ns.AddAddr(b, "eth0", "10.4.7.1/24")
-	m, err := New(ns.Handle, &Config{
+	var nl Netlink = ns.Handle
+	if len(batched) > 0 && batched[0] {
+		c, err := nlbatch.Dial(ns.Path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { c.Close() })
+		nl = batchedNL{Handle: ns.Handle, conn: c}
+	}
+	m, err := New(nl, &Config{
 		Parent: "eth0", LocalAddr: netip.MustParsePrefix("10.4.7.1/24"),
 		TunnelAddr: netip.MustParseAddr("10.244.255.192"), NodeName: "bench",
 		Offloader: &fakeOffloader{},
@@ -55,42 +76,46 @@ func benchManager(b testing.TB) (*kerneltest.NS, *Manager) {
 }
 
 // BenchmarkSyncPeers: Sync from an empty device to n peers, one block each
-// (3n kernel writes), on the real kernel in a namespace.
+// (3n kernel writes), on the real kernel in a namespace, through a plain
+// *netlink.Handle (one write per system call) and batched (nlbatch, as
+// node.OpenKernel's Netlink does), side by side.
 func BenchmarkSyncPeers(b *testing.B) {
 	for _, n := range []int{100, 1000, 5000} {
-		b.Run(fmt.Sprintf("peers=%d", n), func(b *testing.B) {
-			ns, m := benchManager(b)
-			ctx := context.Background()
-			peers := benchPeers(n)
-			b.ReportAllocs()
-			writes := 0
-			for b.Loop() {
-				b.StopTimer()
-				// Start from an empty device: deleting it drops every
-				// route, neighbour and FDB entry on it.
-				if l, err := ns.Handle.LinkByName(m.Device()); err == nil {
-					if err := ns.Handle.LinkDel(l); err != nil {
+		for _, batched := range []bool{false, true} {
+			b.Run(fmt.Sprintf("peers=%d/netlink=%s", n, map[bool]string{false: "handle", true: "batched"}[batched]), func(b *testing.B) {
+				ns, m := benchManager(b, batched)
+				ctx := context.Background()
+				peers := benchPeers(n)
+				b.ReportAllocs()
+				writes := 0
+				for b.Loop() {
+					b.StopTimer()
+					// Start from an empty device: deleting it drops every
+					// route, neighbour and FDB entry on it.
+					if l, err := ns.Handle.LinkByName(m.Device()); err == nil {
+						if err := ns.Handle.LinkDel(l); err != nil {
+							b.Fatal(err)
+						}
+					}
+					_ = m.SetPeers(nil)
+					if err := m.Sync(ctx); err != nil {
 						b.Fatal(err)
 					}
+					if err := m.SetPeers(peers); err != nil {
+						b.Fatal(err)
+					}
+					b.StartTimer()
+					if err := m.Sync(ctx); err != nil {
+						b.Fatal(err)
+					}
+					writes += m.LastResult().Writes
 				}
-				_ = m.SetPeers(nil)
-				if err := m.Sync(ctx); err != nil {
-					b.Fatal(err)
+				b.ReportMetric(float64(writes)/float64(b.N), "writes/op")
+				if r := m.LastResult(); r.Routes != n+1 || r.Neighbours != n || r.FDB != n {
+					b.Fatalf("in place: %+v", r)
 				}
-				if err := m.SetPeers(peers); err != nil {
-					b.Fatal(err)
-				}
-				b.StartTimer()
-				if err := m.Sync(ctx); err != nil {
-					b.Fatal(err)
-				}
-				writes += m.LastResult().Writes
-			}
-			b.ReportMetric(float64(writes)/float64(b.N), "writes/op")
-			if r := m.LastResult(); r.Routes != n+1 || r.Neighbours != n || r.FDB != n {
-				b.Fatalf("in place: %+v", r)
-			}
-		})
+			})
+		}
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 	"sync"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/tabbynet/tabby/internal/nlbatch"
 )
 
 // Netlink is the part of *netlink.Handle the Manager uses. Both
@@ -36,6 +38,14 @@ type Netlink interface {
 }
 
 var _ Netlink = (*netlink.Handle)(nil)
+
+// batcher is optional: when the Netlink value has it, Sync sends its
+// neighbour, FDB and route writes in batches, many to a system call, with
+// the same results as one call at a time (node.OpenKernel's Netlink and
+// *netlinktest.Kernel have it).
+type batcher interface {
+	WriteBatch(ws []nlbatch.Write) []error
+}
 
 // routeIterator is optional: when the Netlink value has it (as
 // *netlink.Handle does), routes are listed without materialising them all.
@@ -191,40 +201,69 @@ func (m *Manager) Sync(ctx context.Context) error {
 	res.Routes, res.Neighbours, res.FDB = len(have.Routes), countPermanent(have.Neighs), len(have.FDB)
 
 	failed := map[string]bool{}
-	for _, s := range steps {
-		if err := ctx.Err(); err != nil {
-			errs = append(errs, err)
+	haveNeigh := make(map[netip.Addr]bool, len(have.Neighs))
+	for _, n := range have.Neighs {
+		if n.Permanent {
+			haveNeigh[n.IP] = true
+		}
+	}
+	haveFDB := make(map[mac]bool, len(have.FDB))
+	for _, f := range have.FDB {
+		haveFDB[f.MAC] = true
+	}
+	for _, run := range phases(steps) {
+		if len(failed) > 0 {
+			var keep []step
+			for _, s := range run {
+				if s.Peer != "" && failed[s.Peer] && (s.Action == addRoute || s.Action == replaceRoute) {
+					// Its neighbour or FDB entry is missing: a route now would
+					// send traffic into the tunnel with nowhere to go.
+					errs = append(errs, fmt.Errorf("vxlan: %s for peer %s skipped: its neighbour or FDB entry failed", s, s.Peer))
+					continue
+				}
+				keep = append(keep, s)
+			}
+			run = keep
+		}
+		for len(run) > 0 {
+			if err := ctx.Err(); err != nil {
+				errs = append(errs, err)
+				break
+			}
+			chunk := run[:min(len(run), writeChunk)]
+			run = run[len(chunk):]
+			for i, err := range m.write(chunk) {
+				s := chunk[i]
+				if err != nil {
+					failed[s.Peer] = true
+					errs = append(errs, err)
+					continue
+				}
+				res.Writes++
+				switch s.Action {
+				case setNeigh:
+					if !haveNeigh[s.Neigh.IP] {
+						haveNeigh[s.Neigh.IP] = true
+						res.Neighbours++
+					}
+				case setFDB:
+					if !haveFDB[s.FDB.MAC] {
+						haveFDB[s.FDB.MAC] = true
+						res.FDB++
+					}
+				case addRoute:
+					res.Routes++
+				case delRoute:
+					res.Routes--
+				case delNeigh:
+					res.Neighbours--
+				case delFDB:
+					res.FDB--
+				}
+			}
+		}
+		if ctx.Err() != nil {
 			break
-		}
-		if s.Peer != "" && failed[s.Peer] && (s.Action == addRoute || s.Action == replaceRoute) {
-			// Its neighbour or FDB entry is missing: a route now would send
-			// traffic into the tunnel with nowhere to go.
-			errs = append(errs, fmt.Errorf("vxlan: %s for peer %s skipped: its neighbour or FDB entry failed", s, s.Peer))
-			continue
-		}
-		if err := m.apply(s); err != nil {
-			failed[s.Peer] = true
-			errs = append(errs, err)
-			continue
-		}
-		res.Writes++
-		switch s.Action {
-		case setNeigh:
-			if !slices.ContainsFunc(have.Neighs, func(n neigh) bool { return n.IP == s.Neigh.IP && n.Permanent }) {
-				res.Neighbours++
-			}
-		case setFDB:
-			if !slices.ContainsFunc(have.FDB, func(f fdb) bool { return f.MAC == s.FDB.MAC }) {
-				res.FDB++
-			}
-		case addRoute:
-			res.Routes++
-		case delRoute:
-			res.Routes--
-		case delNeigh:
-			res.Neighbours--
-		case delFDB:
-			res.FDB--
 		}
 	}
 	for p := range failed {
@@ -376,55 +415,81 @@ func (m *Manager) nlRoute(r route) *netlink.Route {
 	return nr
 }
 
-func (m *Manager) apply(s step) error {
-	var err error
+// writeChunk bounds the writes between two looks at the context.
+const writeChunk = 1024
+
+// write performs steps in order, batched when the Netlink value can (see
+// Netlink), and returns one error per step.
+func (m *Manager) write(steps []step) []error {
+	ws := make([]nlbatch.Write, len(steps))
+	for i, s := range steps {
+		ws[i] = m.toWrite(s)
+	}
+	var errs []error
+	if b, ok := m.nl.(batcher); ok {
+		errs = b.WriteBatch(ws)
+	} else {
+		errs = nlbatch.Sequential(m.nl, ws)
+	}
+	for i, s := range steps {
+		errs[i] = m.outcome(s, errs[i])
+	}
+	return errs
+}
+
+// toWrite is the kernel request for one step.
+func (m *Manager) toWrite(s step) nlbatch.Write {
 	switch s.Action {
 	case setNeigh, delNeigh:
-		n := &netlink.Neigh{
+		w := nlbatch.Write{Op: nlbatch.NeighSet, Neigh: &netlink.Neigh{
 			LinkIndex:    m.devIdx,
 			Family:       m.family(),
 			State:        nudPermanent,
 			IP:           net.IP(s.Neigh.IP.AsSlice()),
 			HardwareAddr: net.HardwareAddr(s.Neigh.MAC[:]),
+		}}
+		if s.Action == delNeigh {
+			w.Op = nlbatch.NeighDel
 		}
-		if s.Action == setNeigh {
-			err = m.nl.NeighSet(n)
-		} else if err = m.nl.NeighDel(n); isGone(err) {
-			err = nil
-		}
+		return w
 	case setFDB, delFDB:
-		n := &netlink.Neigh{
+		w := nlbatch.Write{Op: nlbatch.NeighSet, Neigh: &netlink.Neigh{
 			LinkIndex:    m.devIdx,
 			Family:       afBridge,
 			State:        nudPermanent,
 			Flags:        ntfSelf,
 			IP:           net.IP(s.FDB.Dst.AsSlice()),
 			HardwareAddr: net.HardwareAddr(s.FDB.MAC[:]),
+		}}
+		if s.Action == delFDB {
+			w.Op = nlbatch.NeighDel
 		}
-		if s.Action == setFDB {
-			err = m.nl.NeighSet(n)
-		} else if err = m.nl.NeighDel(n); isGone(err) {
-			err = nil
-		}
+		return w
 	case addRoute:
-		err = m.nl.RouteAdd(m.nlRoute(s.Route))
-		if isErrno(err, errExist) {
-			err = fmt.Errorf("%w: %w", ErrRouteConflict, err)
-		}
+		return nlbatch.Write{Op: nlbatch.RouteAdd, Route: m.nlRoute(s.Route)}
 	case replaceRoute:
-		err = m.nl.RouteReplace(m.nlRoute(s.Route))
-	case delRoute:
-		if err = m.nl.RouteDel(m.nlRoute(s.Route)); isGone(err) {
-			err = nil
-		}
+		return nlbatch.Write{Op: nlbatch.RouteReplace, Route: m.nlRoute(s.Route)}
+	default: // delRoute
+		return nlbatch.Write{Op: nlbatch.RouteDel, Route: m.nlRoute(s.Route)}
 	}
-	if err != nil {
-		if s.Peer != "" {
-			return fmt.Errorf("vxlan: %s (peer %s): %w", s, s.Peer, err)
-		}
-		return fmt.Errorf("vxlan: %s: %w", s, err)
+}
+
+// outcome turns the kernel's answer to a step into the Manager's error:
+// deleting what is already gone is success, adding a route someone else
+// holds is ErrRouteConflict.
+func (m *Manager) outcome(s step, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case (s.Action == delNeigh || s.Action == delFDB || s.Action == delRoute) && isGone(err):
+		return nil
+	case s.Action == addRoute && isErrno(err, errExist):
+		err = fmt.Errorf("%w: %w", ErrRouteConflict, err)
 	}
-	return nil
+	if s.Peer != "" {
+		return fmt.Errorf("vxlan: %s (peer %s): %w", s, s.Peer, err)
+	}
+	return fmt.Errorf("vxlan: %s: %w", s, err)
 }
 
 func isGone(err error) bool {

@@ -163,7 +163,9 @@ func (s step) String() string {
 // deletions: stale routes first, then stale neighbours and FDB entries.
 // Within each group steps are sorted, so plans are deterministic.
 func plan(want, have state) []step {
-	var out []step
+	// Sized for a first sync (everything to add) so that the steps, the
+	// largest allocation of a Sync, are not copied as they grow.
+	out := make([]step, 0, len(want.Neighs)+len(want.FDB)+len(want.Routes))
 
 	// Neighbours: keyed by IP. Only permanent ones are ours; a desired IP
 	// held by a non-permanent (learned) entry is overwritten.
@@ -175,7 +177,7 @@ func plan(want, have state) []step {
 		haveN[n.IP] = n
 	}
 	wantN := make(map[netip.Addr]bool, len(want.Neighs))
-	var sets []step
+	sets := make([]step, 0, len(want.Neighs))
 	for _, n := range want.Neighs {
 		wantN[n.IP] = true
 		if h, ok := haveN[n.IP]; ok && h.Permanent && h.MAC == n.MAC {
@@ -192,7 +194,7 @@ func plan(want, have state) []step {
 		haveF[f.MAC] = append(haveF[f.MAC], f.Dst)
 	}
 	wantF := make(map[mac]netip.Addr, len(want.FDB))
-	sets = sets[:0:0]
+	sets = make([]step, 0, len(want.FDB))
 	var fdbDels []step
 	for _, f := range want.FDB {
 		wantF[f.MAC] = f.Dst
@@ -219,6 +221,7 @@ func plan(want, have state) []step {
 	// MAC is reachable before the neighbour entry points at it.
 	out = append(out, sets...)
 	out = append(out, neighSets...)
+	start := len(out)
 
 	// Routes: keyed by destination.
 	haveR := make(map[netip.Prefix]route, len(have.Routes))
@@ -226,19 +229,17 @@ func plan(want, have state) []step {
 		haveR[r.Dst] = r
 	}
 	wantR := make(map[netip.Prefix]bool, len(want.Routes))
-	sets = sets[:0:0]
 	for _, r := range want.Routes {
 		wantR[r.Dst] = true
 		h, ok := haveR[r.Dst]
 		switch {
 		case !ok:
-			sets = append(sets, step{Action: addRoute, Peer: r.Peer, Route: r})
+			out = append(out, step{Action: addRoute, Peer: r.Peer, Route: r})
 		case !h.same(r):
-			sets = append(sets, step{Action: replaceRoute, Peer: r.Peer, Route: r})
+			out = append(out, step{Action: replaceRoute, Peer: r.Peer, Route: r})
 		}
 	}
-	sortSteps(sets)
-	out = append(out, sets...)
+	sortSteps(out[start:])
 
 	// Deletions.
 	var dels []step
@@ -260,6 +261,32 @@ func plan(want, have state) []step {
 	dels = append(dels, fdbDels...)
 	sortSteps(dels)
 	return append(out, dels...)
+}
+
+// phases splits a plan into the runs that are written together: FDB and
+// neighbour entries, then the routes that need them, then deletions. A
+// route waits for the end of the phase before it, so that a peer whose
+// neighbour or FDB entry failed gets no route.
+func phases(steps []step) [][]step {
+	phase := func(a action) int {
+		switch a {
+		case setFDB, setNeigh:
+			return 0
+		case addRoute, replaceRoute:
+			return 1
+		}
+		return 2
+	}
+	var out [][]step
+	for i := 0; i < len(steps); {
+		j := i + 1
+		for j < len(steps) && phase(steps[j].Action) == phase(steps[i].Action) {
+			j++
+		}
+		out = append(out, steps[i:j])
+		i = j
+	}
+	return out
 }
 
 func sortSteps(s []step) {
