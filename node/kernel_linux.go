@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/tabbynet/tabby/internal/nlbatch"
@@ -150,7 +151,7 @@ func OpenKernel(path, sysctlRoot string) (*Kernel, error) {
 	links := &proxyarp.NetlinkLinks{Netns: path}
 	k.ARPLinks, k.ARPListen = links, proxyarp.ListenPacket(path)
 	k.Events = func(ctx context.Context, changed chan<- struct{}) error {
-		return watchKernel(ctx, ns, path != "", changed)
+		return watchKernel(ctx, ns, path != "", changed, watchOptions{})
 	}
 	return k, nil
 }
@@ -187,36 +188,93 @@ func (k *Kernel) Close() error {
 // (vxlan's and the pods' /32s) and deletions of permanent neighbours and FDB
 // entries (vxlan's) into "changed" hints, so that what someone else removes
 // is put back at once rather than on the resync interval.
-func watchKernel(ctx context.Context, ns netns.NsHandle, inNS bool, changed chan<- struct{}) error {
-	updates := make(chan netlink.LinkUpdate, 64)
-	errc := make(chan error, 1)
-	opts := netlink.LinkSubscribeOptions{ErrorCallback: func(err error) {
-		select {
-		case errc <- err:
-		default:
-		}
-	}}
-	if inNS {
-		opts.Namespace = &ns
-	}
-	if err := netlink.LinkSubscribeWithOptions(updates, ctx.Done(), opts); err != nil {
-		return fmt.Errorf("link notifications: %w", err)
-	}
-	routes := make(chan netlink.RouteUpdate, 64)
-	ropts := netlink.RouteSubscribeOptions{Namespace: opts.Namespace, ErrorCallback: opts.ErrorCallback}
-	if err := netlink.RouteSubscribeWithOptions(routes, ctx.Done(), ropts); err != nil {
-		return fmt.Errorf("route notifications: %w", err)
-	}
-	neighs := make(chan netlink.NeighUpdate, 64)
-	nopts := netlink.NeighSubscribeOptions{Namespace: opts.Namespace, ErrorCallback: opts.ErrorCallback}
-	if err := netlink.NeighSubscribeWithOptions(neighs, ctx.Done(), nopts); err != nil {
-		return fmt.Errorf("neighbour notifications: %w", err)
-	}
+//
+// A burst of changes (the first sync at 5,000 peers writes 15,000
+// entries, and each is announced) can overrun a notification socket: the
+// kernel drops what does not fit and the next read fails with ENOBUFS.
+// What was dropped is unknown, so an overrun is a hint like any other
+// (the sync that follows reads the whole state) and the subscriptions are
+// made again; only failing to subscribe ends the watch.
+func watchKernel(ctx context.Context, ns netns.NsHandle, inNS bool, changed chan<- struct{}, o watchOptions) error {
 	kick := func() {
 		select {
 		case changed <- struct{}{}:
 		default:
 		}
+	}
+	for {
+		err := subscribeKernel(ctx, ns, inNS, kick, o.rcvBuf)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, errSubscribe) {
+			return err
+		}
+		if o.overrun != nil {
+			o.overrun(err)
+		}
+		kick()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// watchOptions tune watchKernel for tests: the notification sockets'
+// receive buffer (0: eventRcvBuf) and a callback for every overrun.
+type watchOptions struct {
+	rcvBuf  int
+	overrun func(error)
+}
+
+// eventRcvBuf is the receive buffer of each notification socket: room for
+// about 20,000 route notifications, so that a first sync at 5,000 peers
+// does not overrun it (forced past net.core.rmem_max with CAP_NET_ADMIN,
+// else capped by it).
+const eventRcvBuf = 4 << 20
+
+var errSubscribe = errors.New("subscribe")
+
+// subscribeKernel subscribes to link, route and neighbour notifications and
+// kicks on the ones that matter until ctx ends (nil) or one of the
+// subscriptions fails (its error; wrapping errSubscribe when it could not
+// be made).
+func subscribeKernel(ctx context.Context, ns netns.NsHandle, inNS bool, kick func(), rcvBuf int) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends this generation's subscriptions
+	if rcvBuf == 0 {
+		rcvBuf = eventRcvBuf
+	}
+	var nsh *netns.NsHandle
+	if inNS {
+		nsh = &ns
+	}
+	errc := make(chan error, 1)
+	onErr := func(err error) {
+		select {
+		case errc <- err:
+		default:
+		}
+	}
+	updates := make(chan netlink.LinkUpdate, 64)
+	if err := netlink.LinkSubscribeWithOptions(updates, ctx.Done(), netlink.LinkSubscribeOptions{
+		Namespace: nsh, ErrorCallback: onErr, ReceiveBufferSize: rcvBuf, ReceiveBufferForceSize: true,
+	}); err != nil {
+		return fmt.Errorf("%w: link notifications: %w", errSubscribe, err)
+	}
+	routes := make(chan netlink.RouteUpdate, 64)
+	if err := netlink.RouteSubscribeWithOptions(routes, ctx.Done(), netlink.RouteSubscribeOptions{
+		Namespace: nsh, ErrorCallback: onErr, ReceiveBufferSize: rcvBuf, ReceiveBufferForceSize: true,
+	}); err != nil {
+		return fmt.Errorf("%w: route notifications: %w", errSubscribe, err)
+	}
+	neighs := make(chan netlink.NeighUpdate, 64)
+	if err := netlink.NeighSubscribeWithOptions(neighs, ctx.Done(), netlink.NeighSubscribeOptions{
+		Namespace: nsh, ErrorCallback: onErr, ReceiveBufferSize: rcvBuf, ReceiveBufferForceSize: true,
+	}); err != nil {
+		return fmt.Errorf("%w: neighbour notifications: %w", errSubscribe, err)
 	}
 	kick() // what changed before the subscriptions were in place
 	for {
