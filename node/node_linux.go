@@ -54,6 +54,7 @@ type Node struct {
 	tunnel6 netip.Addr
 	direct  *directRoutes // mode Never
 	refl    *reflector.Reflector
+	snap    *snapshotValidator // the reflector's Validator; usage reads its listing
 	peers   []reflector.Announcement
 	pools   []ipam.Pool
 	blocks  []netip.Prefix
@@ -367,7 +368,11 @@ func (n *Node) start(ctx context.Context) error {
 	if err := n.refreshStore(sctx); err != nil {
 		return dsErr("read blocks", err)
 	}
-	n.usage(sctx)
+	// One listing of the blocks serves the node's IPAM figures, the check
+	// of its own announcement and the watchers' first validation of every
+	// peer.
+	n.snap = &snapshotValidator{m: n.ipm, now: time.Now}
+	n.usage(sctx, snapshotTTL)
 	if c.StateDir != "" {
 		if err := os.MkdirAll(c.StateDir, 0o755); err != nil {
 			return fmt.Errorf("node: state dir: %w", err)
@@ -429,7 +434,7 @@ func (n *Node) start(ctx context.Context) error {
 	n.mu.Unlock()
 
 	r, err := reflector.New(c.Store, &reflector.Config{
-		HoldTime: c.HoldTime, Validator: &snapshotValidator{m: n.ipm, now: time.Now}, Logger: n.log,
+		HoldTime: c.HoldTime, Validator: n.snap, Logger: n.log,
 	})
 	if err != nil {
 		return fmt.Errorf("%w: reflector: %w", ErrInvalidConfig, err)
@@ -561,7 +566,7 @@ func (n *Node) refresh(ctx context.Context) {
 		n.setDS(err)
 		return
 	}
-	n.usage(ctx)
+	n.usage(ctx, 0)
 	if !slices.Equal(old, n.blocks) || !slices.Equal(oldAddrs, n.addrs) {
 		if err := n.ann.Update(n.announcement()); err != nil {
 			n.log.Warn("re-announce", "err", err)
@@ -571,10 +576,10 @@ func (n *Node) refresh(ctx context.Context) {
 }
 
 // usage updates the IPAM figures and the addresses this node borrowed
-// from other nodes' blocks. Allocations are listed only when the node has
-// borrowed any.
-func (n *Node) usage(ctx context.Context) {
-	u, err := n.ipm.Usage(ctx)
+// from other nodes' blocks, from a listing of the blocks at most maxAge
+// old. Allocations are listed only when the node has borrowed any.
+func (n *Node) usage(ctx context.Context, maxAge time.Duration) {
+	u, err := n.snap.usage(ctx, maxAge)
 	if err != nil {
 		return
 	}
@@ -769,6 +774,12 @@ func (n *Node) sync(ctx context.Context, why string) {
 	}
 }
 
+// routeIterator is optional: when the Netlink value has it (as
+// *netlink.Handle does), routes are streamed rather than listed.
+type routeIterator interface {
+	RouteListFilteredIter(family int, filter *netlink.Route, filterMask uint64, f func(netlink.Route) bool) error
+}
+
 // Workloads reads the local pods back from the kernel: the /32 routes with
 // RouteProtocol and no gateway on HostPrefix veth interfaces (what package
 // veth installs), sorted by interface.
@@ -784,21 +795,38 @@ func Workloads(nl Netlink) ([]nat.Workload, error) {
 		}
 	}
 	by := map[string][]netip.Addr{}
+	add := func(r *netlink.Route) {
+		nm, ok := names[r.LinkIndex]
+		if !ok || r.Dst == nil || r.Gw != nil {
+			return
+		}
+		ad, ok := netip.AddrFromSlice(r.Dst.IP)
+		if ones, bits := r.Dst.Mask.Size(); !ok || ones != bits {
+			return
+		}
+		by[nm] = append(by[nm], ad.Unmap())
+	}
+	filter := &netlink.Route{Protocol: RouteProtocol}
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-		routes, err := nl.RouteListFiltered(fam, &netlink.Route{Protocol: RouteProtocol}, netlink.RT_FILTER_PROTOCOL)
+		if it, ok := nl.(routeIterator); ok {
+			// vxlan's routes have the same protocol: at 5,000 peers,
+			// streaming them spares a slice of 5,000 netlink.Routes per
+			// sync.
+			err := it.RouteListFilteredIter(fam, filter, netlink.RT_FILTER_PROTOCOL, func(r netlink.Route) bool {
+				add(&r)
+				return true
+			})
+			if err != nil {
+				return nil, fmt.Errorf("node: list routes: %w", err)
+			}
+			continue
+		}
+		routes, err := nl.RouteListFiltered(fam, filter, netlink.RT_FILTER_PROTOCOL)
 		if err != nil {
 			return nil, fmt.Errorf("node: list routes: %w", err)
 		}
-		for _, r := range routes {
-			nm, ok := names[r.LinkIndex]
-			if !ok || r.Dst == nil || r.Gw != nil {
-				continue
-			}
-			ad, ok := netip.AddrFromSlice(r.Dst.IP)
-			if ones, bits := r.Dst.Mask.Size(); !ok || ones != bits {
-				continue
-			}
-			by[nm] = append(by[nm], ad.Unmap())
+		for i := range routes {
+			add(&routes[i])
 		}
 	}
 	out := make([]nat.Workload, 0, len(names))
