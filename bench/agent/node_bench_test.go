@@ -6,8 +6,10 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"testing"
 	"time"
 
@@ -19,7 +21,8 @@ import (
 // BenchmarkNodePeers is BenchmarkAgentPeers in process: package node on the
 // real kernel of a fresh namespace, on the same bolt datastore of n peers,
 // from New to Ready. It is the one to profile (-cpuprofile, -memprofile);
-// heap-MB is the live heap after a GC once ready.
+// heap-MB is the live heap after a GC once ready;
+// TABBY_BENCH_HEAPPROFILE=file writes that heap's profile.
 func BenchmarkNodePeers(b *testing.B) {
 	kerneltest.Require(b)
 	for _, n := range []int{1000, 5000} {
@@ -81,6 +84,18 @@ func runNode(b *testing.B, ns *kerneltest.NS, db, state string, n int) uint64 {
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
+	if path := os.Getenv("TABBY_BENCH_HEAPPROFILE"); path != "" {
+		// The live heap of a ready node (go test's -memprofile is taken
+		// after the benchmark, when the node is gone).
+		f, err := os.Create(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := pprof.WriteHeapProfile(f); err != nil {
+			b.Fatal(err)
+		}
+		f.Close()
+	}
 	cancel()
 	if err := <-done; err != nil {
 		b.Fatal(err)
