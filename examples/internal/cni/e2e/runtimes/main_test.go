@@ -13,7 +13,7 @@ import (
 
 // Versions of the tools the tests install with go install.
 const (
-	crictlVersion  = "v1.34.0"  // sigs.k8s.io/cri-tools
+	crictlVersion  = "v1.34.0" // sigs.k8s.io/cri-tools
 	pluginsVersion = "v1.10.0" // loopback, which containerd's CRI runs on every sandbox
 )
 
