@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,10 +22,14 @@ import (
 // rig's directory, in the rig's host namespace, and crictl configured to
 // talk to it.
 type containerd struct {
-	r      *rig
-	sock   string
-	crictl string // crictl's configuration file
-	exited chan struct{}
+	r       *rig
+	bin     string
+	config  string // containerd's configuration file
+	sock    string
+	crictl  string // crictl's configuration file
+	logPath string
+	proc    *exec.Cmd
+	exited  chan struct{} // closed when proc has exited
 }
 
 // startContainerd writes a configuration that keeps every piece of state
@@ -38,7 +43,9 @@ type containerd struct {
 // exits) and libcni caches results in /var/lib/cni (removed by the rig).
 func startContainerd(t *testing.T, r *rig, bins map[string]string) *containerd {
 	t.Helper()
-	c := &containerd{r: r, sock: filepath.Join(r.dir, "containerd.sock"), crictl: filepath.Join(r.dir, "crictl.yaml"), exited: make(chan struct{})}
+	c := &containerd{r: r, bin: bins["containerd"], config: filepath.Join(r.dir, "containerd.toml"),
+		sock: filepath.Join(r.dir, "containerd.sock"), crictl: filepath.Join(r.dir, "crictl.yaml"),
+		logPath: filepath.Join(r.dir, "containerd.log")}
 	config := fmt.Sprintf(`version = 2
 root = %[1]q
 state = %[2]q
@@ -71,73 +78,104 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         Root = %[10]q
 `, filepath.Join(r.dir, "root"), filepath.Join(r.dir, "state"), c.sock, c.sock+".ttrpc",
 		filepath.Join(r.dir, "opt"), podImage, binDir, r.confDir, bins["runc"], filepath.Join(r.dir, "runc"))
-	cfgPath := filepath.Join(r.dir, "containerd.toml")
-	if err := os.WriteFile(cfgPath, []byte(config), 0o600); err != nil {
+	if err := os.WriteFile(c.config, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	crictlConf := fmt.Sprintf("runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 60\n", c.sock, c.sock)
 	if err := os.WriteFile(c.crictl, []byte(crictlConf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	logPath := filepath.Join(r.dir, "containerd.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := r.inHost(bins["containerd"], "--config", cfgPath)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		cmd.Wait()
-		logf.Close()
-		close(c.exited)
-	}()
 	t.Cleanup(func() {
 		// Ask the CRI to remove what is left (a test that failed half way),
 		// stop containerd, then end whatever still runs or is mounted.
-		if ids, err := c.run("pods", "-q"); err == nil {
-			for _, id := range strings.Fields(ids) {
-				if _, err := c.run("stopp", id); err != nil {
-					t.Logf("cleanup: %v", err)
-				}
-				if _, err := c.run("rmp", "-f", id); err != nil {
-					t.Logf("cleanup: %v", err)
+		if c.running() {
+			if ids, err := c.run("pods", "-q"); err == nil {
+				for _, id := range strings.Fields(ids) {
+					if _, err := c.run("stopp", id); err != nil {
+						t.Logf("cleanup: %v", err)
+					}
+					if _, err := c.run("rmp", "-f", id); err != nil {
+						t.Logf("cleanup: %v", err)
+					}
 				}
 			}
 		}
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-c.exited:
-		case <-time.After(20 * time.Second):
-			t.Logf("cleanup: containerd ignored SIGTERM")
-			cmd.Process.Kill()
-			<-c.exited
-		}
+		c.stop()
 		if t.Failed() {
-			if b, err := os.ReadFile(logPath); err == nil {
+			if b, err := os.ReadFile(c.logPath); err == nil {
 				t.Logf("containerd log (tail):\n%s", tail(string(b), 40))
 			}
 		}
 		r.reap()
 	})
+	c.launch()
+	mustRun(t, exec.Command(bins["ctr"], "--address", c.sock, "-n", "k8s.io", "images", "import", podTar))
+	return c
+}
+
+// launch starts containerd and waits until its CRI answers.
+func (c *containerd) launch() {
+	t := c.r.t
+	t.Helper()
+	logf, err := os.OpenFile(c.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := c.r.inHost(c.bin, "--config", c.config)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		logf.Close()
+		close(exited)
+	}()
+	c.proc, c.exited = cmd, exited
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		if _, err := c.run("info"); err == nil {
-			break
+			return
 		} else if time.Now().After(deadline) {
 			t.Fatalf("containerd did not answer: %v", err)
 		}
 		select {
-		case <-c.exited:
-			b, _ := os.ReadFile(logPath)
+		case <-exited:
+			b, _ := os.ReadFile(c.logPath)
 			t.Fatalf("containerd exited:\n%s", tail(string(b), 40))
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	mustRun(t, exec.Command(bins["ctr"], "--address", c.sock, "-n", "k8s.io", "images", "import", podTar))
-	return c
+}
+
+func (c *containerd) running() bool {
+	if c.proc == nil {
+		return false
+	}
+	select {
+	case <-c.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// stop ends containerd (SIGTERM; SIGKILL after 20 s). Its shims and
+// containers go on running, as in a containerd upgrade.
+func (c *containerd) stop() {
+	if !c.running() {
+		return
+	}
+	c.proc.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.exited:
+	case <-time.After(20 * time.Second):
+		c.r.t.Logf("containerd ignored SIGTERM")
+		c.proc.Process.Kill()
+		<-c.exited
+	}
 }
 
 // run runs crictl with the test's configuration.
@@ -330,9 +368,60 @@ func TestContainerdCRI(t *testing.T) {
 	}
 	r.requireClean("after rmp")
 
-	t.Run("cniVersion", func(t *testing.T) {
-		r.t = t
-		defer func() { r.t = t }()
+	// The CRI runs the ADDs of concurrent RunPodSandbox calls in parallel:
+	// each gets its own address, and parallel stops free them all.
+	r.subtest(t, "parallel", func(t *testing.T) {
+		const n = 6
+		ids, errs := make([]string, n), make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() { ids[i], errs[i] = c.runPod("default", fmt.Sprintf("par-%d", i), fmt.Sprintf("uid-par-%d", i)) })
+		}
+		wg.Wait()
+		seen := map[netip.Addr]bool{}
+		for i := range n {
+			if errs[i] != nil {
+				t.Fatal(errs[i])
+			}
+			a := r.requireAddr(c.podIP(ids[i]), map[string]string{"pod": fmt.Sprintf("par-%d", i), "container": ids[i]},
+				veth.HostIfName("", veth.WorkloadKey("default", fmt.Sprintf("par-%d", i))))
+			if seen[a] {
+				t.Fatalf("%v given twice", a)
+			}
+			seen[a] = true
+		}
+		for i := range n {
+			wg.Go(func() { _, errs[i] = c.run("stopp", ids[i]) })
+		}
+		wg.Wait()
+		for i := range n {
+			if errs[i] != nil {
+				t.Fatal(errs[i])
+			}
+			c.must("rmp", ids[i])
+		}
+		r.requireClean("after parallel stopp")
+	})
+
+	// containerd restarts (an upgrade) while a pod runs: the new daemon
+	// still stops it through tabby's DEL.
+	r.subtest(t, "restart", func(t *testing.T) {
+		id, err := c.runPod("default", "survivor", "uid-survivor")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ip := r.requireAddr(c.podIP(id), map[string]string{"pod": "survivor"}, "")
+		c.stop()
+		c.launch()
+		if got := c.podIP(id); got != ip.String() {
+			t.Fatalf("after the restart the CRI reports %s, was %v", got, ip)
+		}
+		c.must("stopp", id)
+		c.must("rmp", id)
+		r.requireClean("after restart and stopp")
+	})
+
+	r.subtest(t, "cniVersion", func(t *testing.T) {
 		var table []string
 		for _, v := range cniVersions {
 			r.writeConf(v)

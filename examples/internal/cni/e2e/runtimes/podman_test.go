@@ -200,8 +200,7 @@ func TestPodmanCNI(t *testing.T) {
 	}
 	r.requireClean("after rm")
 
-	t.Run("cniVersion", func(t *testing.T) {
-		r.t = t
+	r.subtest(t, "cniVersion", func(t *testing.T) {
 		var table []string
 		for _, v := range cniVersions {
 			r.writeConf(v)

@@ -113,6 +113,16 @@ func newRig(t *testing.T, prefix string) *rig {
 	return r
 }
 
+// subtest runs f as a subtest of t with r reporting to the subtest's t,
+// and to t again afterwards.
+func (r *rig) subtest(t *testing.T, name string, f func(t *testing.T)) bool {
+	return t.Run(name, func(st *testing.T) {
+		r.t = st
+		defer func() { r.t = t }()
+		f(st)
+	})
+}
+
 // writeConf installs the tabby network as a conflist of the given
 // cniVersion.
 func (r *rig) writeConf(version string) {
