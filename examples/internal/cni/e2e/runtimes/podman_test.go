@@ -30,7 +30,8 @@ type podman struct {
 // end whatever still runs or is mounted (rig.reap).
 //
 // What it cannot move: podman's network namespaces are files in /run/netns
-// (removed when their container stops; the rig removes any left).
+// (removed when their container stops; the rig removes any left), and
+// podman load updates the blob info cache in /var/lib/containers/cache.
 func newPodman(t *testing.T, r *rig, bins map[string]string) *podman {
 	t.Helper()
 	p := &podman{r: r, bin: bins["podman"]}
