@@ -403,6 +403,44 @@ func TestContainerdCRI(t *testing.T) {
 		r.requireClean("after parallel stopp")
 	})
 
+	// kubelet recreates a pod's sandbox (attempt 1) while the old one
+	// still exists: same namespace and name, so the same host interface
+	// name. The new sandbox gets the interface; the old sandbox's late DEL
+	// frees only its own address and leaves the new pod reachable.
+	r.subtest(t, "recreate", func(t *testing.T) {
+		cfg := func(attempt int) string {
+			return r.writeJSON(fmt.Sprintf("pod-again-%d.json", attempt), map[string]any{
+				"metadata":      map[string]any{"name": "again", "namespace": "default", "uid": "uid-again", "attempt": attempt},
+				"log_directory": filepath.Join(r.dir, "logs", fmt.Sprintf("again-%d", attempt)),
+				"linux":         map[string]any{"cgroup_parent": r.cgroupParent},
+			})
+		}
+		hostIf := veth.HostIfName("", veth.WorkloadKey("default", "again"))
+		old := c.must("runp", cfg(0))
+		r.requireAddr(c.podIP(old), map[string]string{"pod": "again", "container": old}, hostIf)
+		cfgNew := cfg(1)
+		cur := c.must("runp", cfgNew)
+		ip := r.requireAddr(c.podIP(cur), map[string]string{"pod": "again", "container": cur}, hostIf)
+		c.must("stopp", old)
+		c.must("rmp", old)
+		if as := r.allocations(); len(as) != 1 || as[0].Addr != ip {
+			t.Fatalf("after the old sandbox's DEL: allocations %+v, want only %v", as, ip)
+		}
+		r.requireAddr(ip.String(), map[string]string{"container": cur}, hostIf)
+		peer, err := c.runPod("default", "peer", "uid-peer")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code, logs := c.runOnce(peer, filepath.Join(r.dir, "pod-peer.json"), "ping-again", "ping", ip.String(), "20"); code != 0 {
+			t.Fatalf("ping to the recreated pod %v: exit %d\n%s", ip, code, logs)
+		}
+		for _, id := range []string{cur, peer} {
+			c.must("stopp", id)
+			c.must("rmp", id)
+		}
+		r.requireClean("after recreate")
+	})
+
 	// containerd restarts (an upgrade) while a pod runs: the new daemon
 	// still stops it through tabby's DEL.
 	r.subtest(t, "restart", func(t *testing.T) {
