@@ -85,6 +85,14 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 	if err := os.WriteFile(c.crictl, []byte(crictlConf), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// The shims' socket directory: removed at the end if this test made it
+	// and it is empty (os.Remove fails otherwise).
+	var made []string
+	for _, d := range []string{"/run/containerd", "/run/containerd/s"} {
+		if _, err := os.Stat(d); err != nil {
+			made = append(made, d)
+		}
+	}
 	t.Cleanup(func() {
 		// Ask the CRI to remove what is left (a test that failed half way),
 		// stop containerd, then end whatever still runs or is mounted.
@@ -107,6 +115,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 			}
 		}
 		r.reap()
+		for i := len(made) - 1; i >= 0; i-- {
+			os.Remove(made[i])
+		}
 	})
 	c.launch()
 	mustRun(t, exec.Command(bins["ctr"], "--address", c.sock, "-n", "k8s.io", "images", "import", podTar))
