@@ -325,9 +325,11 @@ func (c *containerd) cniVersionLoaded(v string) bool {
 // metadata get addresses from the pool, host interfaces named after
 // namespace.name and IPAM attributes from CNI_ARGS; a container in one
 // pod pings the other and back; stopping and removing the sandboxes leave
-// no cali* interface and no allocation. Then every cniVersion: each
-// version the runtime accepts gives a working sandbox; a version it
-// refuses leaves nothing behind either (its libcni refuses the result
+// no cali* interface and no allocation. Subtests: six sandboxes started
+// and stopped in parallel; a sandbox recreated (attempt 1) while the old
+// one exists; a containerd restart under a running pod; every cniVersion
+// (each version the runtime accepts gives a working sandbox; a version it
+// refuses leaves nothing behind either: its libcni refuses the result
 // after the plugin's ADD, then DELs).
 //
 // containerd runs in a throwaway network namespace (nsenter --net; `ip
