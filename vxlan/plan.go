@@ -163,10 +163,6 @@ func (s step) String() string {
 // deletions: stale routes first, then stale neighbours and FDB entries.
 // Within each group steps are sorted, so plans are deterministic.
 func plan(want, have state) []step {
-	// Sized for a first sync (everything to add) so that the steps, the
-	// largest allocation of a Sync, are not copied as they grow.
-	out := make([]step, 0, len(want.Neighs)+len(want.FDB)+len(want.Routes))
-
 	// Neighbours: keyed by IP. Only permanent ones are ours; a desired IP
 	// held by a non-permanent (learned) entry is overwritten.
 	haveN := make(map[netip.Addr]neigh, len(have.Neighs))
@@ -176,17 +172,18 @@ func plan(want, have state) []step {
 		}
 		haveN[n.IP] = n
 	}
+	// Steps are large (every kind's fields): they are allocated as found,
+	// so that a resync with nothing to do, the common case, allocates none.
 	wantN := make(map[netip.Addr]bool, len(want.Neighs))
-	sets := make([]step, 0, len(want.Neighs))
+	var neighSets []step
 	for _, n := range want.Neighs {
 		wantN[n.IP] = true
 		if h, ok := haveN[n.IP]; ok && h.Permanent && h.MAC == n.MAC {
 			continue
 		}
-		sets = append(sets, step{Action: setNeigh, Peer: n.Peer, Neigh: n})
+		neighSets = append(neighSets, step{Action: setNeigh, Peer: n.Peer, Neigh: n})
 	}
-	sortSteps(sets)
-	neighSets := sets
+	sortSteps(neighSets)
 
 	// FDB: keyed by (MAC, dst); a MAC may appear with several destinations.
 	haveF := make(map[mac][]netip.Addr, len(have.FDB))
@@ -194,8 +191,7 @@ func plan(want, have state) []step {
 		haveF[f.MAC] = append(haveF[f.MAC], f.Dst)
 	}
 	wantF := make(map[mac]netip.Addr, len(want.FDB))
-	sets = make([]step, 0, len(want.FDB))
-	var fdbDels []step
+	var fdbSets, fdbDels []step
 	for _, f := range want.FDB {
 		wantF[f.MAC] = f.Dst
 		dsts := haveF[f.MAC]
@@ -209,19 +205,14 @@ func plan(want, have state) []step {
 		}
 		// NeighSet replaces the first destination of an existing MAC; the
 		// others are deleted afterwards.
-		sets = append(sets, step{Action: setFDB, Peer: f.Peer, FDB: f})
+		fdbSets = append(fdbSets, step{Action: setFDB, Peer: f.Peer, FDB: f})
 		for i, d := range dsts {
 			if i > 0 {
 				fdbDels = append(fdbDels, step{Action: delFDB, Peer: f.Peer, FDB: fdb{MAC: f.MAC, Dst: d}})
 			}
 		}
 	}
-	sortSteps(sets)
-	// FDB entries before neighbours: when a peer's MAC changes, the new
-	// MAC is reachable before the neighbour entry points at it.
-	out = append(out, sets...)
-	out = append(out, neighSets...)
-	start := len(out)
+	sortSteps(fdbSets)
 
 	// Routes: keyed by destination.
 	haveR := make(map[netip.Prefix]route, len(have.Routes))
@@ -229,17 +220,18 @@ func plan(want, have state) []step {
 		haveR[r.Dst] = r
 	}
 	wantR := make(map[netip.Prefix]bool, len(want.Routes))
+	var routeSets []step
 	for _, r := range want.Routes {
 		wantR[r.Dst] = true
 		h, ok := haveR[r.Dst]
 		switch {
 		case !ok:
-			out = append(out, step{Action: addRoute, Peer: r.Peer, Route: r})
+			routeSets = append(routeSets, step{Action: addRoute, Peer: r.Peer, Route: r})
 		case !h.same(r):
-			out = append(out, step{Action: replaceRoute, Peer: r.Peer, Route: r})
+			routeSets = append(routeSets, step{Action: replaceRoute, Peer: r.Peer, Route: r})
 		}
 	}
-	sortSteps(out[start:])
+	sortSteps(routeSets)
 
 	// Deletions.
 	var dels []step
@@ -260,6 +252,16 @@ func plan(want, have state) []step {
 	}
 	dels = append(dels, fdbDels...)
 	sortSteps(dels)
+	// FDB entries before neighbours: when a peer's MAC changes, the new
+	// MAC is reachable before the neighbour entry points at it.
+	n := len(fdbSets) + len(neighSets) + len(routeSets) + len(dels)
+	if n == 0 {
+		return nil
+	}
+	out := make([]step, 0, n)
+	out = append(out, fdbSets...)
+	out = append(out, neighSets...)
+	out = append(out, routeSets...)
 	return append(out, dels...)
 }
 
