@@ -243,6 +243,7 @@ func (n *Node) Run(ctx context.Context) error {
 		return nil
 	}
 	n.sync(ctx, "start")
+	n.snap.forget()
 	close(n.ready)
 
 	resync := time.NewTicker(n.cfg.ResyncInterval)
@@ -372,7 +373,7 @@ func (n *Node) start(ctx context.Context) error {
 	// of its own announcement and the watchers' first validation of every
 	// peer.
 	n.snap = &snapshotValidator{m: n.ipm, now: time.Now}
-	n.usage(sctx, snapshotTTL)
+	n.usage(sctx)
 	if c.StateDir != "" {
 		if err := os.MkdirAll(c.StateDir, 0o755); err != nil {
 			return fmt.Errorf("node: state dir: %w", err)
@@ -566,7 +567,7 @@ func (n *Node) refresh(ctx context.Context) {
 		n.setDS(err)
 		return
 	}
-	n.usage(ctx, 0)
+	n.usage(ctx)
 	if !slices.Equal(old, n.blocks) || !slices.Equal(oldAddrs, n.addrs) {
 		if err := n.ann.Update(n.announcement()); err != nil {
 			n.log.Warn("re-announce", "err", err)
@@ -576,10 +577,11 @@ func (n *Node) refresh(ctx context.Context) {
 }
 
 // usage updates the IPAM figures and the addresses this node borrowed
-// from other nodes' blocks, from a listing of the blocks at most maxAge
-// old. Allocations are listed only when the node has borrowed any.
-func (n *Node) usage(ctx context.Context, maxAge time.Duration) {
-	u, err := n.snap.usage(ctx, maxAge)
+// from other nodes' blocks (the listing also serves the validation of
+// peers for a second). Allocations are listed only when the node has
+// borrowed any.
+func (n *Node) usage(ctx context.Context) {
+	u, err := n.snap.usage(ctx)
 	if err != nil {
 		return
 	}
