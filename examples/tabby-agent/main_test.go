@@ -29,6 +29,7 @@ func TestBadFlagsExit2(t *testing.T) {
 		{"--proxy-arp=both"},
 		{"--pool=10.244.0.1/16"},
 		{"--hold-time=1ns"},
+		{"--gc-percent=0"},
 		{"--config=/nonexistent/agent.conf"},
 		{"--datastore=ftp://x", "--uplink=lo", "--node-ip=127.0.0.1/8"},
 		{"--etcd-ca=/x", "--uplink=lo", "--node-ip=127.0.0.1/8"},
