@@ -30,7 +30,14 @@ type Kernel struct {
 	ARP *proxyarptest.Network
 
 	mu    sync.Mutex
-	wires map[string]*proxyarptest.Wire
+	wires map[string]wire
+}
+
+// wire is a mirrored pod link: the proxy-ARP network's far end and the
+// fake link's index it stands for (the network numbers its links itself).
+type wire struct {
+	*proxyarptest.Wire
+	index int
 }
 
 // NewKernel returns a node.Kernel on the fake namespace k: k itself for
@@ -38,7 +45,7 @@ type Kernel struct {
 // network that mirrors k's pod interfaces. Link events come from
 // k.LinkSubscribe.
 func NewKernel(k *netlinktest.Kernel) *Kernel {
-	fk := &Kernel{Netlink: k, NAT: &nattest.Conn{}, ARP: proxyarptest.NewNetwork(), wires: map[string]*proxyarptest.Wire{}}
+	fk := &Kernel{Netlink: k, NAT: &nattest.Conn{}, ARP: proxyarptest.NewNetwork(), wires: map[string]wire{}}
 	fk.Kernel = &node.Kernel{
 		Netlink: k, Sysctl: k, NAT: fk.NAT,
 		ARPLinks: (*arpLinks)(fk), ARPListen: fk.ARP.Listen,
@@ -58,7 +65,7 @@ func (fk *Kernel) Wire(name string) *proxyarptest.Wire {
 	fk.mirror()
 	fk.mu.Lock()
 	defer fk.mu.Unlock()
-	return fk.wires[name]
+	return fk.wires[name].Wire
 }
 
 // mirror makes the proxy-ARP network hold exactly the fake's pod links.
@@ -76,13 +83,15 @@ func (fk *Kernel) mirror() {
 			continue
 		}
 		seen[a.Name] = true
-		if w, ok := fk.wires[a.Name]; ok && w.Link.Index == a.Index {
+		if w, ok := fk.wires[a.Name]; ok && w.index == a.Index {
+			// The same link: keep its wire, which the responder serves
+			// and a test may hold.
 			continue
 		}
 		if _, ok := fk.wires[a.Name]; ok {
 			fk.ARP.RemoveLink(a.Name)
 		}
-		fk.wires[a.Name] = fk.ARP.AddLink(a.Name, a.HardwareAddr)
+		fk.wires[a.Name] = wire{Wire: fk.ARP.AddLink(a.Name, a.HardwareAddr), index: a.Index}
 	}
 	for name := range fk.wires {
 		if !seen[name] {
