@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CPU time (perf stat task-clock, every process of the cycle: cnitool and the
 # plugins) of CYCLES ADD+DEL cycles through cnitool: tabby (default build),
-# tabby -tags tabby_noetcd, and ptp + host-local. Wall time on a shared
+# tabby-etcd (the full build), and ptp + host-local. Wall time on a shared
 # machine is dominated by waiting (the kernel's veth unregistration, fsync);
 # CPU time is what the plugins themselves cost.
 #
@@ -15,7 +15,7 @@ cat > "$WORK/net.d/10-tabby.conflist" <<JSON
 {"cniVersion":"1.1.0","name":"tbench-tabby-$TAG","plugins":[{"type":"tabby","nodeName":"bench",
  "stateDir":"$WORK/state","ipam":{"type":"tabby-ipam","pools":["10.244.0.0/17"],"blockSize":26}}]}
 JSON
-sed "s/tbench-tabby-/tbench-tabby-noetcd-/" "$WORK/net.d/10-tabby.conflist" >"$WORK/net.d/11-tabby-noetcd.conflist"
+sed "s/tbench-tabby-/tbench-tabby-etcd-/" "$WORK/net.d/10-tabby.conflist" >"$WORK/net.d/11-tabby-etcd.conflist"
 cat > "$WORK/net.d/20-ptp.conflist" <<JSON
 {"cniVersion":"1.1.0","name":"tbench-ptp-$TAG","plugins":[{"type":"ptp","mtu":1450,"ipMasq":false,
  "ipam":{"type":"host-local","subnet":"10.244.128.0/17","dataDir":"$WORK/host-local"}}]}
@@ -31,8 +31,8 @@ SH
 chmod +x "$WORK/cycles.sh"
 export NETCONFPATH=$WORK/net.d PATH=$BIN:$PATH
 for round in 1 2; do
-	for net in tabby tabby-noetcd ptp; do
-		cp=$BIN; [ $net = tabby-noetcd ] && cp=$BIN/noetcd:$BIN
+	for net in tabby tabby-etcd ptp; do
+		cp=$BIN; [ $net = tabby-etcd ] && cp=$BIN/etcd:$BIN
 		ms=$(CNI_PATH=$cp ip netns exec "$HOSTNS" perf stat -x, -e task-clock "$WORK/cycles.sh" "tbench-$net-$TAG" \
 			"/var/run/netns/tbench-cpu-$TAG" "$CYCLES" 2>&1 >/dev/null | awk -F, '/task-clock/ {print $1}')
 		printf "round %d %-14s CPU per ADD+DEL cycle: %6.2f ms\n" "$round" "$net" "$(awk -v m="$ms" -v n="$CYCLES" 'BEGIN {print m/n}')"
