@@ -12,6 +12,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/invoke"
@@ -86,6 +87,9 @@ type Env struct {
 	// call. nil: CheckNetNS (the real kernel's files) when OpenNetNS is
 	// nil, else only that OpenNetNS opens the path (a fake kernel).
 	CheckNetNS func(path string) error
+	// NoEarlyPlumbing makes ADD plumb the pod only after IPAM has
+	// committed its addresses, rather than while it commits (tests).
+	NoEarlyPlumbing bool
 	// Hook, if set, is called by ADD at named points ("assigned": the
 	// address is allocated, "plumbed": the veth pair is made), for tests
 	// that kill the plugin there.
@@ -267,10 +271,51 @@ type allocation struct {
 	routes  []*types.Route
 	dns     types.DNS
 	undo    func()
+	// early is the veth plumbing started while IPAM committed (nil: none).
+	early *earlySetup
 }
 
-// assign runs in-process IPAM.
-func (c *call) assign(ctx context.Context, m *ipam.IPAM) (*allocation, error) {
+// earlySetup is a veth.Setup run on its own goroutine for addresses IPAM
+// had chosen but not yet committed.
+type earlySetup struct {
+	addrs []netip.Prefix
+	done  chan struct{}
+	res   *veth.Result
+	err   error
+}
+
+// wait returns Setup's outcome.
+func (e *earlySetup) wait() (*veth.Result, error) {
+	<-e.done
+	return e.res, e.err
+}
+
+// plumbEarly reports whether ADD may plumb the pod while IPAM commits the
+// assignment (the commit of a bolt store is mostly fsync, which the veth
+// plumbing can overlap): only a fresh ADD, whose host interface does not
+// exist yet, so that undoing the early plumbing removes only what it made.
+func (c *call) plumbEarly(pl *veth.Plumber) bool {
+	if pl == nil || c.host == nil || c.p.env.NoEarlyPlumbing {
+		return false
+	}
+	_, err := c.host.LinkByName(pl.HostIfName(c.key))
+	var nf netlink.LinkNotFoundError
+	return errors.As(err, &nf) || errors.Is(err, syscall.ENODEV) || errors.Is(err, syscall.ENOENT)
+}
+
+func prefixes(as []ipam.Assigned) []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(as))
+	for _, x := range as {
+		out = append(out, netip.PrefixFrom(x.Addr, x.Addr.BitLen()))
+	}
+	return out
+}
+
+// assign runs in-process IPAM. With pl set, it may start plumbing the pod
+// (allocation.early) with the addresses IPAM chose, while IPAM commits
+// them; if the assignment then fails, that plumbing is undone before
+// assign returns.
+func (c *call) assign(ctx context.Context, m *ipam.IPAM, pl *veth.Plumber) (*allocation, error) {
 	unlock, err := c.lock(ctx)
 	if err != nil {
 		return nil, err
@@ -285,16 +330,38 @@ func (c *call) assign(ctx context.Context, m *ipam.IPAM) (*allocation, error) {
 		return nil, err
 	}
 	c.log.Debug("pools", "elapsed", time.Since(c.start))
-	as, err := m.AutoAssign(ctx, ipam.AutoAssignArgs{
+	args := ipam.AutoAssignArgs{
 		Handle: c.handle, Host: c.conf.NodeName, Num4: req.Num4, Num6: req.Num6, Attrs: c.attrs(), Pools: req.Pools,
-	})
+	}
+	var early *earlySetup
+	if len(held) == 0 && c.plumbEarly(pl) {
+		args.BeforeCommit = func(as []ipam.Assigned) {
+			if early != nil {
+				return // a retry after a conflict: ADD plumbs again if the addresses changed
+			}
+			early = &earlySetup{addrs: prefixes(as), done: make(chan struct{})}
+			go func() {
+				defer close(early.done)
+				early.res, early.err = pl.Setup(ctx, c.vethPod(early.addrs))
+			}()
+		}
+	}
+	as, err := m.AutoAssign(ctx, args)
 	if err != nil {
-		return nil, fmt.Errorf("ipam: assign for %s on %s: %w", c.handle, c.conf.NodeName, err)
+		err = fmt.Errorf("ipam: assign for %s on %s: %w", c.handle, c.conf.NodeName, err)
+		if early != nil {
+			if _, serr := early.wait(); serr == nil {
+				// Nothing half-made: the pod is unplumbed again.
+				tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+				defer cancel()
+				if terr := pl.Teardown(tctx, c.key); terr != nil {
+					err = errors.Join(err, fmt.Errorf("%w: undo the plumbing: %w", errKernel, terr))
+				}
+			}
+		}
+		return nil, err
 	}
-	a := &allocation{undo: func() {}}
-	for _, x := range as {
-		a.addrs = append(a.addrs, netip.PrefixFrom(x.Addr, x.Addr.BitLen()))
-	}
+	a := &allocation{undo: func() {}, addrs: prefixes(as), early: early}
 	if len(held) == 0 {
 		a.undo = func() {
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -374,7 +441,7 @@ func (p *Plugin) Add(args *skel.CmdArgs) (types.Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		a, err = c.assign(ctx, m)
+		a, err = c.assign(ctx, m, pl)
 		if err != nil {
 			return nil, err
 		}
@@ -384,8 +451,19 @@ func (p *Plugin) Add(args *skel.CmdArgs) (types.Result, error) {
 			return nil, err
 		}
 	}
+	var vr *veth.Result
+	if a.early != nil {
+		vr, err = a.early.wait()
+		if !slices.Equal(a.early.addrs, a.addrs) {
+			// IPAM started over after a conflict: plumbed with addresses
+			// that are not ours. Setup below replaces the interface.
+			vr, err = nil, nil
+		}
+	}
 	c.hook("assigned")
-	vr, err := pl.Setup(ctx, veth.Pod{Key: c.key, NetNS: args.Netns, IfName: args.IfName, Addrs: a.addrs, MTU: c.conf.MTU})
+	if vr == nil && err == nil {
+		vr, err = pl.Setup(ctx, c.vethPod(a.addrs))
+	}
 	if err != nil {
 		a.undo()
 		if !errors.Is(err, veth.ErrInvalid) && !errors.Is(err, veth.ErrConflict) {
@@ -399,6 +477,11 @@ func (p *Plugin) Add(args *skel.CmdArgs) (types.Result, error) {
 	res := vethResult(c.conf.CNIVersion, vr)
 	res.DNS = a.dns
 	return res, nil
+}
+
+// vethPod is the pod ADD plumbs, with addrs.
+func (c *call) vethPod(addrs []netip.Prefix) veth.Pod {
+	return veth.Pod{Key: c.key, NetNS: c.args.Netns, IfName: c.args.IfName, Addrs: addrs, MTU: c.conf.MTU}
 }
 
 func vethResult(version string, vr *veth.Result) *types100.Result {

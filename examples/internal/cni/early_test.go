@@ -1,0 +1,214 @@
+package cni_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/tabbynet/tabby/datastore"
+	"github.com/tabbynet/tabby/examples/internal/cni"
+	"github.com/tabbynet/tabby/ipam"
+	"github.com/tabbynet/tabby/netlinktest"
+)
+
+// interceptTxn runs before each write transaction of the plugin's store;
+// an error fails the transaction without applying it.
+type interceptTxn struct {
+	datastore.Store
+	before func(ctx context.Context, ops []datastore.Op) error
+}
+
+func (s interceptTxn) Close() error { return nil }
+func (s interceptTxn) Txn(ctx context.Context, ops ...datastore.Op) (int64, error) {
+	if err := s.before(ctx, ops); err != nil {
+		return 0, err
+	}
+	return s.Store.Txn(ctx, ops...)
+}
+
+// assignTxn reports whether ops are an assignment's (they write a handle
+// record; a block claim does not).
+func assignTxn(ops []datastore.Op) bool {
+	return slices.ContainsFunc(ops, func(op datastore.Op) bool {
+		return op.Type != datastore.OpCheck && strings.Contains(op.Key, "/handles/")
+	})
+}
+
+func (h *harness) intercept(before func(ctx context.Context, ops []datastore.Op) error) {
+	h.env.OpenStore = func(context.Context, string) (datastore.Store, error) {
+		return interceptTxn{Store: h.st, before: before}, nil
+	}
+	h.p = cni.New(h.env)
+}
+
+// podAddrs lists the addresses on eth0 in the pod namespace at path.
+func podAddrs(t *testing.T, k *netlinktest.Kernel, path string) []netip.Addr {
+	t.Helper()
+	ns, err := k.NamespaceAt(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lk, err := ns.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	as, err := ns.AddrList(lk, netlink.FAMILY_ALL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []netip.Addr
+	for _, a := range as {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok && !ip.Unmap().IsLinkLocalUnicast() {
+			out = append(out, ip.Unmap())
+		}
+	}
+	return out
+}
+
+// waitLink waits until the host interface exists (the early plumbing has
+// made it); the deadline only bounds a broken test.
+func waitLink(ctx context.Context, h *harness) error {
+	for ctx.Err() == nil {
+		if len(h.hostLinks()) > 0 {
+			return nil
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return errors.New("the pod was not plumbed while IPAM committed")
+}
+
+// The pod is plumbed while IPAM commits: when the commit fails, ADD fails
+// and leaves neither the address nor any interface.
+func TestEarlyPlumbingUndoneWhenCommitFails(t *testing.T) {
+	h := newHarness(t)
+	h.netns("/run/netns/pod1")
+	h.intercept(func(ctx context.Context, ops []datastore.Op) error {
+		if !assignTxn(ops) {
+			return nil
+		}
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := waitLink(wctx, h); err != nil {
+			return err
+		}
+		return fmt.Errorf("commit: %w", datastore.ErrUnavailable)
+	})
+	_, err := h.p.Add(args(baseConf, "c1", "/run/netns/pod1", ""))
+	if c := code(t, err); c != cni.CodeTryAgainLater {
+		t.Fatalf("code %d (%v), want %d", c, err, cni.CodeTryAgainLater)
+	}
+	if strings.Contains(err.Error(), "not plumbed") {
+		t.Fatal(err)
+	}
+	if l := h.hostLinks(); len(l) != 0 {
+		t.Fatalf("host links left after the failed commit: %v", l)
+	}
+	ns, _ := h.k.NamespaceAt("/run/netns/pod1")
+	if _, err := ns.LinkByName("eth0"); err == nil {
+		t.Fatal("eth0 left in the pod after the failed commit")
+	}
+	if a := h.allocations(); len(a) != 0 {
+		t.Fatalf("allocations after the failed commit: %v", a)
+	}
+}
+
+// Another writer takes the address IPAM chose before it commits: IPAM
+// starts over with another address, and the pod ends up with that one
+// only (the early plumbing with the lost address is replaced).
+func TestEarlyPlumbingReplacedAfterConflict(t *testing.T) {
+	h := newHarness(t)
+	h.netns("/run/netns/pod1")
+	other := h.ipam()
+	var stolen netip.Addr
+	h.intercept(func(ctx context.Context, ops []datastore.Op) error {
+		if !assignTxn(ops) || stolen.IsValid() {
+			return nil
+		}
+		if err := waitLink(ctx, h); err != nil {
+			return err
+		}
+		as, err := other.AutoAssign(ctx, ipam.AutoAssignArgs{Handle: "intruder", Host: "worker1", Num4: 1})
+		if err != nil {
+			return err
+		}
+		stolen = as[0].Addr
+		return nil
+	})
+	r, err := h.p.Add(args(baseConf, "c1", "/run/netns/pod1", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := netip.AddrFromSlice(result(t, r).IPs[0].Address.IP)
+	got = got.Unmap()
+	if !stolen.IsValid() || got == stolen {
+		t.Fatalf("ADD got %v, the intruder %v: want different addresses", got, stolen)
+	}
+	if pa := podAddrs(t, h.k, "/run/netns/pod1"); !slices.Equal(pa, []netip.Addr{got}) {
+		t.Fatalf("pod addresses %v, want only %v", pa, got)
+	}
+	links := h.hostLinks()
+	if len(links) != 1 {
+		t.Fatalf("host links %v", links)
+	}
+	lk, err := h.k.LinkByName(links[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes, err := h.k.RouteList(lk, netlink.FAMILY_V4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dsts []string
+	for _, rt := range routes {
+		dsts = append(dsts, rt.Dst.String())
+	}
+	if !slices.Equal(dsts, []string{got.String() + "/32"}) {
+		t.Fatalf("host routes %v, want only %v/32", dsts, got)
+	}
+}
+
+// An interface of the workload that exists already (a repeated ADD, an
+// earlier sandbox) is never touched before the commit: ADD plumbs after it.
+func TestNoEarlyPlumbingOverAnExistingInterface(t *testing.T) {
+	h := newHarness(t)
+	h.netns("/run/netns/pod1")
+	if _, err := h.p.Add(args(baseConf, "c1", "/run/netns/pod1", "K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p")); err != nil {
+		t.Fatal(err)
+	}
+	host := h.hostLinks()
+	before, err := h.k.LinkByName(host[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.intercept(func(ctx context.Context, ops []datastore.Op) error {
+		if !assignTxn(ops) {
+			return nil
+		}
+		// Give an early Setup (there must be none) time to act.
+		time.Sleep(20 * time.Millisecond)
+		if l := h.hostLinks(); !slices.Equal(l, host) {
+			return fmt.Errorf("host interfaces changed before the commit: %v", l)
+		}
+		lk, err := h.k.LinkByName(host[0])
+		if err != nil {
+			return err
+		}
+		if lk.Attrs().Index != before.Attrs().Index {
+			return fmt.Errorf("%s was made again before the commit", host[0])
+		}
+		return nil
+	})
+	// The same pod, a new sandbox (container c2): one commit, no early
+	// plumbing over c1's interface.
+	h.netns("/run/netns/pod2")
+	if _, err := h.p.Add(args(baseConf, "c2", "/run/netns/pod2", "K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p")); err != nil {
+		t.Fatal(err)
+	}
+}
