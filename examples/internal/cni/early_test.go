@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/tabbynet/tabby/datastore"
+	"github.com/tabbynet/tabby/datastore/bolt"
 	"github.com/tabbynet/tabby/examples/internal/cni"
 	"github.com/tabbynet/tabby/ipam"
 	"github.com/tabbynet/tabby/netlinktest"
@@ -210,5 +212,63 @@ func TestNoEarlyPlumbingOverAnExistingInterface(t *testing.T) {
 	h.netns("/run/netns/pod2")
 	if _, err := h.p.Add(args(baseConf, "c2", "/run/netns/pod2", "K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// On a bolt store (held for each assignment and release, plumbed while it
+// commits), ADDs and DELs leave the store consistent and the kernel clean.
+func TestAddDelOnBolt(t *testing.T) {
+	h := newHarness(t)
+	path := filepath.Join(t.TempDir(), "tabby.db")
+	h.env.OpenStore = func(ctx context.Context, _ string) (datastore.Store, error) {
+		return bolt.Open(ctx, path, &bolt.Options{NoBackup: true})
+	}
+	h.p = cni.New(h.env)
+	var got []netip.Addr
+	for i := range 3 {
+		ns := fmt.Sprintf("/run/netns/pod%d", i)
+		h.netns(ns)
+		r, err := h.p.Add(args(baseConf, fmt.Sprintf("c%d", i), ns, ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, _ := netip.AddrFromSlice(result(t, r).IPs[0].Address.IP)
+		got = append(got, a.Unmap())
+		if pa := podAddrs(t, h.k, ns); !slices.Equal(pa, got[i:]) {
+			t.Fatalf("pod %d has %v, want %v", i, pa, got[i])
+		}
+	}
+	st, err := bolt.Open(context.Background(), path, &bolt.Options{NoBackup: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	m, err := ipam.New(st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	allocs, err := m.Allocations(context.Background())
+	if err != nil || len(allocs) != 3 {
+		t.Fatalf("allocations %v %v, want 3", allocs, err)
+	}
+	if len(h.hostLinks()) != 3 {
+		t.Fatalf("host links %v", h.hostLinks())
+	}
+	for i := range 3 {
+		if err := h.p.Del(args(baseConf, fmt.Sprintf("c%d", i), fmt.Sprintf("/run/netns/pod%d", i), "")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if allocs, err := m.Allocations(context.Background()); err != nil || len(allocs) != 0 {
+		t.Fatalf("allocations after DEL %v %v", allocs, err)
+	}
+	if l := h.hostLinks(); len(l) != 0 {
+		t.Fatalf("host links after DEL %v", l)
+	}
+	if err := st.Check(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if probs, err := m.Check(context.Background(), []string{"worker1"}); err != nil || len(probs) != 0 {
+		t.Fatalf("ipam check: %+v %v", probs, err)
 	}
 }

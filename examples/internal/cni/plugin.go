@@ -147,6 +147,7 @@ type call struct {
 	handle string
 	log    *slog.Logger
 	host   veth.Netlink
+	st     datastore.Store
 	start  time.Time
 	closer []func()
 }
@@ -196,7 +197,23 @@ func (c *call) store(ctx context.Context) (datastore.Store, error) {
 		return nil, fmt.Errorf("open datastore %s: %w", c.conf.Datastore, err)
 	}
 	c.closer = append(c.closer, func() { st.Close() })
+	c.st = st
 	return st, nil
+}
+
+// holder is a store that can be held for a few operations (bolt: one file
+// lock, open and validation for all of them instead of one each).
+type holder interface {
+	Hold(ctx context.Context, fn func() error) error
+}
+
+// held runs fn, which uses the call's store, with the store held if it can
+// be.
+func (c *call) held(ctx context.Context, fn func() error) error {
+	if h, ok := c.st.(holder); ok {
+		return h.Hold(ctx, fn)
+	}
+	return fn()
 }
 
 func (c *call) ipam(ctx context.Context) (*ipam.IPAM, error) {
@@ -321,34 +338,46 @@ func (c *call) assign(ctx context.Context, m *ipam.IPAM, pl *veth.Plumber) (*all
 		return nil, err
 	}
 	defer unlock()
-	held, err := m.HandleAddrs(ctx, c.handle)
-	if err != nil {
-		return nil, fmt.Errorf("ipam: handle %s: %w", c.handle, err)
-	}
-	req, err := EnsurePools(ctx, m, c.conf.IPAM.PoolPrefixes, c.conf.IPAM.BlockSize, c.conf.IPAM.BlockSize6)
-	if err != nil {
-		return nil, err
-	}
-	c.log.Debug("pools", "elapsed", time.Since(c.start))
-	args := ipam.AutoAssignArgs{
-		Handle: c.handle, Host: c.conf.NodeName, Num4: req.Num4, Num6: req.Num6, Attrs: c.attrs(), Pools: req.Pools,
-	}
-	var early *earlySetup
-	if len(held) == 0 && c.plumbEarly(pl) {
-		args.BeforeCommit = func(as []ipam.Assigned) {
-			if early != nil {
-				return // a retry after a conflict: ADD plumbs again if the addresses changed
-			}
-			early = &earlySetup{addrs: prefixes(as), done: make(chan struct{})}
-			go func() {
-				defer close(early.done)
-				early.res, early.err = pl.Setup(ctx, c.vethPod(early.addrs))
-			}()
+	var (
+		held  []netip.Addr
+		as    []ipam.Assigned
+		early *earlySetup
+	)
+	// One hold of the store for the reads and the commit (with bolt: one
+	// open of the file instead of one per operation).
+	err = c.held(ctx, func() error {
+		var err error
+		held, err = m.HandleAddrs(ctx, c.handle)
+		if err != nil {
+			return fmt.Errorf("ipam: handle %s: %w", c.handle, err)
 		}
-	}
-	as, err := m.AutoAssign(ctx, args)
+		req, err := EnsurePools(ctx, m, c.conf.IPAM.PoolPrefixes, c.conf.IPAM.BlockSize, c.conf.IPAM.BlockSize6)
+		if err != nil {
+			return err
+		}
+		c.log.Debug("pools", "elapsed", time.Since(c.start))
+		args := ipam.AutoAssignArgs{
+			Handle: c.handle, Host: c.conf.NodeName, Num4: req.Num4, Num6: req.Num6, Attrs: c.attrs(), Pools: req.Pools,
+		}
+		if len(held) == 0 && c.plumbEarly(pl) {
+			args.BeforeCommit = func(as []ipam.Assigned) {
+				if early != nil {
+					return // a retry after a conflict: ADD plumbs again if the addresses changed
+				}
+				early = &earlySetup{addrs: prefixes(as), done: make(chan struct{})}
+				go func() {
+					defer close(early.done)
+					early.res, early.err = pl.Setup(ctx, c.vethPod(early.addrs))
+				}()
+			}
+		}
+		as, err = m.AutoAssign(ctx, args)
+		if err != nil {
+			return fmt.Errorf("ipam: assign for %s on %s: %w", c.handle, c.conf.NodeName, err)
+		}
+		return nil
+	})
 	if err != nil {
-		err = fmt.Errorf("ipam: assign for %s on %s: %w", c.handle, c.conf.NodeName, err)
 		if early != nil {
 			if _, serr := early.wait(); serr == nil {
 				// Nothing half-made: the pod is unplumbed again.
@@ -845,7 +874,11 @@ func (c *call) release(ctx context.Context, m *ipam.IPAM) ([]netip.Addr, error) 
 		return nil, err
 	}
 	defer unlock()
-	rel, err := m.ReleaseByHandle(ctx, c.handle)
+	var rel []netip.Addr
+	err = c.held(ctx, func() error {
+		rel, err = m.ReleaseByHandle(ctx, c.handle)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("ipam: release %s: %w", c.handle, err)
 	}
