@@ -15,7 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
@@ -28,32 +27,14 @@ import (
 )
 
 // Delegator runs another IPAM plugin, as the CNI spec says (the
-// configuration on stdin, the CNI_* variables inherited). The default is
-// package invoke.
+// configuration on stdin, the CNI_* variables inherited). The default does
+// what package invoke does (delegate.go).
 type Delegator interface {
 	Add(ctx context.Context, plugin string, conf []byte) (types.Result, error)
 	Check(ctx context.Context, plugin string, conf []byte) error
 	Del(ctx context.Context, plugin string, conf []byte) error
 	GC(ctx context.Context, plugin string, conf []byte) error
 	Status(ctx context.Context, plugin string, conf []byte) error
-}
-
-type invokeDelegator struct{}
-
-func (invokeDelegator) Add(ctx context.Context, p string, c []byte) (types.Result, error) {
-	return invoke.DelegateAdd(ctx, p, c, nil)
-}
-func (invokeDelegator) Check(ctx context.Context, p string, c []byte) error {
-	return invoke.DelegateCheck(ctx, p, c, nil)
-}
-func (invokeDelegator) Del(ctx context.Context, p string, c []byte) error {
-	return invoke.DelegateDel(ctx, p, c, nil)
-}
-func (invokeDelegator) GC(ctx context.Context, p string, c []byte) error {
-	return invoke.DelegateGC(ctx, p, c, nil)
-}
-func (invokeDelegator) Status(ctx context.Context, p string, c []byte) error {
-	return invoke.DelegateStatus(ctx, p, c, nil)
 }
 
 // Env is everything the plugins take from the outside world: the kernel,
@@ -70,7 +51,8 @@ type Env struct {
 	Sysctl veth.Sysctl
 	// OpenStore opens the datastore named by the configuration. Required.
 	OpenStore func(ctx context.Context, url string) (datastore.Store, error)
-	// Delegate runs non-tabby IPAM plugins; nil: package invoke.
+	// Delegate runs non-tabby IPAM plugins; nil: the plugin on CNI_PATH,
+	// as package invoke runs it.
 	Delegate Delegator
 	// Hostname is the node name of last resort; nil: os.Hostname.
 	Hostname func() (string, error)
@@ -105,7 +87,7 @@ type Plugin struct {
 // New returns a Plugin on env.
 func New(env Env) *Plugin {
 	if env.Delegate == nil {
-		env.Delegate = invokeDelegator{}
+		env.Delegate = execDelegator{}
 	}
 	if env.Hostname == nil {
 		env.Hostname = os.Hostname
