@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -270,5 +271,70 @@ func TestAddDelOnBolt(t *testing.T) {
 	}
 	if probs, err := m.Check(context.Background(), []string{"worker1"}); err != nil || len(probs) != 0 {
 		t.Fatalf("ipam check: %+v %v", probs, err)
+	}
+}
+
+// A late DEL of a pod's old sandbox while the pod's new sandbox is being
+// plumbed before its commit must not take the new interface for the old
+// one's (its addresses are not allocated yet): DEL decides under the host
+// lock, after the commit.
+func TestLateDelDuringEarlyPlumbing(t *testing.T) {
+	h := newHarness(t)
+	const podArgs = "K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p"
+	h.netns("/run/netns/old")
+	if _, err := h.p.Add(args(baseConf, "old", "/run/netns/old", podArgs)); err != nil {
+		t.Fatal(err)
+	}
+	// The old sandbox's namespace went away with its veth; its address is
+	// still allocated until its DEL.
+	lk, err := h.k.LinkByName(h.hostLinks()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.k.LinkDel(lk); err != nil {
+		t.Fatal(err)
+	}
+	// The host lock tells when a second holder waits.
+	waiting := make(chan struct{}, 8)
+	var mu sync.Mutex
+	h.env.HostLock = func(context.Context, string) (func(), error) {
+		if !mu.TryLock() {
+			waiting <- struct{}{}
+			mu.Lock()
+		}
+		return mu.Unlock, nil
+	}
+	delDone := make(chan error, 1)
+	started := false
+	h.intercept(func(ctx context.Context, ops []datastore.Op) error {
+		if !assignTxn(ops) || started {
+			return nil
+		}
+		started = true
+		if err := waitLink(ctx, h); err != nil {
+			return err
+		}
+		go func() { delDone <- h.p.Del(args(baseConf, "old", "/run/netns/old", podArgs)) }()
+		select {
+		case err := <-delDone:
+			delDone <- err
+		case <-waiting:
+		}
+		return nil
+	})
+	h.netns("/run/netns/new")
+	r, err := h.p.Add(args(baseConf, "new", "/run/netns/new", podArgs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-delDone; err != nil {
+		t.Fatalf("late DEL: %v", err)
+	}
+	name := result(t, r).Interfaces[0].Name
+	if l := h.hostLinks(); !slices.Equal(l, []string{name}) {
+		t.Fatalf("host links %v after the late DEL, want the new sandbox's %s", l, name)
+	}
+	if a := h.allocations(); len(a) != 1 || a[0].Attrs["container"] != "new" {
+		t.Fatalf("allocations %+v, want the new sandbox's only", a)
 	}
 }

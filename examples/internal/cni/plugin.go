@@ -598,10 +598,17 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 // interface of a pod recreated under the same namespace/name: the host
 // interface is this attachment's unless it routes only addresses that are
 // allocated to other handles.
+//
+// It decides under the host IPAM lock: an ADD plumbs a fresh pod while its
+// assignment commits (earlySetup), under that lock, so an interface whose
+// addresses are not allocated yet is never seen here half-made.
 func (c *call) ownsInterface(ctx context.Context, m *ipam.IPAM, att attachment) bool {
 	host := c.hostLink()
 	if host == nil || att.key == c.args.ContainerID {
 		return true
+	}
+	if unlock, err := c.lock(ctx); err == nil {
+		defer unlock()
 	}
 	lk, err := host.LinkByName(att.name)
 	if err != nil {
