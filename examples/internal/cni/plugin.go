@@ -347,9 +347,11 @@ func (c *call) assign(ctx context.Context, m *ipam.IPAM, pl *veth.Plumber) (*all
 					return // a retry after a conflict: ADD plumbs again if the addresses changed
 				}
 				early = &earlySetup{addrs: prefixes(as), done: make(chan struct{})}
+				c.log.Debug("plumbing while committing", "elapsed", time.Since(c.start))
 				go func() {
 					defer close(early.done)
 					early.res, early.err = pl.Setup(ctx, c.vethPod(early.addrs))
+					c.log.Debug("plumbed early", "elapsed", time.Since(c.start), "err", early.err)
 				}()
 			}
 		}
@@ -357,6 +359,7 @@ func (c *call) assign(ctx context.Context, m *ipam.IPAM, pl *veth.Plumber) (*all
 		if err != nil {
 			return fmt.Errorf("ipam: assign for %s on %s: %w", c.handle, c.conf.NodeName, err)
 		}
+		c.log.Debug("committed", "elapsed", time.Since(c.start))
 		return nil
 	})
 	if err != nil {
