@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
-
 	"github.com/tabbynet/tabby/datastore"
 	"github.com/tabbynet/tabby/datastore/bolt"
 	"github.com/tabbynet/tabby/examples/internal/cni"
@@ -62,7 +60,7 @@ func podAddrs(t *testing.T, k *netlinktest.Kernel, path string) []netip.Addr {
 	if err != nil {
 		t.Fatal(err)
 	}
-	as, err := ns.AddrList(lk, netlink.FAMILY_ALL)
+	as, err := ns.AddrList(lk, 0) // AF_UNSPEC: every family
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +162,7 @@ func TestEarlyPlumbingReplacedAfterConflict(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	routes, err := h.k.RouteList(lk, netlink.FAMILY_V4)
+	routes, err := h.k.RouteList(lk, 2) // AF_INET
 	if err != nil {
 		t.Fatal(err)
 	}
