@@ -92,7 +92,10 @@ func handOff(full string) error {
 	}
 	in, err := rewind(data)
 	if err != nil {
-		return fmt.Errorf("%w: configuration on stdin: %w", datastore.ErrUnavailable, err)
+		// Nothing to hand the configuration over with: this binary does
+		// the call (and refuses a store it cannot open).
+		os.Stdin = readerFile(data)
+		return fmt.Errorf("%w: cannot hand the call to %s: configuration on stdin: %w", datastore.ErrUnavailable, full, err)
 	}
 	os.Stdin = in
 	var conf struct {
@@ -127,4 +130,17 @@ func findPlugin(name string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("not found in %s", strings.Join(dirs, ", "))
+}
+
+// readerFile is a pipe that yields data (fed by a goroutine).
+func readerFile(data []byte) *os.File {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return os.Stdin
+	}
+	go func() {
+		w.Write(data)
+		w.Close()
+	}()
+	return r
 }

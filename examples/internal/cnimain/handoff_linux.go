@@ -3,19 +3,27 @@
 package cnimain
 
 import (
+	"errors"
 	"os"
 
 	"golang.org/x/sys/unix"
 )
 
-// rewind returns a file that reads data from its start: an anonymous
-// memory file, which can also become an exec'd program's stdin.
+// rewind returns a file that reads data from its start, which can also
+// become an exec'd program's stdin: an anonymous memory file, or where
+// memfd_create is not allowed an unlinked temporary file.
 func rewind(data []byte) (*os.File, error) {
-	fd, err := unix.MemfdCreate("tabby-cni-stdin", unix.MFD_CLOEXEC)
-	if err != nil {
-		return nil, err
+	var f *os.File
+	if fd, err := unix.MemfdCreate("tabby-cni-stdin", unix.MFD_CLOEXEC); err == nil {
+		f = os.NewFile(uintptr(fd), "stdin")
+	} else {
+		tf, terr := os.CreateTemp("", "tabby-cni-stdin-")
+		if terr != nil {
+			return nil, errors.Join(err, terr)
+		}
+		os.Remove(tf.Name())
+		f = tf
 	}
-	f := os.NewFile(uintptr(fd), "stdin")
 	if _, err := f.Write(data); err != nil {
 		f.Close()
 		return nil, err
