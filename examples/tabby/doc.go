@@ -52,6 +52,11 @@
 //	           a delegated IPAM plugin; its addresses are used as /32s and
 //	           /128s.
 //
+// A fresh ADD plumbs the pod while IPAM's transaction is being committed
+// (with bolt, mostly fsync), with the addresses it is committing; if the
+// commit fails the pod is unplumbed again before the error is returned, and
+// if IPAM had to pick other addresses the interface is made again.
+//
 // The IPAM handle is "<network>.<containerID>.<ifname>"; the host interface
 // is named from K8S_POD_NAMESPACE and K8S_POD_NAME in CNI_ARGS (else from the
 // container ID) and carries the alias "tabby:<network>:<key>". DEL and
