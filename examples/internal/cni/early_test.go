@@ -162,6 +162,9 @@ func TestEarlyPlumbingReplacedAfterConflict(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if a := lk.Attrs().Alias; a != "tabby:tabby-net:c1" {
+		t.Fatalf("alias %q after the second Setup", a)
+	}
 	routes, err := h.k.RouteList(lk, 2) // AF_INET
 	if err != nil {
 		t.Fatal(err)
@@ -252,6 +255,16 @@ func TestAddDelOnBolt(t *testing.T) {
 	}
 	if len(h.hostLinks()) != 3 {
 		t.Fatalf("host links %v", h.hostLinks())
+	}
+	for i, name := range h.hostLinks() {
+		lk, err := h.k.LinkByName(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Labelled (by the early plumbing) with the network and workload.
+		if a := lk.Attrs().Alias; !strings.HasPrefix(a, "tabby:tabby-net:") {
+			t.Fatalf("host link %d %s: alias %q", i, name, a)
+		}
 	}
 	for i := range 3 {
 		if err := h.p.Del(args(baseConf, fmt.Sprintf("c%d", i), fmt.Sprintf("/run/netns/pod%d", i), "")); err != nil {

@@ -351,6 +351,9 @@ func (c *call) assign(ctx context.Context, m *ipam.IPAM, pl *veth.Plumber) (*all
 				go func() {
 					defer close(early.done)
 					early.res, early.err = pl.Setup(ctx, c.vethPod(early.addrs))
+					if early.err == nil {
+						c.label(early.res.HostIfName)
+					}
 					c.log.Debug("plumbed early", "elapsed", time.Since(c.start), "err", early.err)
 				}()
 			}
@@ -466,12 +469,14 @@ func (p *Plugin) Add(args *skel.CmdArgs) (types.Result, error) {
 		}
 	}
 	var vr *veth.Result
+	labelled := false
 	if a.early != nil {
 		vr, err = a.early.wait()
+		labelled = err == nil
 		if !slices.Equal(a.early.addrs, a.addrs) {
 			// IPAM started over after a conflict: plumbed with addresses
 			// that are not ours. Setup below replaces the interface.
-			vr, err = nil, nil
+			vr, err, labelled = nil, nil, false
 		}
 	}
 	c.hook("assigned")
@@ -485,7 +490,9 @@ func (p *Plugin) Add(args *skel.CmdArgs) (types.Result, error) {
 		}
 		return nil, err
 	}
-	c.label(vr.HostIfName)
+	if !labelled { // the early plumbing labelled it while IPAM committed
+		c.label(vr.HostIfName)
+	}
 	c.hook("plumbed")
 	c.log.Info("added", "key", c.key, "host", vr.HostIfName, "addrs", a.addrs)
 	res := vethResult(c.conf.CNIVersion, vr)
