@@ -46,6 +46,15 @@ type AutoAssignArgs struct {
 	// family). An unknown name is ErrPoolNotFound, naming no pool of a
 	// requested family is ErrInvalid; disabled pools are skipped.
 	Pools []string
+	// BeforeCommit, if set, is called with the addresses AutoAssign is
+	// about to return (IPv4 first) just before the transaction that
+	// allocates the new ones is sent, so that the caller can prepare their use while the store
+	// commits (a bolt store spends most of an assignment in fsync). The
+	// addresses are not the caller's yet: AutoAssign may still fail, or
+	// start over after a conflict and call BeforeCommit again with other
+	// addresses; only what AutoAssign returns is allocated. It is not
+	// called when the handle already held every requested family.
+	BeforeCommit func([]Assigned)
 }
 
 // Assigned is one address handed out. Seq identifies this allocation of
@@ -474,9 +483,6 @@ func (m *IPAM) autoAssignOnce(ctx context.Context, args AutoAssignArgs, strict, 
 	if hostDirty {
 		ops = append(ops, putOp(m.k.host(args.Host), hr, hrev))
 	}
-	if _, err := m.st.Txn(ctx, ops...); err != nil {
-		return nil, err
-	}
 	result = append(result, out...)
 	slices.SortStableFunc(result, func(a, b Assigned) int {
 		switch {
@@ -487,6 +493,12 @@ func (m *IPAM) autoAssignOnce(ctx context.Context, args AutoAssignArgs, strict, 
 		}
 		return 1
 	})
+	if args.BeforeCommit != nil {
+		args.BeforeCommit(slices.Clone(result))
+	}
+	if _, err := m.st.Txn(ctx, ops...); err != nil {
+		return nil, err
+	}
 	return result, nil
 }
 

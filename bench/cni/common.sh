@@ -19,11 +19,15 @@ trap cleanup EXIT
 
 [ "$(id -u)" -eq 0 ] || { echo "run as root" >&2; exit 1; }
 mkdir -p "$BIN" "$WORK/net.d" "$WORK/state" "$WORK/host-local"
-(cd "$ROOT" && go build -o "$BIN/" ./examples/tabby ./examples/tabby-ipam ./examples/tabbyctl)
-# The bolt-only build (-tags tabby_noetcd) in its own directory, found first
-# on CNI_PATH by the "tabby-noetcd" contenders.
-mkdir -p "$BIN/noetcd"
-(cd "$ROOT" && go build -tags tabby_noetcd -o "$BIN/noetcd/" ./examples/tabby ./examples/tabby-ipam)
+(cd "$ROOT" && go build -o "$BIN/" ./examples/tabby ./examples/tabby-etcd ./examples/tabby-ipam ./examples/tabbyctl)
+# The full build (etcd client linked, what tabby was before it handed etcd
+# stores to tabby-etcd) in its own directory, found first on CNI_PATH by the
+# "tabby-etcd" contenders.
+mkdir -p "$BIN/etcd"
+cp "$BIN/tabby-etcd" "$BIN/etcd/tabby"
+# BEFORE=<dir> adds a "tabby-before" contender: that directory's tabby
+# (and tabby-ipam), e.g. built from an older commit, first on CNI_PATH.
+BEFORE=${BEFORE:-}
 GOBIN=$BIN CGO_ENABLED=0 go install github.com/containernetworking/cni/cnitool@v1.3.1
 GOBIN=$BIN CGO_ENABLED=0 go install \
 	github.com/containernetworking/plugins/plugins/main/ptp@v1.10.0 \

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # CNI ADD+DEL latency through cnitool: tabby (in-process tabby-ipam, bolt
-# datastore with fsync; the default build and the bolt-only build
-# -tags tabby_noetcd) vs ptp + host-local (containernetworking/plugins
+# datastore with fsync; the default bolt-only binary, the full tabby-etcd
+# binary and, with BEFORE=<dir>, an older build) vs ptp + host-local (containernetworking/plugins
 # v1.10.0, ipMasq off like tabby), in the same run, sequential (interleaved, one of each per round)
 # and with 16 workers in parallel. Everything runs in namespaces this script
 # creates and deletes.
 #
-#   sudo bench/cni/latency.sh [ROUNDS] [PARALLEL_ROUNDS_PER_WORKER]
+#   sudo [BEFORE=/dir/with/old/tabby] bench/cni/latency.sh [ROUNDS] [PARALLEL_ROUNDS_PER_WORKER]
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 ROUNDS=${1:-200}
@@ -17,10 +17,11 @@ cat > "$WORK/net.d/10-tabby.conflist" <<JSON
 {"cniVersion":"1.1.0","name":"tbench-tabby-$TAG","plugins":[{"type":"tabby","nodeName":"bench",
  "stateDir":"$WORK/state","ipam":{"type":"tabby-ipam","pools":["10.244.0.0/17"],"blockSize":26}}]}
 JSON
-cat > "$WORK/net.d/11-tabby-noetcd.conflist" <<JSON
-{"cniVersion":"1.1.0","name":"tbench-tabby-noetcd-$TAG","plugins":[{"type":"tabby","nodeName":"bench",
+cat > "$WORK/net.d/11-tabby-etcd.conflist" <<JSON
+{"cniVersion":"1.1.0","name":"tbench-tabby-etcd-$TAG","plugins":[{"type":"tabby","nodeName":"bench",
  "stateDir":"$WORK/state","ipam":{"type":"tabby-ipam","pools":["10.244.0.0/17"],"blockSize":26}}]}
 JSON
+sed "s/tbench-tabby-/tbench-tabby-before-/" "$WORK/net.d/10-tabby.conflist" >"$WORK/net.d/12-tabby-before.conflist"
 cat > "$WORK/net.d/20-ptp.conflist" <<JSON
 {"cniVersion":"1.1.0","name":"tbench-ptp-$TAG","plugins":[{"type":"ptp","mtu":1450,"ipMasq":false,
  "ipam":{"type":"host-local","subnet":"10.244.128.0/17","dataDir":"$WORK/host-local"}}]}
@@ -57,8 +58,8 @@ cat > "$WORK/cycle.sh" <<'SH'
 #!/usr/bin/env bash
 set -euo pipefail
 net=$1 pod=$2 out=$3 n=$4
-# The bolt-only tabby build comes first on CNI_PATH for its network.
-case $net in *-noetcd-*) export CNI_PATH=$CNI_PATH_NOETCD ;; esac
+# The full build (or the older one) comes first on CNI_PATH for its network.
+case $net in *-etcd-*) export CNI_PATH=$CNI_PATH_ETCD ;; *-before-*) export CNI_PATH=$CNI_PATH_BEFORE ;; esac
 for _ in $(seq "$n"); do
 	s=$(date +%s%N)
 	cnitool add "$net" "/var/run/netns/$pod" >/dev/null
@@ -69,14 +70,16 @@ for _ in $(seq "$n"); do
 done
 SH
 chmod +x "$WORK/cycle.sh"
-export NETCONFPATH=$WORK/net.d CNI_PATH=$BIN CNI_PATH_NOETCD=$BIN/noetcd:$BIN PATH=$BIN:$PATH
-NETS="tabby tabby-noetcd ptp noop"
+export NETCONFPATH=$WORK/net.d CNI_PATH=$BIN CNI_PATH_ETCD=$BIN/etcd:$BIN CNI_PATH_BEFORE=${BEFORE:-/nonexistent}:$BIN PATH=$BIN:$PATH
+TABBYS="tabby tabby-etcd"
+[ -n "$BEFORE" ] && TABBYS="$TABBYS tabby-before"
+NETS="$TABBYS ptp noop"
 inhost() { ip netns exec "$HOSTNS" "$@"; }
 
 # Warm-up (page cache, block claim, first bolt file creation).
 for net in $NETS; do inhost "$WORK/cycle.sh" "tbench-$net-$TAG" "tbench-pod0-$TAG" /dev/null 5; done
 
-echo "== sequential: $ROUNDS rounds, tabby, tabby-noetcd and ptp+host-local interleaved"
+echo "== sequential: $ROUNDS rounds, $NETS interleaved"
 for _ in $(seq "$ROUNDS"); do
 	for net in $NETS; do inhost "$WORK/cycle.sh" "tbench-$net-$TAG" "tbench-pod0-$TAG" "$WORK/seq-$net" 1; done
 done
@@ -104,16 +107,19 @@ report() {
 echo
 for m in seq par; do
 	report "$WORK/$m-tabby" "tabby, $m"
-	report "$WORK/$m-tabby-noetcd" "tabby -tags tabby_noetcd, $m"
+	report "$WORK/$m-tabby-etcd" "tabby-etcd (full build), $m"
+	[ -n "$BEFORE" ] && report "$WORK/$m-tabby-before" "tabby from $BEFORE, $m"
 	report "$WORK/$m-ptp" "ptp+host-local, $m"
 	report "$WORK/$m-noop" "no-op plugin (floor), $m"
 done
 p50() { sort -n "$1" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 for m in seq par; do
-	p=$(p50 "$WORK/$m-ptp.sum")
-	for net in tabby tabby-noetcd; do
-		t=$(p50 "$WORK/$m-$net.sum")
-		echo "$m: $net p50 / ptp+host-local p50 = $(awk -v t="$t" -v p="$p" 'BEGIN {printf "%.2f", t/p}')"
+	for what in add sum; do
+		p=$(p50 "$WORK/$m-ptp.$what")
+		for net in $TABBYS noop; do
+			t=$(p50 "$WORK/$m-$net.$what")
+			echo "$m: $net $what p50 / ptp+host-local $what p50 = $(awk -v t="$t" -v p="$p" 'BEGIN {printf "%.2f", t/p}')"
+		done
 	done
 done
 left=$(ip netns exec "$HOSTNS" ip -o link | grep -vc ' lo:' || true)

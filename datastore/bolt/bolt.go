@@ -87,6 +87,17 @@ type Store struct {
 	mu       sync.Mutex
 	closed   bool
 	watchers map[chan struct{}]struct{}
+	held     *held // set while Hold runs
+}
+
+// held is the lock and the open bbolt file of a Hold, shared by the
+// operations made meanwhile, one at a time.
+type held struct {
+	mu     sync.Mutex
+	l      *lock
+	db     *bbolt.DB
+	f      *os.File
+	broken error // bbolt panicked: every later operation fails with it
 }
 
 var _ datastore.Store = (*Store)(nil)
@@ -376,10 +387,16 @@ func (s *Store) do(ctx context.Context, op string, write bool, fn func(*bbolt.Tx
 		return fmt.Errorf("bolt: %s: %w", op, err)
 	}
 	s.mu.Lock()
-	closed := s.closed
+	closed, h := s.closed, s.held
 	s.mu.Unlock()
 	if closed {
 		return fmt.Errorf("bolt: %s: %w", op, datastore.ErrClosed)
+	}
+	if h != nil {
+		if err := s.execHeld(h, write, fn); err != nil {
+			return fmt.Errorf("bolt: %s: %w", op, err)
+		}
+		return nil
 	}
 	l, err := s.acquire(ctx, write)
 	if err != nil {
@@ -404,6 +421,103 @@ func (s *Store) exec(op string, write bool, l *lock, fn func(*bbolt.Tx, *lock) e
 		}
 	}()
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	db, err := s.openDB(op, write, l, &f)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return s.runTx(db, write, l, fn)
+}
+
+// Hold runs fn with the store held for this process: the file lock taken
+// (exclusively) and the file opened, validated and mapped once, for all
+// the operations made through s until fn returns, instead of once per
+// operation. Each operation is still its own transaction and each write is
+// committed (and synced, unless NoSync) before it returns, so what is
+// durable and what other processes see is the same as without Hold. Other
+// processes' operations wait for the lock until fn returns: keep fn to a
+// few operations (the CNI plugin holds the store for one assignment). The
+// operations of other goroutines of this process run on the held file too,
+// one at a time. A Hold inside a Hold runs fn in the outer one.
+func (s *Store) Hold(ctx context.Context, fn func() error) (err error) {
+	s.mu.Lock()
+	closed, nested := s.closed, s.held != nil
+	s.mu.Unlock()
+	if closed {
+		return fmt.Errorf("bolt: hold: %w", datastore.ErrClosed)
+	}
+	if nested {
+		return fn()
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("bolt: hold: %w", err)
+	}
+	l, err := s.acquire(ctx, true)
+	if err != nil {
+		return fmt.Errorf("bolt: hold %s: %w", s.path, err)
+	}
+	defer s.release(l)
+	h := &held{l: l}
+	if err := s.openHeld(h); err != nil {
+		return fmt.Errorf("bolt: hold: %w", err)
+	}
+	s.mu.Lock()
+	s.held = h
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.held = nil
+		s.mu.Unlock()
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if h.broken == nil {
+			if cerr := h.db.Close(); cerr != nil && err == nil {
+				err = fmt.Errorf("bolt: hold: close: %w", cerr)
+			}
+		}
+	}()
+	return fn()
+}
+
+// openHeld opens the file for a Hold, recovering bbolt's panics as exec
+// does.
+func (s *Store) openHeld(h *held) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			if h.f != nil {
+				h.f.Close()
+			}
+			err = fmt.Errorf("%s: %w: bbolt failed on a damaged page: %v", s.path, datastore.ErrCorrupt, r)
+		}
+	}()
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	h.db, err = s.openDB("hold", true, h.l, &h.f)
+	return err
+}
+
+// execHeld is exec on the file a Hold opened.
+func (s *Store) execHeld(h *held, write bool, fn func(*bbolt.Tx, *lock) error) (err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.broken != nil {
+		return h.broken
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			// The mapping cannot be trusted any more: drop it (and
+			// bbolt's flock with the descriptor) and fail the rest.
+			h.f.Close()
+			h.broken = fmt.Errorf("%s: %w: bbolt failed on a damaged page: %v", s.path, datastore.ErrCorrupt, r)
+			err = h.broken
+		}
+	}()
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	return s.runTx(h.db, write, h.l, fn)
+}
+
+// openDB opens the bbolt file for one operation (or one Hold), validating
+// it first; *f is set to bbolt's descriptor as soon as it exists.
+func (s *Store) openDB(op string, write bool, l *lock, f **os.File) (*bbolt.DB, error) {
 	db, err := bbolt.Open(s.path, 0o600, &bbolt.Options{
 		Timeout:  s.opts.LockTimeout,
 		NoSync:   s.opts.NoSync,
@@ -420,25 +534,32 @@ func (s *Store) exec(op string, write bool, l *lock, fn func(*bbolt.Tx, *lock) e
 				fd.Close()
 				return nil, err
 			}
-			l.file, f = st, fd
+			l.file, *f = st, fd
 			return fd, nil
 		},
 	})
 	if errors.Is(err, fs.ErrNotExist) {
 		if op == "open" {
-			return errMissing
+			return nil, errMissing
 		}
-		return fmt.Errorf("%w: %w: %s was removed while the store was open (restore it with tabbyctl ipam restore)", errMissing, datastore.ErrCorrupt, s.path)
+		return nil, fmt.Errorf("%w: %w: %s was removed while the store was open (restore it with tabbyctl ipam restore)", errMissing, datastore.ErrCorrupt, s.path)
 	}
 	if errors.Is(err, bberrors.ErrTimeout) {
-		return fmt.Errorf("%s: file locked by another program: %w", s.path, datastore.ErrUnavailable)
+		return nil, fmt.Errorf("%s: file locked by another program: %w", s.path, datastore.ErrUnavailable)
 	}
 	if err != nil {
-		return classify(s.path, err)
+		return nil, classify(s.path, err)
 	}
-	defer db.Close()
+	return db, nil
+}
+
+// runTx runs fn in one transaction on db (a write commits and publishes its
+// revision under the lock).
+func (s *Store) runTx(db *bbolt.DB, write bool, l *lock, fn func(*bbolt.Tx, *lock) error) error {
+	var err error
 	if write {
 		deadline := int64(-1)
+		l.rev = 0
 		err = db.Update(func(tx *bbolt.Tx) error {
 			if err := fn(tx, l); err != nil {
 				return err

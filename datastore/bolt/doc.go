@@ -32,6 +32,12 @@
 // commits copy-on-write and the kernel drops a dead process's flock.
 // Check verifies a file (bbolt's page check plus this package's invariants).
 //
+// Hold lets a process that makes a few operations in a row (the CNI
+// plugin's assignment: handle lookup, pools, block reads, commit) take the
+// exclusive lock and open, validate and map the file once for all of them.
+// Each operation is still its own transaction and each write is committed
+// and synced before it returns; other processes wait for the whole Hold.
+//
 // # Revisions and watch
 //
 // The store revision is kept in a "meta" bucket; each key's value is stored

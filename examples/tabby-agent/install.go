@@ -19,8 +19,9 @@ import (
 // ConflistName is the file the agent writes in --cni-conf-dir.
 const ConflistName = "10-tabby.conflist"
 
-// plugins are the binaries installed in --cni-bin-dir.
-var plugins = []string{"tabby", "tabby-ipam"}
+// plugins are the binaries installed in --cni-bin-dir (tabby hands calls
+// naming an etcd store to tabby-etcd).
+var plugins = []string{"tabby", "tabby-etcd", "tabby-ipam"}
 
 // installCNI copies the plugins found next to this executable into
 // --cni-bin-dir and writes the conflist into --cni-conf-dir, each

@@ -69,6 +69,7 @@ var buildAgent = sync.OnceValues(func() (string, error) {
 	cmd := exec.Command("go", "build", "-o", dir+"/",
 		"github.com/tabbynet/tabby/examples/tabby-agent",
 		"github.com/tabbynet/tabby/examples/tabby",
+		"github.com/tabbynet/tabby/examples/tabby-etcd",
 		"github.com/tabbynet/tabby/examples/tabby-ipam")
 	builtDir = dir
 	out, err := cmd.CombinedOutput()

@@ -69,7 +69,7 @@ func (ip *IPAMPlugin) withIPAM(args *skel.CmdArgs, cmd string, fn func(context.C
 
 // ipamResult assigns the call's addresses and builds the IPAM result.
 func (c *call) ipamResult(ctx context.Context, m *ipam.IPAM) (*types100.Result, error) {
-	a, err := c.assign(ctx, m)
+	a, err := c.assign(ctx, m, nil)
 	if err != nil {
 		return nil, err
 	}

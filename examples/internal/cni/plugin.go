@@ -12,9 +12,9 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
-	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
@@ -27,32 +27,14 @@ import (
 )
 
 // Delegator runs another IPAM plugin, as the CNI spec says (the
-// configuration on stdin, the CNI_* variables inherited). The default is
-// package invoke.
+// configuration on stdin, the CNI_* variables inherited). The default does
+// what package invoke does (delegate.go).
 type Delegator interface {
 	Add(ctx context.Context, plugin string, conf []byte) (types.Result, error)
 	Check(ctx context.Context, plugin string, conf []byte) error
 	Del(ctx context.Context, plugin string, conf []byte) error
 	GC(ctx context.Context, plugin string, conf []byte) error
 	Status(ctx context.Context, plugin string, conf []byte) error
-}
-
-type invokeDelegator struct{}
-
-func (invokeDelegator) Add(ctx context.Context, p string, c []byte) (types.Result, error) {
-	return invoke.DelegateAdd(ctx, p, c, nil)
-}
-func (invokeDelegator) Check(ctx context.Context, p string, c []byte) error {
-	return invoke.DelegateCheck(ctx, p, c, nil)
-}
-func (invokeDelegator) Del(ctx context.Context, p string, c []byte) error {
-	return invoke.DelegateDel(ctx, p, c, nil)
-}
-func (invokeDelegator) GC(ctx context.Context, p string, c []byte) error {
-	return invoke.DelegateGC(ctx, p, c, nil)
-}
-func (invokeDelegator) Status(ctx context.Context, p string, c []byte) error {
-	return invoke.DelegateStatus(ctx, p, c, nil)
 }
 
 // Env is everything the plugins take from the outside world: the kernel,
@@ -69,7 +51,8 @@ type Env struct {
 	Sysctl veth.Sysctl
 	// OpenStore opens the datastore named by the configuration. Required.
 	OpenStore func(ctx context.Context, url string) (datastore.Store, error)
-	// Delegate runs non-tabby IPAM plugins; nil: package invoke.
+	// Delegate runs non-tabby IPAM plugins; nil: the plugin on CNI_PATH,
+	// as package invoke runs it.
 	Delegate Delegator
 	// Hostname is the node name of last resort; nil: os.Hostname.
 	Hostname func() (string, error)
@@ -86,6 +69,9 @@ type Env struct {
 	// call. nil: CheckNetNS (the real kernel's files) when OpenNetNS is
 	// nil, else only that OpenNetNS opens the path (a fake kernel).
 	CheckNetNS func(path string) error
+	// NoEarlyPlumbing makes ADD plumb the pod only after IPAM has
+	// committed its addresses, rather than while it commits (tests).
+	NoEarlyPlumbing bool
 	// Hook, if set, is called by ADD at named points ("assigned": the
 	// address is allocated, "plumbed": the veth pair is made), for tests
 	// that kill the plugin there.
@@ -101,7 +87,7 @@ type Plugin struct {
 // New returns a Plugin on env.
 func New(env Env) *Plugin {
 	if env.Delegate == nil {
-		env.Delegate = invokeDelegator{}
+		env.Delegate = execDelegator{}
 	}
 	if env.Hostname == nil {
 		env.Hostname = os.Hostname
@@ -143,6 +129,7 @@ type call struct {
 	handle string
 	log    *slog.Logger
 	host   veth.Netlink
+	st     datastore.Store
 	start  time.Time
 	closer []func()
 }
@@ -192,7 +179,23 @@ func (c *call) store(ctx context.Context) (datastore.Store, error) {
 		return nil, fmt.Errorf("open datastore %s: %w", c.conf.Datastore, err)
 	}
 	c.closer = append(c.closer, func() { st.Close() })
+	c.st = st
 	return st, nil
+}
+
+// holder is a store that can be held for a few operations (bolt: one file
+// lock, open and validation for all of them instead of one each).
+type holder interface {
+	Hold(ctx context.Context, fn func() error) error
+}
+
+// held runs fn, which uses the call's store, with the store held if it can
+// be.
+func (c *call) held(ctx context.Context, fn func() error) error {
+	if h, ok := c.st.(holder); ok {
+		return h.Hold(ctx, fn)
+	}
+	return fn()
 }
 
 func (c *call) ipam(ctx context.Context) (*ipam.IPAM, error) {
@@ -267,34 +270,115 @@ type allocation struct {
 	routes  []*types.Route
 	dns     types.DNS
 	undo    func()
+	// early is the veth plumbing started while IPAM committed (nil: none).
+	early *earlySetup
 }
 
-// assign runs in-process IPAM.
-func (c *call) assign(ctx context.Context, m *ipam.IPAM) (*allocation, error) {
+// earlySetup is a veth.Setup run on its own goroutine for addresses IPAM
+// had chosen but not yet committed.
+type earlySetup struct {
+	addrs []netip.Prefix
+	done  chan struct{}
+	res   *veth.Result
+	err   error
+}
+
+// wait returns Setup's outcome.
+func (e *earlySetup) wait() (*veth.Result, error) {
+	<-e.done
+	return e.res, e.err
+}
+
+// plumbEarly reports whether ADD may plumb the pod while IPAM commits the
+// assignment (the commit of a bolt store is mostly fsync, which the veth
+// plumbing can overlap): only a fresh ADD, whose host interface does not
+// exist yet, so that undoing the early plumbing removes only what it made.
+func (c *call) plumbEarly(pl *veth.Plumber) bool {
+	if pl == nil || c.host == nil || c.p.env.NoEarlyPlumbing {
+		return false
+	}
+	_, err := c.host.LinkByName(pl.HostIfName(c.key))
+	var nf netlink.LinkNotFoundError
+	return errors.As(err, &nf) || errors.Is(err, syscall.ENODEV) || errors.Is(err, syscall.ENOENT)
+}
+
+func prefixes(as []ipam.Assigned) []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(as))
+	for _, x := range as {
+		out = append(out, netip.PrefixFrom(x.Addr, x.Addr.BitLen()))
+	}
+	return out
+}
+
+// assign runs in-process IPAM. With pl set, it may start plumbing the pod
+// (allocation.early) with the addresses IPAM chose, while IPAM commits
+// them; if the assignment then fails, that plumbing is undone before
+// assign returns.
+func (c *call) assign(ctx context.Context, m *ipam.IPAM, pl *veth.Plumber) (*allocation, error) {
 	unlock, err := c.lock(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	held, err := m.HandleAddrs(ctx, c.handle)
-	if err != nil {
-		return nil, fmt.Errorf("ipam: handle %s: %w", c.handle, err)
-	}
-	req, err := EnsurePools(ctx, m, c.conf.IPAM.PoolPrefixes, c.conf.IPAM.BlockSize, c.conf.IPAM.BlockSize6)
-	if err != nil {
-		return nil, err
-	}
-	c.log.Debug("pools", "elapsed", time.Since(c.start))
-	as, err := m.AutoAssign(ctx, ipam.AutoAssignArgs{
-		Handle: c.handle, Host: c.conf.NodeName, Num4: req.Num4, Num6: req.Num6, Attrs: c.attrs(), Pools: req.Pools,
+	var (
+		held  []netip.Addr
+		as    []ipam.Assigned
+		early *earlySetup
+	)
+	// One hold of the store for the reads and the commit (with bolt: one
+	// open of the file instead of one per operation).
+	err = c.held(ctx, func() error {
+		var err error
+		held, err = m.HandleAddrs(ctx, c.handle)
+		if err != nil {
+			return fmt.Errorf("ipam: handle %s: %w", c.handle, err)
+		}
+		req, err := EnsurePools(ctx, m, c.conf.IPAM.PoolPrefixes, c.conf.IPAM.BlockSize, c.conf.IPAM.BlockSize6)
+		if err != nil {
+			return err
+		}
+		c.log.Debug("pools", "elapsed", time.Since(c.start))
+		args := ipam.AutoAssignArgs{
+			Handle: c.handle, Host: c.conf.NodeName, Num4: req.Num4, Num6: req.Num6, Attrs: c.attrs(), Pools: req.Pools,
+		}
+		if len(held) == 0 && c.plumbEarly(pl) {
+			args.BeforeCommit = func(as []ipam.Assigned) {
+				if early != nil {
+					return // a retry after a conflict: ADD plumbs again if the addresses changed
+				}
+				early = &earlySetup{addrs: prefixes(as), done: make(chan struct{})}
+				c.log.Debug("plumbing while committing", "elapsed", time.Since(c.start))
+				go func() {
+					defer close(early.done)
+					early.res, early.err = pl.Setup(ctx, c.vethPod(early.addrs))
+					if early.err == nil {
+						c.label(early.res.HostIfName)
+					}
+					c.log.Debug("plumbed early", "elapsed", time.Since(c.start), "err", early.err)
+				}()
+			}
+		}
+		as, err = m.AutoAssign(ctx, args)
+		if err != nil {
+			return fmt.Errorf("ipam: assign for %s on %s: %w", c.handle, c.conf.NodeName, err)
+		}
+		c.log.Debug("committed", "elapsed", time.Since(c.start))
+		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("ipam: assign for %s on %s: %w", c.handle, c.conf.NodeName, err)
+		if early != nil {
+			if _, serr := early.wait(); serr == nil {
+				// Nothing half-made: the pod is unplumbed again.
+				tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+				defer cancel()
+				if terr := pl.Teardown(tctx, c.key); terr != nil {
+					err = errors.Join(err, fmt.Errorf("%w: undo the plumbing: %w", errKernel, terr))
+				}
+			}
+		}
+		return nil, err
 	}
-	a := &allocation{undo: func() {}}
-	for _, x := range as {
-		a.addrs = append(a.addrs, netip.PrefixFrom(x.Addr, x.Addr.BitLen()))
-	}
+	a := &allocation{undo: func() {}, addrs: prefixes(as), early: early}
 	if len(held) == 0 {
 		a.undo = func() {
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -374,7 +458,7 @@ func (p *Plugin) Add(args *skel.CmdArgs) (types.Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		a, err = c.assign(ctx, m)
+		a, err = c.assign(ctx, m, pl)
 		if err != nil {
 			return nil, err
 		}
@@ -384,8 +468,21 @@ func (p *Plugin) Add(args *skel.CmdArgs) (types.Result, error) {
 			return nil, err
 		}
 	}
+	var vr *veth.Result
+	labelled := false
+	if a.early != nil {
+		vr, err = a.early.wait()
+		labelled = err == nil
+		if !slices.Equal(a.early.addrs, a.addrs) {
+			// IPAM started over after a conflict: plumbed with addresses
+			// that are not ours. Setup below replaces the interface.
+			vr, err, labelled = nil, nil, false
+		}
+	}
 	c.hook("assigned")
-	vr, err := pl.Setup(ctx, veth.Pod{Key: c.key, NetNS: args.Netns, IfName: args.IfName, Addrs: a.addrs, MTU: c.conf.MTU})
+	if vr == nil && err == nil {
+		vr, err = pl.Setup(ctx, c.vethPod(a.addrs))
+	}
 	if err != nil {
 		a.undo()
 		if !errors.Is(err, veth.ErrInvalid) && !errors.Is(err, veth.ErrConflict) {
@@ -393,12 +490,19 @@ func (p *Plugin) Add(args *skel.CmdArgs) (types.Result, error) {
 		}
 		return nil, err
 	}
-	c.label(vr.HostIfName)
+	if !labelled { // the early plumbing labelled it while IPAM committed
+		c.label(vr.HostIfName)
+	}
 	c.hook("plumbed")
 	c.log.Info("added", "key", c.key, "host", vr.HostIfName, "addrs", a.addrs)
 	res := vethResult(c.conf.CNIVersion, vr)
 	res.DNS = a.dns
 	return res, nil
+}
+
+// vethPod is the pod ADD plumbs, with addrs.
+func (c *call) vethPod(addrs []netip.Prefix) veth.Pod {
+	return veth.Pod{Key: c.key, NetNS: c.args.Netns, IfName: c.args.IfName, Addrs: addrs, MTU: c.conf.MTU}
 }
 
 func vethResult(version string, vr *veth.Result) *types100.Result {
@@ -504,10 +608,17 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 // interface of a pod recreated under the same namespace/name: the host
 // interface is this attachment's unless it routes only addresses that are
 // allocated to other handles.
+//
+// It decides under the host IPAM lock: an ADD plumbs a fresh pod while its
+// assignment commits (earlySetup), under that lock, so an interface whose
+// addresses are not allocated yet is never seen here half-made.
 func (c *call) ownsInterface(ctx context.Context, m *ipam.IPAM, att attachment) bool {
 	host := c.hostLink()
 	if host == nil || att.key == c.args.ContainerID {
 		return true
+	}
+	if unlock, err := c.lock(ctx); err == nil {
+		defer unlock()
 	}
 	lk, err := host.LinkByName(att.name)
 	if err != nil {
@@ -762,7 +873,11 @@ func (c *call) release(ctx context.Context, m *ipam.IPAM) ([]netip.Addr, error) 
 		return nil, err
 	}
 	defer unlock()
-	rel, err := m.ReleaseByHandle(ctx, c.handle)
+	var rel []netip.Addr
+	err = c.held(ctx, func() error {
+		rel, err = m.ReleaseByHandle(ctx, c.handle)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("ipam: release %s: %w", c.handle, err)
 	}

@@ -89,6 +89,17 @@ func parse(raw string) (parsed, error) {
 	return p, nil
 }
 
+// NeedsDSN reports whether raw names a store that only Options.DSN opens:
+// an etcd:// URL, or a bolt URL with parameters. A malformed URL is false
+// (Open reports it without DSN as well).
+func NeedsDSN(raw string) bool {
+	p, err := parse(raw)
+	if err != nil {
+		return false
+	}
+	return p.scheme == "etcd" || (p.scheme == "bolt" && len(p.q) > 0)
+}
+
 // Open opens the store named by raw. Malformed URLs wrap
 // datastore.ErrInvalid; a store that cannot be reached wraps
 // datastore.ErrUnavailable (as the stores report it).

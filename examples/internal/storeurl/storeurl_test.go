@@ -57,3 +57,20 @@ func TestOpen(t *testing.T) {
 		t.Fatalf("DSN: %v %v %q", st, err, got)
 	}
 }
+
+func TestNeedsDSN(t *testing.T) {
+	for raw, want := range map[string]bool{
+		"etcd://10.4.7.60:2379":                          true,
+		"etcd://a:2379,b:2379?prefix=/tabby":             true,
+		"bolt:///var/lib/tabby/tabby.db?lock-timeout=1s": true,
+		"bolt:///var/lib/tabby/tabby.db":                 false,
+		"memory://":                                      false,
+		"":                                               false,
+		"ftp://x":                                        false,
+		"bolt://relative":                                false,
+	} {
+		if got := storeurl.NeedsDSN(raw); got != want {
+			t.Errorf("NeedsDSN(%q) = %v, want %v", raw, got, want)
+		}
+	}
+}

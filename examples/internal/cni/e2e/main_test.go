@@ -53,7 +53,7 @@ func build(dir string) error {
 	}
 	modDir := filepath.Dir(strings.TrimSpace(string(root)))
 	cmds := [][]string{
-		{"go", "build", "-o", dir + "/", "./examples/tabby", "./examples/tabby-ipam", "./examples/tabbyctl"},
+		{"go", "build", "-o", dir + "/", "./examples/tabby", "./examples/tabby-etcd", "./examples/tabby-ipam", "./examples/tabbyctl"},
 		{"go", "install", "github.com/containernetworking/cni/cnitool@" + cniVersion},
 		{"go", "install",
 			"github.com/containernetworking/plugins/plugins/meta/portmap@" + pluginsVersion,
