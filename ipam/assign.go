@@ -48,8 +48,9 @@ type AutoAssignArgs struct {
 	Pools []string
 	// BeforeCommit, if set, is called with the addresses AutoAssign is
 	// about to return (IPv4 first) just before the transaction that
-	// allocates the new ones is sent, so that the caller can prepare their use while the store
-	// commits (a bolt store spends most of an assignment in fsync). The
+	// allocates the new ones is sent, so that the caller can prepare their
+	// use while the store commits (a bolt store spends most of an
+	// assignment in fsync). The
 	// addresses are not the caller's yet: AutoAssign may still fail, or
 	// start over after a conflict and call BeforeCommit again with other
 	// addresses; only what AutoAssign returns is allocated. It is not
