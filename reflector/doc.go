@@ -59,8 +59,7 @@
 //
 // With N nodes, hold time H and interval I = H/3 (10 s by default),
 // measured on one embedded etcd with 1,000 and 5,000 nodes
-// (bench/reflector/RESULTS.md; the memory from a ready node's live heap,
-// BenchmarkNodePeers in bench/agent with TABBY_BENCH_HEAPPROFILE):
+// (bench/reflector/RESULTS.md):
 //
 //	                          leases                  heartbeats
 //	events per watcher /s     0 (measured)            N/I  (500/s at 5,000)
@@ -71,13 +70,12 @@
 //	                          (4.6-5.5 ms at 5,000 peers)
 //	a death                   1 delete by the store;  N reads, N compare-and-
 //	                          N events                swap deletes (1 wins), N events
-//	watcher memory            about 0.6 KB per peer (3.1 MB at 5,000; one
-//	                          Announcement per entry unless refused), plus
-//	                          the Snapshot its reader keeps (1.2 MB)
+//	watcher memory            about 0.7 KB per peer (3.6 MB at 5,000; one
+//	                          Announcement per entry unless refused)
 //
 // With leases at 5,000 nodes a new node was seen by 50 sampled watchers
-// within 654-774 ms (p99) and a dead node withdrawn within 28.5 s (p99,
-// hold 30 s). One etcd answers 5,000-8,000 keep-alives/s on 2 cores, so
+// within 393-774 ms (p99) and a dead node withdrawn within 28.5-30.1 s
+// (p99, hold 30 s). One etcd answers 5,000-8,000 keep-alives/s on 2 cores, so
 // the steady state is not what breaks first beyond 5,000 nodes: changes
 // and relists are. Each change costs every watcher an O(N) rebuild (about
 // 1 µs per peer) and the store N events, so churn of c changes/s costs c·N
