@@ -191,16 +191,7 @@ func (c *containerd) stop() {
 
 // run runs crictl with the test's configuration.
 func (c *containerd) run(args ...string) (string, error) {
-	cmd := exec.Command(filepath.Join(binDir, "crictl"), append([]string{"--config", c.crictl}, args...)...)
-	out, err := cmd.Output()
-	if err != nil {
-		var stderr string
-		if ee, ok := err.(*exec.ExitError); ok {
-			stderr = string(ee.Stderr)
-		}
-		return string(out), fmt.Errorf("crictl %s: %w: %s", strings.Join(args, " "), err, stderr)
-	}
-	return strings.TrimSpace(string(out)), nil
+	return output("crictl", exec.Command(filepath.Join(binDir, "crictl"), append([]string{"--config", c.crictl}, args...)...), args)
 }
 
 func (c *containerd) must(args ...string) string {

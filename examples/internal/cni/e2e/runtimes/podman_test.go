@@ -96,15 +96,7 @@ func (p *podman) cmd(args ...string) *exec.Cmd {
 
 // run runs podman and returns its standard output.
 func (p *podman) run(args ...string) (string, error) {
-	out, err := p.cmd(args...).Output()
-	if err != nil {
-		var stderr string
-		if ee, ok := err.(*exec.ExitError); ok {
-			stderr = string(ee.Stderr)
-		}
-		return string(out), fmt.Errorf("podman %s: %w: %s", strings.Join(args, " "), err, stderr)
-	}
-	return strings.TrimSpace(string(out)), nil
+	return output("podman", p.cmd(args...), args)
 }
 
 func (p *podman) must(args ...string) string {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"net/netip"
 	"os"
@@ -359,4 +360,18 @@ func mustRun(t *testing.T, cmd *exec.Cmd) string {
 		t.Fatalf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, out)
 	}
 	return string(out)
+}
+
+// output runs cmd (a runtime's client, name, with args) and returns its
+// standard output, trimmed; a failure's error carries its standard error.
+func output(name string, cmd *exec.Cmd, args []string) (string, error) {
+	out, err := cmd.Output()
+	if err != nil {
+		var stderr string
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = string(ee.Stderr)
+		}
+		return string(out), fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, stderr)
+	}
+	return strings.TrimSpace(string(out)), nil
 }
