@@ -138,6 +138,15 @@ func ready(ns *kerneltest.NS) bool {
 	return strings.HasPrefix(buf.String(), "HTTP/1.0 200")
 }
 
+// nodeNS is a fresh node namespace whose eth0 (10.4.7.61/24, the local
+// node) leads to a namespace of its own, where nothing answers.
+func nodeNS(b *testing.B) *kerneltest.NS {
+	ns := kerneltest.NewNS(b, "abn")
+	kerneltest.Veth(b, ns, "eth0", kerneltest.NewNS(b, "abs"), "eth0")
+	ns.AddAddr(b, "eth0", "10.4.7.61/24")
+	return ns
+}
+
 func vxRoutes(ns *kerneltest.NS) int {
 	l, err := ns.Handle.LinkByName("vxlan.calico")
 	if err != nil {
@@ -168,10 +177,7 @@ func BenchmarkAgentPeers(b *testing.B) {
 			var rssMax, hwmMax, anonMax, fileMax, steadyMax int
 			for range b.N {
 				b.StopTimer()
-				node := kerneltest.NewNS(b, "abn")
-				sink := kerneltest.NewNS(b, "abs")
-				kerneltest.Veth(b, node, "eth0", sink, "eth0")
-				node.AddAddr(b, "eth0", "10.4.7.61/24")
+				node := nodeNS(b)
 				b.StartTimer()
 				for round := range 2 {
 					start := time.Now()

@@ -34,10 +34,7 @@ func BenchmarkNodePeers(b *testing.B) {
 			b.ResetTimer()
 			for range b.N {
 				b.StopTimer()
-				ns := kerneltest.NewNS(b, "anp")
-				sink := kerneltest.NewNS(b, "ans")
-				kerneltest.Veth(b, ns, "eth0", sink, "eth0")
-				ns.AddAddr(b, "eth0", "10.4.7.61/24")
+				ns := nodeNS(b)
 				runtime.GC()
 				b.StartTimer()
 				heap := runNode(b, ns, db, filepath.Join(dir, "state"), n)
